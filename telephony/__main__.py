@@ -1,0 +1,3 @@
+from telephony.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""FastAGI: the dialplan asks the controller for decisions over TCP."""

@@ -1,0 +1,1 @@
+"""AMI: the controller's session with its own PBX."""

@@ -1,0 +1,77 @@
+"""The AMI session (panoramisk): log in, feed every event to the call registry in arrival order, and hand
+call events to the services through one queue consumed by one owned task (so handlers see events in order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from panoramisk import Manager
+
+from telephony.calls.registry import CallRegistry
+from telephony.config import AmiConfig
+
+log = structlog.get_logger("ami")
+EventHandler = Callable[[dict[str, str]], Awaitable[None]]
+INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter"}
+
+
+class AmiSession:
+    def __init__(self, config: AmiConfig, calls: CallRegistry) -> None:
+        self.config = config
+        self.calls = calls
+        self.handlers: list[EventHandler] = []
+        self.queue: asyncio.Queue[dict[str, str]] = asyncio.Queue(maxsize=100000)
+        self.logged_in = asyncio.Event()
+        self.events_seen = 0
+        self.manager = Manager(
+            host=config.host, port=config.port, username=config.username, secret=config.secret,
+            ping_delay=config.ping_interval, ping_interval=config.ping_interval, reconnect_timeout=1,
+            log=logging.getLogger("panoramisk"), on_login=self._on_login, on_disconnect=self._on_disconnect,
+        )
+        self.manager.register_event("*", self._on_event)
+
+    def _on_login(self, _: Any) -> None:
+        log.info("ami.logged_in", host=self.config.host, port=self.config.port)
+        self.logged_in.set()
+
+    def _on_disconnect(self, manager: Any, exc: Exception | None) -> None:
+        log.warning("ami.disconnected", error=str(exc) if exc else "")
+        self.logged_in.clear()
+        # panoramisk only reconnects from a failed connect; start one here, after a pause.
+        asyncio.get_running_loop().call_later(1.0, manager.connect)
+
+    def _on_event(self, _: Any, message: Any) -> None:
+        event = {str(k): str(v) for k, v in message.items() if isinstance(v, str)}
+        self.events_seen += 1
+        self.calls.on_event(event)
+        if event.get("Event") in INTERESTING:
+            try:
+                self.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                log.error("ami.queue_full", event_name=event.get("Event"))
+
+    async def start(self) -> None:
+        self.manager.connect()
+
+    async def run(self) -> None:
+        """Owned by the controller's task group: deliver queued events to handlers, one at a time."""
+        while True:
+            event = await self.queue.get()
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(call_id=event.get("Linkedid", ""))
+            for handler in self.handlers:
+                try:
+                    await handler(event)
+                except Exception:
+                    log.exception("ami.handler_failed", event_name=event.get("Event"))
+
+    async def send(self, action: dict[str, str]) -> Any:
+        return await asyncio.wait_for(self.manager.send_action(action), 5.0)
+
+    def close(self) -> None:
+        self.manager.close()

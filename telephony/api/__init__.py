@@ -1,0 +1,1 @@
+"""The controller's HTTP API (aiohttp, versioned under /v1)."""

@@ -1,0 +1,92 @@
+"""Call tracking by Linkedid from AMI events (Newchannel, Newstate, BridgeEnter, Hangup).
+
+Only values Asterisk produced are kept, and each is checked against a strict pattern before use, so an
+event carrying odd text (a caller-chosen caller-id name, say) cannot leak into later AMI actions.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CHANNEL = re.compile(r"^[A-Za-z0-9/@._;-]{1,128}$")
+NUMBER = re.compile(r"^\+?[0-9]{1,20}$")
+
+
+@dataclass
+class Leg:
+    uniqueid: str
+    channel: str
+    caller_number: str
+    endpoint: str
+    created: float
+    state: str = ""
+
+
+@dataclass
+class Call:
+    linkedid: str
+    legs: dict[str, Leg] = field(default_factory=dict)
+    bridged_at: float | None = None
+    ticket_id: str | None = None
+    transferring: bool = False
+
+    def first_leg(self) -> Leg | None:
+        return self.legs.get(self.linkedid) or (next(iter(self.legs.values())) if self.legs else None)
+
+
+def endpoint_of(channel: str) -> str:
+    """PJSIP/agent1001-0000002a -> agent1001."""
+    if not channel.startswith("PJSIP/"):
+        return ""
+    return channel[6:].rsplit("-", 1)[0]
+
+
+class CallRegistry:
+    def __init__(self, max_calls: int = 10000) -> None:
+        self.calls: dict[str, Call] = {}
+        self.by_uniqueid: dict[str, str] = {}
+        self.max_calls = max_calls
+
+    def on_event(self, event: dict[str, str]) -> Call | None:
+        name = event.get("Event", "")
+        uniqueid = event.get("Uniqueid", "")
+        linkedid = event.get("Linkedid", "")
+        if not UNIQUEID.match(uniqueid) or not UNIQUEID.match(linkedid):
+            return None
+        if name == "Newchannel":
+            channel = event.get("Channel", "")
+            if not CHANNEL.match(channel) or len(self.by_uniqueid) >= self.max_calls * 4:
+                return None
+            number = event.get("CallerIDNum", "")
+            call = self.calls.setdefault(linkedid, Call(linkedid))
+            call.legs[uniqueid] = Leg(uniqueid, channel, number if NUMBER.match(number) else "",
+                                      endpoint_of(channel), time.time(), event.get("ChannelStateDesc", ""))
+            self.by_uniqueid[uniqueid] = linkedid
+            return call
+        call = self.calls.get(linkedid)
+        if call is None:
+            return None
+        if name == "BridgeEnter" and call.bridged_at is None:
+            call.bridged_at = time.time()
+        elif name == "Newstate" and uniqueid in call.legs:
+            call.legs[uniqueid].state = event.get("ChannelStateDesc", "")
+        elif name == "Hangup":
+            call.legs.pop(uniqueid, None)
+            self.by_uniqueid.pop(uniqueid, None)
+            if not call.legs:
+                self.calls.pop(linkedid, None)
+        return call
+
+    def get(self, linkedid: str) -> Call | None:
+        return self.calls.get(linkedid)
+
+    def call_of(self, uniqueid: str) -> Call | None:
+        linkedid = self.by_uniqueid.get(uniqueid)
+        return self.calls.get(linkedid) if linkedid else None
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.by_uniqueid.clear()

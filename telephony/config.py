@@ -1,0 +1,255 @@
+"""Typed site configuration: defaults, then a YAML file, then LINKAGE_* environment overrides.
+
+One file per site. Every value is validated at load time; an error names the key and the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from telephony.errors import ConfigError
+
+SITE_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,31}$")
+DIVISION = re.compile(r"^[0-9]{6}$")
+DIAL = re.compile(r"^[0-9]{2,15}$")
+FEATURE_KEY = re.compile(r"^[*#0-9]{1,4}$")
+AGENT_ID = re.compile(r"^[0-9]{2,10}$")
+TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,200}$")
+SECRET = re.compile(r"^[A-Za-z0-9]{8,64}$")
+USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class AmiConfig:
+    host: str
+    port: int
+    username: str
+    secret: str
+    ping_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another site this one transfers calls to (over the SIP trunk) and pushes tickets to (over HTTP)."""
+
+    name: str
+    platform: str
+    url: str
+    token: str
+    trunk: HostPort
+    dial: str  # the number sent over the trunk
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    name: str
+    platform: str
+    level: str
+    division: str
+    sip: HostPort
+    ami: AmiConfig
+    agi: HostPort
+    http: HostPort
+    public_url: str
+    api_token: str
+    redis_url: str
+    onekey: str
+    citizen: HostPort
+    hotline: str  # the number citizens dial at this site
+    agents: tuple[Agent, ...]
+    peers: tuple[Peer, ...]
+    ring_timeout: int = 30
+    fetch_timeout: float = 0.5
+    source_file: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def peer(self, name: str) -> Peer | None:
+        for p in self.peers:
+            if p.name == name:
+                return p
+        return None
+
+    def peer_by_platform(self, platform: str) -> Peer | None:
+        for p in self.peers:
+            if p.platform == platform:
+                return p
+        return None
+
+
+class _Reader:
+    """Walks a parsed YAML mapping and reports errors as `file: key: problem`."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {problem}", key=key, file=self.source)
+
+    def section(self, data: Any, key: str) -> dict[str, Any]:
+        value = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a mapping")
+        return value
+
+    def string(self, data: dict[str, Any], key: str, path: str, pattern: re.Pattern[str] | None = None,
+               default: str | None = None) -> str:
+        value = data.get(key, default)
+        if value is None:
+            raise self.fail(f"{path}.{key}", "is required")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise self.fail(f"{path}.{key}", "must be a string")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(f"{path}.{key}", f"{value!r} does not match {pattern.pattern}")
+        return value
+
+    def integer(self, data: dict[str, Any], key: str, path: str, lo: int, hi: int,
+                default: int | None = None) -> int:
+        value = data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise self.fail(f"{path}.{key}", f"must be an integer in [{lo}, {hi}]")
+        return value
+
+    def number(self, data: dict[str, Any], key: str, path: str, lo: float, hi: float, default: float) -> float:
+        value = data.get(key, default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
+            raise self.fail(f"{path}.{key}", f"must be a number in [{lo}, {hi}]")
+        return float(value)
+
+    def host(self, data: dict[str, Any], key: str, path: str) -> str:
+        value = self.string(data, key, path)
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise self.fail(f"{path}.{key}", f"{value!r} is not an IP address") from exc
+        return value
+
+    def hostport(self, data: dict[str, Any], path: str) -> HostPort:
+        return HostPort(self.host(data, "host", path), self.integer(data, "port", path, 1, 65535))
+
+
+def parse_site_config(raw: Any, source: str) -> SiteConfig:
+    r = _Reader(source)
+    if not isinstance(raw, dict):
+        raise r.fail("(top)", "must be a mapping")
+    known = {"site", "pbx", "controller", "redis", "keys", "accounts", "peers", "transfer"}
+    unknown = set(raw) - known
+    if unknown:
+        raise r.fail(sorted(unknown)[0], "unknown key")
+    site = r.section(raw, "site")
+    pbx = r.section(raw, "pbx")
+    ctl = r.section(raw, "controller")
+    accounts = r.section(raw, "accounts")
+    ami = r.section(pbx, "ami")
+    keys = raw.get("keys", {}) or {}
+    transfer = raw.get("transfer", {}) or {}
+    redis = r.section(raw, "redis")
+
+    citizen = r.section(accounts, "citizen")
+    agents_raw = accounts.get("agents")
+    if not isinstance(agents_raw, list) or not agents_raw:
+        raise r.fail("accounts.agents", "must be a non-empty list")
+    agents = []
+    for i, a in enumerate(agents_raw):
+        if not isinstance(a, dict):
+            raise r.fail(f"accounts.agents[{i}]", "must be a mapping")
+        p = f"accounts.agents[{i}]"
+        agents.append(Agent(r.string(a, "id", p, AGENT_ID), r.host(a, "host", p), r.integer(a, "port", p, 1, 65535)))
+    if len({a.id for a in agents}) != len(agents):
+        raise r.fail("accounts.agents", "agent ids must be unique")
+
+    peers = []
+    for i, p_raw in enumerate(raw.get("peers", []) or []):
+        p = f"peers[{i}]"
+        if not isinstance(p_raw, dict):
+            raise r.fail(p, "must be a mapping")
+        url = r.string(p_raw, "url", p, URL).rstrip("/")
+        peers.append(Peer(
+            name=r.string(p_raw, "name", p, SITE_NAME),
+            platform=r.string(p_raw, "platform", p, SITE_NAME),
+            url=url,
+            token=r.string(p_raw, "token", p, TOKEN),
+            trunk=r.hostport(r.section(p_raw, "trunk"), f"{p}.trunk"),
+            dial=r.string(p_raw, "dial", p, DIAL),
+        ))
+
+    level = r.string(site, "level", "site", default="city")
+    if level not in ("city", "county"):
+        raise r.fail("site.level", "must be city or county")
+    return SiteConfig(
+        name=r.string(site, "name", "site", SITE_NAME),
+        platform=r.string(site, "platform", "site", SITE_NAME),
+        level=level,
+        division=r.string(site, "division", "site", DIVISION),
+        sip=r.hostport(r.section(pbx, "sip"), "pbx.sip"),
+        ami=AmiConfig(
+            host=r.host(ami, "host", "pbx.ami"),
+            port=r.integer(ami, "port", "pbx.ami", 1, 65535),
+            username=r.string(ami, "username", "pbx.ami", USERNAME),
+            secret=r.string(ami, "secret", "pbx.ami", SECRET),
+            ping_interval=r.number(ami, "ping_interval", "pbx.ami", 0.5, 60, 5.0),
+        ),
+        agi=r.hostport(r.section(pbx, "agi"), "pbx.agi"),
+        http=r.hostport(r.section(ctl, "http"), "controller.http"),
+        public_url=r.string(ctl, "public_url", "controller", URL).rstrip("/"),
+        api_token=r.string(ctl, "api_token", "controller", TOKEN),
+        redis_url=r.string(redis, "url", "redis", re.compile(r"^redis://[A-Za-z0-9.:@/_-]+$")),
+        onekey=r.string(keys, "onekey", "keys", FEATURE_KEY, default="*8"),
+        citizen=r.hostport(citizen, "accounts.citizen"),
+        hotline=r.string(citizen, "dial", "accounts.citizen", DIAL),
+        agents=tuple(agents),
+        peers=tuple(peers),
+        ring_timeout=r.integer(transfer, "ring_timeout", "transfer", 1, 600, default=30),
+        fetch_timeout=r.number(transfer, "fetch_timeout", "transfer", 0.05, 10, 0.5),
+        source_file=source,
+    )
+
+
+def load_site_config(path: str | Path) -> SiteConfig:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}", file=str(p)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}", file=str(p)) from exc
+    raw = _apply_env(raw, os.environ)
+    return parse_site_config(raw, str(p))
+
+
+def _apply_env(raw: Any, env: os._Environ[str] | dict[str, str]) -> Any:
+    """LINKAGE_SECTION__KEY=value overrides one scalar (e.g. LINKAGE_CONTROLLER__API_TOKEN)."""
+    if not isinstance(raw, dict):
+        return raw
+    for name, value in env.items():
+        if not name.startswith("LINKAGE_") or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len("LINKAGE_"):].split("__")]
+        node: Any = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node[parts[-1]] = int(value) if value.isdigit() and parts[-1] == "port" else value
+    return raw

@@ -1,0 +1,99 @@
+"""The composition root: build the Redis client, AMI session, HTTP session and services once, wire them,
+run the servers and owned tasks, and shut all of it down in order on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from telephony.agi.server import FastAgiServer
+from telephony.ami.session import AmiSession
+from telephony.api.http import Api
+from telephony.calls.registry import CallRegistry
+from telephony.config import SiteConfig
+from telephony.delivery.client import PeerClient
+from telephony.delivery.outbox import OutboxWorker
+from telephony.tickets.services import TicketService
+from telephony.tickets.store import TicketStore
+from telephony.transfers.services import TransferService
+
+log = structlog.get_logger("controller")
+
+
+class Controller:
+    def __init__(self, config: SiteConfig) -> None:
+        self.config = config
+        self.redis = aioredis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.store = TicketStore(self.redis)
+        self.calls = CallRegistry()
+        self.workers: dict[str, OutboxWorker] = {}
+        self.tickets = TicketService(config, self.store, self._notify)
+        self.ami = AmiSession(config.ami, self.calls)
+        self.agi = FastAgiServer(config.agi.host, config.agi.port)
+        self.session: aiohttp.ClientSession | None = None
+        self.peers: dict[str, PeerClient] = {}
+        self.transfers = TransferService(config, self.calls, self.tickets, self.peers)
+        self.api = Api(config, self.tickets, self.transfers, self.calls, self.health)
+
+    def _notify(self, peer: str) -> None:
+        worker = self.workers.get(peer)
+        if worker is not None:
+            worker.notify()
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            redis_ok = await asyncio.wait_for(self.store.ping(), 1.0)
+        except Exception:
+            redis_ok = False
+        ami_ok = self.ami.logged_in.is_set()
+        return {"ok": bool(redis_ok and ami_ok), "site": self.config.name, "platform": self.config.platform,
+                "redis": redis_ok, "ami": ami_ok, "calls": len(self.calls.calls)}
+
+    async def run(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self.session = aiohttp.ClientSession()
+        for peer in self.config.peers:
+            client = PeerClient(self.session, peer)
+            self.peers[peer.name] = client
+            self.workers[peer.name] = OutboxWorker(self.redis, client)
+        self.agi.route("onekey", self.transfers.agi_onekey)
+        self.agi.route("route_in", self.transfers.agi_route_in)
+        self.ami.handlers.append(self.transfers.on_ami_event)
+
+        runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.http.host, self.config.http.port, reuse_address=True)
+        await site.start()
+        await self.agi.start()
+        await self.ami.start()
+        log.info("controller.started", site=self.config.name, http=self.config.http.port,
+                 agi=self.config.agi.port)
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.ami.run())]
+                tasks += [group.create_task(w.run()) for w in self.workers.values()]
+                await stop.wait()
+                log.info("controller.stopping")
+                for task in tasks:
+                    task.cancel()
+        finally:
+            await asyncio.wait_for(self._shutdown(runner), 10)
+
+    async def _shutdown(self, runner: web.AppRunner) -> None:
+        await self.agi.stop()
+        await runner.cleanup()
+        self.ami.close()
+        if self.session is not None:
+            await self.session.close()
+        await self.redis.aclose()
+        log.info("controller.stopped")

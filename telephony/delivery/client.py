@@ -1,0 +1,70 @@
+"""HTTP client for a peer controller: push a ticket, send an event, fetch a ticket by reference."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+from telephony.config import Peer
+
+
+class PeerError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+class PeerClient:
+    def __init__(self, session: aiohttp.ClientSession, peer: Peer, timeout: float = 3.0) -> None:
+        self.session = session
+        self.peer = peer
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.peer.token}", "Content-Type": "application/json"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message.get("kind")
+        if kind == "ticket":
+            url = f"{self.peer.url}/v1/tickets"
+        elif kind == "event":
+            url = f"{self.peer.url}/v1/tickets/{message['body']['ticket_id']}/events"
+        else:
+            raise PeerError(f"unknown outbox message kind {kind!r}", permanent=True)
+        body = json.dumps(message["body"], ensure_ascii=False, separators=(",", ":"))
+        try:
+            async with self.session.post(url, data=body, headers=self._headers(), timeout=self.timeout) as resp:
+                if resp.status < 300:
+                    return
+                text = (await resp.text())[:300]
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                # 4xx other than 404/408/409/429 will not improve by retrying: park it as dead.
+                permanent = 400 <= resp.status < 500 and resp.status not in (404, 408, 409, 425, 429)
+                raise PeerError(f"peer answered {resp.status}: {text}", retry_after, permanent)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerError(f"peer unreachable: {exc.__class__.__name__}") from exc
+
+    async def fetch_ticket(self, url: str) -> dict[str, Any]:
+        """Dereference a Call-Info URL; only URLs under the configured peer base are followed."""
+        if not url.startswith(self.peer.url + "/v1/tickets/"):
+            raise PeerError("reference is not under the peer's base URL", permanent=True)
+        try:
+            async with self.session.get(url, headers=self._headers(), timeout=self.timeout) as resp:
+                if resp.status != 200:
+                    raise PeerError(f"peer answered {resp.status}")
+                data: dict[str, Any] = await resp.json()
+                return data
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise PeerError(f"fetch failed: {exc.__class__.__name__}") from exc
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(float(value), 3600.0))
+    except ValueError:
+        return None

@@ -1,0 +1,71 @@
+"""The outbox worker: one per peer, FIFO, retried with exponential backoff and jitter.
+
+Messages are queued in Redis in the same transaction as the ticket change that produced them
+(see TicketStore.put), so a crash between "stored" and "sent" only delays delivery. The head message is
+removed only after the peer acknowledged it; the receiver is idempotent on ticket and event ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from telephony.delivery.client import PeerClient, PeerError
+from telephony.tickets.store import PREFIX, outbox_key
+
+log = structlog.get_logger("delivery")
+
+
+class OutboxWorker:
+    def __init__(self, redis: aioredis.Redis, client: PeerClient, base_delay: float = 0.2,
+                 max_delay: float = 60.0) -> None:
+        self.redis = redis
+        self.client = client
+        self.peer = client.peer.name
+        self.wake = asyncio.Event()
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.sent = 0
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    async def run(self) -> None:
+        attempt = 0
+        key = outbox_key(self.peer)
+        while True:
+            raw = await self.redis.lindex(key, 0)
+            if raw is None:
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), 1.0)
+                except TimeoutError:
+                    pass
+                continue
+            message: dict[str, Any] = json.loads(raw)
+            try:
+                await self.client.send(message)
+            except PeerError as exc:
+                if exc.permanent:
+                    log.error("delivery.dead_letter", peer=self.peer, error=str(exc), kind=message.get("kind"))
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        pipe.rpush(f"{PREFIX}dead:{self.peer}", raw)
+                        pipe.lpop(key)
+                        await pipe.execute()
+                    attempt = 0
+                    continue
+                attempt += 1
+                delay = min(self.max_delay, self.base_delay * 2 ** min(attempt, 20))
+                delay = exc.retry_after if exc.retry_after is not None else random.uniform(delay / 2, delay)
+                log.warning("delivery.retry", peer=self.peer, attempt=attempt, delay=round(delay, 3),
+                            error=str(exc))
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self.sent += 1
+            await self.redis.lpop(key)

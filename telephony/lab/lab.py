@@ -1,0 +1,256 @@
+"""`linkage lab up | down | describe`: the built-in two-site lab on loopback.
+
+Site 12345 (the government-service hotline) and site 110 (the police desk), each with its own Asterisk 22
+(chroot into the project's Debian sid root filesystem, own etc/run/log/spool directories), its own Redis
+(append-only, fsync always) and its own controller, joined by a PJSIP trunk and by HTTP between controllers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from telephony.config import SiteConfig, parse_site_config
+from telephony.errors import LinkageError
+from telephony.lab.processes import Proc, alive, spawn, stop
+from telephony.pbx.render import PbxExtras, render, write
+
+DEFAULT_ROOTFS = "/var/lib/linkage/rootfs/current"
+LAB_SUBDIR = "srv/linkage-lab"
+DIVISION = "370800"  # 济宁市, GB/T 2260
+
+
+class LabError(LinkageError):
+    pass
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    name: str
+    platform: str
+    base: int  # ports: base+60 SIP, +38 AMI, +573 AGI, +80 HTTP, +379 Redis, +70 citizen, +81.. agents
+    rtp: int
+    agents: tuple[str, ...]
+    peer_dial: str  # what this site dials over the trunk to reach the other
+
+
+SITES = (
+    SitePlan("12345", "12345", 15000, 30000, ("1001", "1002"), "110"),
+    SitePlan("110", "110", 25000, 31000, ("2001", "2002"), "12345"),
+)
+HOST = "127.0.0.1"
+
+
+class Lab:
+    def __init__(self, rootfs: str | None = None) -> None:
+        self.rootfs = Path(rootfs or os.environ.get("LINKAGE_ROOTFS", DEFAULT_ROOTFS)).resolve()
+        self.dir = self.rootfs / LAB_SUBDIR
+        self.state_file = self.dir / "state.json"
+
+    # ---- description ---------------------------------------------------------------------------------
+    def secrets(self) -> dict[str, str]:
+        path = self.dir / "secrets.json"
+        if path.exists():
+            data: dict[str, str] = json.loads(path.read_text())
+            return data
+        self.dir.mkdir(parents=True, exist_ok=True)
+        data = {}
+        for s in SITES:
+            data[f"{s.name}.ami"] = secrets.token_hex(12)
+            data[f"{s.name}.tester"] = secrets.token_hex(12)
+            data[f"{s.name}.token"] = secrets.token_urlsafe(24)
+        path.write_text(json.dumps(data))
+        path.chmod(0o600)
+        return data
+
+    def site_raw(self, plan: SitePlan) -> dict[str, Any]:
+        sec = self.secrets()
+        b = plan.base
+        peers = []
+        for other in SITES:
+            if other.name == plan.name:
+                continue
+            peers.append({"name": other.name, "platform": other.platform, "url": f"http://{HOST}:{other.base + 80}",
+                          "token": sec[f"{other.name}.token"], "trunk": {"host": HOST, "port": other.base + 60},
+                          "dial": plan.peer_dial})
+        return {
+            "site": {"name": plan.name, "platform": plan.platform, "level": "city", "division": DIVISION},
+            "pbx": {"sip": {"host": HOST, "port": b + 60},
+                    "ami": {"host": HOST, "port": b + 38, "username": "linkage", "secret": sec[f"{plan.name}.ami"],
+                            "ping_interval": 2},
+                    "agi": {"host": HOST, "port": b + 573}},
+            "controller": {"http": {"host": HOST, "port": b + 80}, "public_url": f"http://{HOST}:{b + 80}",
+                           "api_token": sec[f"{plan.name}.token"]},
+            "redis": {"url": f"redis://{HOST}:{b + 379}/0"},
+            "keys": {"onekey": "*8"},
+            "accounts": {"citizen": {"host": HOST, "port": b + 70, "dial": plan.platform},
+                         "agents": [{"id": a, "host": HOST, "port": b + 81 + i} for i, a in enumerate(plan.agents)]},
+            "peers": peers,
+            "transfer": {"ring_timeout": 20},
+        }
+
+    def site_config(self, plan: SitePlan) -> SiteConfig:
+        return parse_site_config(self.site_raw(plan), f"lab:{plan.name}")
+
+    def describe(self) -> dict[str, Any]:
+        sec = self.secrets()
+        sites: dict[str, Any] = {}
+        for plan in SITES:
+            c = self.site_config(plan)
+            sites[plan.name] = {
+                "platform": c.platform,
+                "level": c.level,
+                "division": c.division,
+                "sip": {"host": c.sip.host, "port": c.sip.port},
+                "ami": {"host": c.ami.host, "port": c.ami.port, "username": "tester",
+                        "secret": sec[f"{plan.name}.tester"]},
+                "http": c.public_url,
+                "token": c.api_token,
+                "redis": c.redis_url,
+                "accounts": {
+                    "citizen": {"host": c.citizen.host, "port": c.citizen.port, "dial": c.hotline},
+                    "agents": [{"id": a.id, "host": a.host, "port": a.port} for a in c.agents],
+                },
+                "keys": {"onekey": c.onekey},
+                "dir": str(self.dir / plan.name),
+                "logs": {"asterisk": str(self.dir / plan.name / "log" / "full.log"),
+                         "controller": str(self.dir / plan.name / "controller.log")},
+            }
+        return {"version": 1, "running": self.is_up(), "sites": sites}
+
+    # ---- processes ----------------------------------------------------------------------------------
+    def _state(self) -> list[Proc]:
+        if not self.state_file.exists():
+            return []
+        return [Proc(**p) for p in json.loads(self.state_file.read_text()).get("procs", [])]
+
+    def _save(self, procs: list[Proc]) -> None:
+        self.state_file.write_text(json.dumps({"procs": [p.to_dict() for p in procs]}))
+
+    def is_up(self) -> bool:
+        procs = self._state()
+        return bool(procs) and all(alive(p) for p in procs) and self._healthy()
+
+    def _healthy(self) -> bool:
+        for plan in SITES:
+            try:
+                with urllib.request.urlopen(f"http://{HOST}:{plan.base + 80}/v1/health", timeout=1) as r:
+                    if json.loads(r.read()).get("ok") is not True:
+                        return False
+            except (OSError, ValueError):
+                return False
+        return True
+
+    def up(self, log: Any = print) -> dict[str, Any]:
+        if not (self.rootfs / "usr/sbin/asterisk").exists():
+            raise LabError(f"no Asterisk root filesystem at {self.rootfs}: run `make setup` first")
+        if self.is_up():
+            log("lab already up")
+            return self.describe()
+        self.down(quiet=True)  # leftovers of a crashed run
+        started: list[Proc] = []
+        try:
+            for plan in SITES:
+                started += self._start_site_backends(plan)
+            self._save(started)
+            for plan in SITES:
+                self._wait_asterisk(plan)
+            for plan in SITES:
+                started.append(self._start_controller(plan))
+                self._save(started)
+            self._wait(lambda: self._healthy(), 30, "controllers did not become healthy")
+        except Exception:
+            self._save(started)
+            self.down(quiet=True)
+            raise
+        log("lab up: " + ", ".join(f"{p.name}={p.pid}" for p in started))
+        return self.describe()
+
+    def _start_site_backends(self, plan: SitePlan) -> list[Proc]:
+        config = self.site_config(plan)
+        sdir = self.dir / plan.name
+        for sub in ("etc", "run", "log", "spool", "lib", "cache", "redis"):
+            (sdir / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (sdir / "run").glob("*"):
+            stale.unlink()
+        inside = "/" + LAB_SUBDIR + "/" + plan.name
+        sec = self.secrets()
+        files = render(config, PbxExtras(inside, "tester", sec[f"{plan.name}.tester"], plan.rtp, plan.rtp + 998))
+        write(files, sdir / "etc")
+        (sdir / "linkage.yaml").write_text(yaml.safe_dump(self.site_raw(plan), sort_keys=False))
+        (sdir / "linkage.yaml").chmod(0o600)
+        redis = spawn(f"redis-{plan.name}", [
+            "redis-server", "--port", str(plan.base + 379), "--bind", HOST, "--dir", str(sdir / "redis"),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
+            "--protected-mode", "yes", "--logfile", ""], sdir / "redis.log")
+        asterisk = spawn(f"asterisk-{plan.name}", [
+            "chroot", str(self.rootfs), "/usr/sbin/asterisk", "-f", "-n", "-C", f"{inside}/etc/asterisk.conf"],
+            sdir / "asterisk.out")
+        return [redis, asterisk]
+
+    def _asterisk_rx(self, plan: SitePlan, command: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+        inside = "/" + LAB_SUBDIR + "/" + plan.name
+        return subprocess.run(["chroot", str(self.rootfs), "/usr/sbin/asterisk", "-C", f"{inside}/etc/asterisk.conf",
+                               "-rx", command], capture_output=True, text=True, timeout=timeout, check=False)
+
+    def _wait_asterisk(self, plan: SitePlan) -> None:
+        def booted() -> bool:
+            try:
+                return self._asterisk_rx(plan, "core waitfullybooted", 20).returncode == 0
+            except subprocess.TimeoutExpired:
+                return False
+        self._wait(booted, 40, f"Asterisk of site {plan.name} did not boot (see {self.dir / plan.name / 'log'})")
+
+    def _start_controller(self, plan: SitePlan) -> Proc:
+        sdir = self.dir / plan.name
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        return spawn(f"controller-{plan.name}",
+                     [sys.executable, "-m", "telephony", "serve", "--config", str(sdir / "linkage.yaml")],
+                     sdir / "controller.log", env=env)
+
+    def restart_controller(self, site: str) -> None:
+        """Used by tests: stop one site's controller by pid and start it again."""
+        procs = self._state()
+        plan = next(p for p in SITES if p.name == site)
+        for p in procs:
+            if p.name == f"controller-{site}":
+                stop(p)
+        procs = [p for p in procs if p.name != f"controller-{site}"]
+        procs.append(self._start_controller(plan))
+        self._save(procs)
+        self._wait(self._healthy, 20, "controller did not come back")
+
+    @staticmethod
+    def _wait(check: Any, timeout: float, message: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(0.1)
+        raise LabError(message)
+
+    def down(self, quiet: bool = False, log: Any = print) -> None:
+        procs = self._state()
+        for p in reversed(procs):
+            if p.name.startswith("asterisk-") and alive(p):
+                plan = next((s for s in SITES if p.name == f"asterisk-{s.name}"), None)
+                if plan is not None:
+                    try:
+                        self._asterisk_rx(plan, "core stop now", 5)
+                    except subprocess.TimeoutExpired:
+                        pass
+            stop(p)
+        if self.state_file.exists():
+            self.state_file.unlink()
+        if not quiet:
+            log(f"lab down: stopped {len(procs)} processes")

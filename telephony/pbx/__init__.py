@@ -1,0 +1,1 @@
+"""PBX configuration: render a site's Asterisk config and the includable Linkage dialplan."""

@@ -1,0 +1,128 @@
+"""Render Asterisk configuration for one site from its SiteConfig.
+
+Templates live in `config/asterisk/*.conf.in` (the lab's whole PBX) and `dialplans/*.conf.in` (the parts an
+engineer #includes into an existing Asterisk). Placeholders are `@@NAME@@`; a placeholder left unfilled is
+an error, and every value substituted comes from validated config, never from a caller or an agent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from telephony.config import SiteConfig
+from telephony.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
+
+
+@dataclass(frozen=True)
+class PbxExtras:
+    dir: str  # the site's directory as Asterisk sees it (inside the chroot)
+    tester_user: str
+    tester_secret: str
+    rtp_start: int
+    rtp_end: int
+
+
+def _fill(template: str, values: dict[str, str], name: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise ConfigError(f"{name}: no value for placeholder @@{key}@@")
+        return values[key]
+
+    return PLACEHOLDER.sub(sub, template)
+
+
+def agent_dials(config: SiteConfig) -> str:
+    return "&".join(f"PJSIP/agent{a.id}" for a in config.agents)
+
+
+def _agents(config: SiteConfig) -> str:
+    out = []
+    for a in config.agents:
+        out.append(f"""[agent{a.id}](endpoint-common)
+context = linkage-agents
+aors = agent{a.id}
+callerid = "Agent {a.id}" <{a.id}>
+
+[agent{a.id}]
+type = aor
+contact = sip:{a.id}@{a.host}:{a.port}
+max_contacts = 1
+
+[agent{a.id}]
+type = identify
+endpoint = agent{a.id}
+match = {a.host}:{a.port}
+""")
+    return "\n".join(out)
+
+
+def _trunks(config: SiteConfig) -> str:
+    out = []
+    for p in config.peers:
+        out.append(f"""[trunk-{p.name}](endpoint-common)
+context = linkage-from-trunk
+aors = trunk-{p.name}
+trust_id_inbound = yes
+trust_id_outbound = yes
+
+[trunk-{p.name}]
+type = aor
+contact = sip:{p.trunk.host}:{p.trunk.port}
+
+[trunk-{p.name}]
+type = identify
+endpoint = trunk-{p.name}
+match = {p.trunk.host}:{p.trunk.port}
+""")
+    return "\n".join(out)
+
+
+def _out_routes(config: SiteConfig) -> str:
+    out = []
+    for p in config.peers:
+        skip = len(p.dial) + 1
+        out.append(
+            f"exten => _{p.dial}*X.,1,Set(LINKAGE_ID=${{EXTEN:{skip}}})\n"
+            f" same => n,Dial(PJSIP/{p.dial}@trunk-{p.name},{config.ring_timeout + 5},"
+            f"rb(linkage-headers^s^1(${{LINKAGE_ID}})))\n"
+            f" same => n,Hangup()\n")
+    return "\n".join(out) or "; no peers configured"
+
+
+def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
+    return {
+        "SITE": config.name, "PLATFORM": config.platform, "DIR": extras.dir,
+        "SIP_HOST": config.sip.host, "SIP_PORT": str(config.sip.port),
+        "AMI_HOST": config.ami.host, "AMI_PORT": str(config.ami.port),
+        "AMI_USER": config.ami.username, "AMI_SECRET": config.ami.secret,
+        "TESTER_USER": extras.tester_user, "TESTER_SECRET": extras.tester_secret,
+        "AGI_HOST": config.agi.host, "AGI_PORT": str(config.agi.port), "PUBLIC_URL": config.public_url,
+        "RTP_START": str(extras.rtp_start), "RTP_END": str(extras.rtp_end),
+        "CITIZEN_HOST": config.citizen.host, "CITIZEN_PORT": str(config.citizen.port),
+        "HOTLINE": config.hotline, "ONEKEY": config.onekey, "RING_TIMEOUT": str(config.ring_timeout),
+        "AGENT_DIALS": agent_dials(config), "AGENTS": _agents(config), "TRUNKS": _trunks(config),
+        "OUT_ROUTES": _out_routes(config),
+    }
+
+
+def render(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
+    """File name -> contents for the site's etc directory."""
+    vals = values(config, extras)
+    files: dict[str, str] = {}
+    for folder in (ROOT / "config" / "asterisk", ROOT / "dialplans"):
+        for template in sorted(folder.glob("*.conf.in")):
+            name = template.name.removesuffix(".in")
+            files[name] = _fill(template.read_text(encoding="utf-8"), vals, template.name)
+    return files
+
+
+def write(files: dict[str, str], etc_dir: Path) -> None:
+    etc_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (etc_dir / name).write_text(text, encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Tickets (联动单): the structured record that travels with a transferred call, its states and its history."""

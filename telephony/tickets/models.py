@@ -1,0 +1,242 @@
+"""The ticket schema, version 1 (documented in docs/ticket-schema.md), and strict parsing of peer input."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from telephony.errors import InvalidInput
+
+SCHEMA_VERSION = 1
+TICKET_ID = re.compile(r"^[0-9]{20,32}$")
+EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
+SITE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,31}$")
+PHONE = re.compile(r"^\+?[0-9]{0,20}$")
+AGENT = re.compile(r"^[0-9]{0,10}$")
+DIVISION = re.compile(r"^([0-9]{6})?$")
+CATEGORY = re.compile(r"^[a-z_]{0,32}$")
+ASTERISK_ID = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
+TEXT_LIMITS = {"content": 5000, "address": 500, "caller_name": 100, "title": 200}
+EVENT_TYPES = {"created", "delivered", "offered", "signed_for", "abandoned", "transferred", "amended"}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_ticket_id(division: str) -> str:
+    """Digits only, so the id can ride in a dialplan extension: division + UTC time + 6 random digits."""
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    return f"{division}{stamp}{secrets.randbelow(10**6):06d}"
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Party:
+    platform: str
+    site: str
+
+
+@dataclass
+class Event:
+    id: str
+    ticket_id: str
+    type: str
+    at: str
+    actor: dict[str, str]
+    payload: dict[str, Any] = field(default_factory=dict)
+    version: int = 0  # position in the history of the site that recorded it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Ticket:
+    id: str
+    direction: str
+    source: Party
+    target: Party
+    caller_number: str
+    agent_id: str
+    linkedid: str
+    uniqueids: list[str]
+    created_at: str
+    division: str = ""
+    category: str = ""
+    content: str = ""
+    address: str = ""
+    caller_name: str = ""
+    title: str = ""
+    status: str = "created"
+    version: int = 0
+    updated_at: str = ""
+    offered_to: str = ""
+    signed_for_by: str = ""
+    history: list[Event] = field(default_factory=list)
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def event_ids(self) -> set[str]:
+        return {e.id for e in self.history}
+
+
+TICKET_FIELDS = {
+    "schema", "id", "direction", "source", "target", "caller_number", "agent_id", "linkedid", "uniqueids",
+    "created_at", "division", "category", "content", "address", "caller_name", "title", "status", "version",
+    "updated_at", "offered_to", "signed_for_by", "history",
+}
+EVENT_FIELDS = {"id", "ticket_id", "type", "at", "actor", "payload", "version"}
+
+
+def _str(data: dict[str, Any], key: str, pattern: re.Pattern[str] | None = None, limit: int = 200,
+         required: bool = False) -> str:
+    value = data.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"field {key!r} must be a string", field=key)
+    if required and not value:
+        raise InvalidInput(f"field {key!r} is required", field=key)
+    if len(value) > limit:
+        raise InvalidInput(f"field {key!r} is longer than {limit} characters", field=key)
+    if pattern is not None and not pattern.match(value):
+        raise InvalidInput(f"field {key!r} has an invalid format", field=key)
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise InvalidInput(f"field {key!r} contains control characters", field=key)
+    return value
+
+
+def _time(data: dict[str, Any], key: str, required: bool = True) -> str:
+    value = _str(data, key, limit=40, required=required)
+    if value:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidInput(f"field {key!r} is not an ISO 8601 time", field=key) from exc
+    return value
+
+
+def _party(data: dict[str, Any], key: str) -> Party:
+    value = data.get(key)
+    if not isinstance(value, dict) or set(value) != {"platform", "site"}:
+        raise InvalidInput(f"field {key!r} must be an object with platform and site", field=key)
+    return Party(_str(value, "platform", SITE, required=True), _str(value, "site", SITE, required=True))
+
+
+def parse_event(data: Any) -> Event:
+    if not isinstance(data, dict):
+        raise InvalidInput("an event must be a JSON object")
+    unknown = set(data) - EVENT_FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r} in event", field=sorted(unknown)[0])
+    etype = _str(data, "type", required=True, limit=32)
+    if etype not in EVENT_TYPES:
+        raise InvalidInput(f"unknown event type {etype!r}", field="type")
+    actor = data.get("actor")
+    if not isinstance(actor, dict) or not set(actor) <= {"platform", "site", "agent"} or "site" not in actor:
+        raise InvalidInput("field 'actor' must be an object with platform, site and optionally agent", field="actor")
+    actor_clean = {"platform": _str(actor, "platform", SITE, required=True), "site": _str(actor, "site", SITE, required=True)}
+    if actor.get("agent"):
+        actor_clean["agent"] = _str(actor, "agent", AGENT)
+    payload = data.get("payload", {})
+    if not isinstance(payload, dict) or len(payload) > 16:
+        raise InvalidInput("field 'payload' must be an object of at most 16 keys", field="payload")
+    clean_payload: dict[str, Any] = {}
+    for k, v in payload.items():
+        if not isinstance(k, str) or not re.match(r"^[a-z_]{1,32}$", k):
+            raise InvalidInput("payload keys must be lower-case words", field="payload")
+        if isinstance(v, bool) or v is None or isinstance(v, int):
+            clean_payload[k] = v
+        else:
+            clean_payload[k] = _str(payload, k, limit=500)
+    version = data.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise InvalidInput("field 'version' must be a non-negative integer", field="version")
+    return Event(
+        id=_str(data, "id", EVENT_ID, required=True),
+        ticket_id=_str(data, "ticket_id", TICKET_ID, required=True),
+        type=etype,
+        at=_time(data, "at"),
+        actor=actor_clean,
+        payload=clean_payload,
+        version=version,
+    )
+
+
+def parse_ticket(data: Any) -> Ticket:
+    """Strict: unknown fields, wrong types, over-long text and control characters are refused."""
+    if not isinstance(data, dict):
+        raise InvalidInput("a ticket must be a JSON object")
+    unknown = set(data) - TICKET_FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r} in ticket", field=sorted(unknown)[0])
+    if data.get("schema") != SCHEMA_VERSION:
+        raise InvalidInput(f"field 'schema' must be {SCHEMA_VERSION}", field="schema")
+    uniqueids = data.get("uniqueids", [])
+    if not isinstance(uniqueids, list) or len(uniqueids) > 8:
+        raise InvalidInput("field 'uniqueids' must be a list of at most 8 ids", field="uniqueids")
+    for u in uniqueids:
+        if not isinstance(u, str) or not ASTERISK_ID.match(u):
+            raise InvalidInput("field 'uniqueids' holds an invalid id", field="uniqueids")
+    history_raw = data.get("history", [])
+    if not isinstance(history_raw, list) or len(history_raw) > 500:
+        raise InvalidInput("field 'history' must be a list of at most 500 events", field="history")
+    history = [parse_event(e) for e in history_raw]
+    ticket_id = _str(data, "id", TICKET_ID, required=True)
+    if any(e.ticket_id != ticket_id for e in history):
+        raise InvalidInput("history holds an event of another ticket", field="history")
+    status = _str(data, "status", limit=32) or "created"
+    version = data.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise InvalidInput("field 'version' must be a non-negative integer", field="version")
+    return Ticket(
+        id=ticket_id,
+        direction=_str(data, "direction", re.compile(r"^[0-9A-Za-z_-]{1,32}->[0-9A-Za-z_-]{1,32}$"), required=True),
+        source=_party(data, "source"),
+        target=_party(data, "target"),
+        caller_number=_str(data, "caller_number", PHONE),
+        agent_id=_str(data, "agent_id", AGENT),
+        linkedid=_str(data, "linkedid", ASTERISK_ID),
+        uniqueids=list(uniqueids),
+        created_at=_time(data, "created_at"),
+        division=_str(data, "division", DIVISION),
+        category=_str(data, "category", CATEGORY),
+        content=_str(data, "content", limit=TEXT_LIMITS["content"]),
+        address=_str(data, "address", limit=TEXT_LIMITS["address"]),
+        caller_name=_str(data, "caller_name", limit=TEXT_LIMITS["caller_name"]),
+        title=_str(data, "title", limit=TEXT_LIMITS["title"]),
+        status=status,
+        version=version,
+        updated_at=_time(data, "updated_at", required=False),
+        offered_to=_str(data, "offered_to", AGENT),
+        signed_for_by=_str(data, "signed_for_by", AGENT),
+        history=history,
+    )
+
+
+DRAFT_FIELDS = {"division", "category", "content", "address", "caller_name", "title"}
+
+
+def parse_draft(data: Any) -> dict[str, str]:
+    """What an agent typed in the console for the ticket of an active call."""
+    if not isinstance(data, dict):
+        raise InvalidInput("a draft must be a JSON object")
+    unknown = set(data) - DRAFT_FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r} in draft", field=sorted(unknown)[0])
+    out = {}
+    for key in data:
+        pattern = {"division": DIVISION, "category": CATEGORY}.get(key)
+        out[key] = _str(data, key, pattern, limit=TEXT_LIMITS.get(key, 32))
+    return out
