@@ -37,7 +37,6 @@ class TransferService:
         self.peers = peers
         self.drafts: dict[str, dict[str, str]] = {}
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, on the receiving side
-        self.next_agent = 0
 
     # ---- sending side -------------------------------------------------------------------------------
     async def agi_onekey(self, request: AgiRequest) -> None:
@@ -91,10 +90,12 @@ class TransferService:
         await request.set_variable("LINKAGE_DEST", f"PJSIP/agent{agent}")
 
     def _pick_agent(self) -> str:
-        agents = self.config.agents
-        agent = agents[self.next_agent % len(agents)]
-        self.next_agent += 1
-        return agent.id
+        """The first agent, in configured order, with no live call leg; the first agent if all are busy."""
+        busy = {leg.endpoint for call in self.calls.calls.values() for leg in call.legs.values()}
+        for agent in self.config.agents:
+            if f"agent{agent.id}" not in busy:
+                return agent.id
+        return self.config.agents[0].id
 
     async def _fetch_by_reference(self, request: AgiRequest, ticket_id: str) -> None:
         ref = await request.get_variable("${PJSIP_HEADER(read,Call-Info)}")

@@ -1,0 +1,261 @@
+"""Run scenarios against the lab: start SIPp roles, watch AMI on every site, check tickets, print a timeline,
+write JUnit XML. `linkage scenario run FILE…` and the pytest suite both come through `run_scenario`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from panoramisk import Manager
+
+from telephony.harness.dtmf import write_pcap
+from telephony.harness.scenario import Role, Scenario, load
+from telephony.lab.lab import Lab
+
+TIMELINE_EVENTS = {"Newchannel", "DialBegin", "DialEnd", "BridgeEnter", "BlindTransfer", "Hangup",
+                   "DTMFEnd", "MusicOnHoldStart", "AgentCalled"}
+MEDIA_BASE = 42000
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    failures: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)
+    tickets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def report(self) -> str:
+        lines = [f"scenario {self.scenario.name}: {'PASS' if self.ok else 'FAIL'} in {self.duration:.1f}s"]
+        start = self.timeline[0][0] if self.timeline else 0.0
+        for at, site, text in self.timeline:
+            lines.append(f"  +{at - start:7.3f}s  {site:>6}  {text}")
+        for f in self.failures:
+            lines.append(f"  FAILED: {f}")
+        return "\n".join(lines)
+
+
+class AmiWatcher:
+    """Records every AMI event of one site (tester account) with its arrival time."""
+
+    def __init__(self, site: str, ami: dict[str, Any]) -> None:
+        self.site = site
+        self.events: list[tuple[float, dict[str, str]]] = []
+        self.ready = asyncio.Event()
+        self.manager = Manager(host=ami["host"], port=ami["port"], username=ami["username"],
+                               secret=ami["secret"], ping_delay=60, ping_interval=60,
+                               log=logging.getLogger("harness.ami"), on_login=lambda _: self.ready.set())
+        self.manager.register_event("*", self._on_event)
+
+    def _on_event(self, _: Any, message: Any) -> None:
+        self.events.append((time.time(), {str(k): str(v) for k, v in message.items() if isinstance(v, str)}))
+
+    async def start(self) -> None:
+        self.manager.connect()
+        await asyncio.wait_for(self.ready.wait(), 5)
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _account(site: dict[str, Any], role: Role) -> dict[str, Any]:
+    if role.account == "citizen":
+        acc: dict[str, Any] = site["accounts"]["citizen"]
+        return acc
+    index = int(role.account[len("agents["):-1])
+    agent: dict[str, Any] = site["accounts"]["agents"][index]
+    return agent
+
+
+def _get(url: str, token: str) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=3) as resp:
+        return json.loads(resp.read())
+
+
+async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
+                    budget: float) -> tuple[int, str]:
+    site = desc["sites"][role.site]
+    acc = _account(site, role)
+    rdir = workdir / role.name
+    rdir.mkdir()
+    text = role.sipp.read_text(encoding="utf-8")
+    params = dict(role.params)
+    if role.dtmf:
+        write_pcap(site["keys"][role.dtmf], rdir / "keys.pcap")
+        params["keys_pcap"] = "keys.pcap"
+    for key, value in params.items():
+        text = text.replace("{{" + key + "}}", value)
+    if "{{" in text:
+        return 99, f"unfilled parameter in {role.sipp.name}: {text[text.index('{{'):][:30]}"
+    (rdir / "scenario.xml").write_text(text, encoding="utf-8")
+    argv = ["sipp", "-sf", "scenario.xml", "-i", acc["host"], "-p", str(acc["port"]),
+            "-mp", str(MEDIA_BASE + 4 * index), "-m", "1", "-timeout", f"{int(budget)}s", "-timeout_error",
+            "-nostdin", "-trace_err", "-trace_msg"]
+    if role.calls:
+        argv += [f"{site['sip']['host']}:{site['sip']['port']}", "-s", acc["dial"]]
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=rdir, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        code = await asyncio.wait_for(proc.wait(), budget + 5)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return 98, "did not finish within the budget"
+    errors = "".join(p.read_text(errors="replace")[-400:] for p in rdir.glob("*_errors.log"))
+    return code, errors.strip()
+
+
+def _matches(event: dict[str, str], match: dict[str, str]) -> bool:
+    return all(event.get(k) == v for k, v in match.items())
+
+
+def _check_tickets(scenario: Scenario, result: Result) -> list[str]:
+    failures = []
+    for exp in scenario.tickets:
+        items = result.tickets.get(exp.site, [])
+        if len(items) != exp.count:
+            failures.append(f"site {exp.site}: expected {exp.count} ticket(s), found {len(items)}")
+            continue
+        for t in items:
+            if exp.status and t["status"] != exp.status:
+                failures.append(f"site {exp.site}: ticket {t['id']} is {t['status']}, expected {exp.status}")
+            types = [e["type"] for e in t["history"]]
+            if exp.history is not None and types != exp.history:
+                failures.append(f"site {exp.site}: history {types}, expected {exp.history}")
+            for k, v in exp.fields.items():
+                if t.get(k) != v:
+                    failures.append(f"site {exp.site}: field {k} is {t.get(k)!r}, expected {v!r}")
+            for etype, want in exp.payload.items():
+                got = [e["payload"] for e in t["history"] if e["type"] == etype]
+                if not got or any(got[-1].get(k) != v for k, v in want.items()):
+                    failures.append(f"site {exp.site}: {etype} payload {got[-1] if got else None}, expected {want}")
+    return failures
+
+
+async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result:
+    result = Result(scenario)
+    begin = time.time()
+    watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()}
+    workdir = Path(tempfile.mkdtemp(prefix=f"linkage-{scenario.name}-"))
+    try:
+        await asyncio.gather(*(w.start() for w in watchers.values()))
+        uas = [(i, r) for i, r in enumerate(scenario.roles) if not r.calls]
+        uac = [(i, r) for i, r in enumerate(scenario.roles) if r.calls]
+        tasks = {}
+        for i, role in uas:
+            tasks[role.name] = asyncio.create_task(_run_role(role, i, desc, workdir, scenario.budget))
+            result.timeline.append((time.time(), role.site, f"sipp {role.name} listening ({role.sipp.name})"))
+        await asyncio.sleep(0.3)
+        for i, role in uac:
+            tasks[role.name] = asyncio.create_task(_run_role(role, i, desc, workdir, scenario.budget))
+            result.timeline.append((time.time(), role.site, f"sipp {role.name} calls ({role.sipp.name})"))
+        for name, task in tasks.items():
+            code, errors = await task
+            role = next(r for r in scenario.roles if r.name == name)
+            result.timeline.append((time.time(), role.site, f"sipp {name} exited {code}"))
+            if code != 0:
+                result.failures.append(f"role {name}: sipp exit {code}: {errors[-300:]}")
+        deadline = time.time() + scenario.settle
+        while True:
+            result.tickets = {}
+            for name, site in desc["sites"].items():
+                data = _get(f"{site['http']}/v1/tickets?since={begin - 1:.3f}", site["token"])
+                result.tickets[name] = [t for t in data["items"] if t["created_at"] >= _iso(begin - 1)]
+            ticket_failures = _check_tickets(scenario, result)
+            if not ticket_failures or time.time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        result.failures += ticket_failures
+        for exp in scenario.ami:
+            got = sum(1 for _, e in watchers[exp.site].events if _matches(e, exp.match))
+            if got != exp.count:
+                result.failures.append(f"site {exp.site}: AMI {exp.match} seen {got} time(s), expected {exp.count}")
+    finally:
+        for w in watchers.values():
+            w.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    for name, w in watchers.items():
+        for at, e in w.events:
+            if e.get("Event") in TIMELINE_EVENTS:
+                result.timeline.append((at, name, _describe_ami(e)))
+    for name, items in result.tickets.items():
+        for t in items:
+            for e in t["history"]:
+                result.timeline.append((_epoch(e["at"]), name, f"ticket {t['id']} {e['type']} by "
+                                        f"{e['actor']['site']}{'/' + e['actor']['agent'] if 'agent' in e['actor'] else ''}"))
+    result.timeline.sort(key=lambda x: x[0])
+    result.duration = time.time() - begin
+    return result
+
+
+def _describe_ami(e: dict[str, str]) -> str:
+    name = e.get("Event", "")
+    chan = e.get("Channel", "")
+    extra = {"DialBegin": f"-> {e.get('DestChannel', '')}", "DialEnd": f"-> {e.get('DestChannel', '')} "
+             f"{e.get('DialStatus', '')}", "BlindTransfer": f"to {e.get('Extension', '')}@{e.get('Context', '')} "
+             f"{e.get('Result', '')}", "Hangup": e.get("Cause-txt", ""), "DTMFEnd": f"digit {e.get('Digit', '')}",
+             }.get(name, "")
+    return f"AMI {name} {chan} {extra}".rstrip()
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def run_scenario(scenario: Scenario, desc: dict[str, Any]) -> Result:
+    return asyncio.run(run_scenario_async(scenario, desc))
+
+
+def write_junit(results: list[Result], path: str | Path) -> None:
+    suite = ET.Element("testsuite", name="linkage-scenarios", tests=str(len(results)),
+                       failures=str(sum(1 for r in results if not r.ok)))
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname="scenarios", name=r.scenario.name,
+                             time=f"{r.duration:.3f}")
+        if not r.ok:
+            ET.SubElement(case, "failure", message=r.failures[0]).text = "\n".join(r.failures)
+        ET.SubElement(case, "system-out").text = r.report()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suite).write(out, encoding="utf-8", xml_declaration=True)
+
+
+def run_files(files: list[str], junit: str, keep_lab: bool = False) -> int:
+    scenarios = [load(f) for f in files]
+    lab = Lab()
+    was_up = lab.is_up()
+    desc = lab.up(log=lambda m: None)
+    results = []
+    try:
+        for s in scenarios:
+            r = run_scenario(s, desc)
+            print(r.report(), flush=True)
+            results.append(r)
+    finally:
+        if not (keep_lab or was_up):
+            lab.down(quiet=True)
+    write_junit(results, junit)
+    passed = sum(1 for r in results if r.ok)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1

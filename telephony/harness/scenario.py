@@ -1,0 +1,108 @@
+"""Declarative scenario files (YAML): roles driven by SIPp, expected AMI events with exact counts, expected
+ticket state and history on each controller, and a time budget. See docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from telephony.errors import ConfigError
+
+PARAM = re.compile(r"^[A-Za-z0-9_.:+*#-]{0,64}$")
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    site: str
+    account: str  # "citizen" or "agents[N]"
+    sipp: Path
+    params: dict[str, str]
+    dtmf: str | None  # a key name from the site's `keys`, played as keys.pcap
+    calls: bool  # a UAC that dials the site's hotline
+
+
+@dataclass(frozen=True)
+class AmiExpectation:
+    site: str
+    match: dict[str, str]
+    count: int
+
+
+@dataclass(frozen=True)
+class TicketExpectation:
+    site: str
+    count: int
+    status: str | None
+    history: list[str] | None
+    fields: dict[str, Any]
+    payload: dict[str, Any]
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    path: Path
+    budget: float
+    settle: float
+    roles: list[Role]
+    ami: list[AmiExpectation] = field(default_factory=list)
+    tickets: list[TicketExpectation] = field(default_factory=list)
+
+
+def load(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: cannot read scenario: {exc}") from exc
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{p}: {key}: {problem}")
+
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise fail("name", "a scenario needs a name")
+    unknown = set(raw) - {"name", "description", "budget", "settle", "roles", "expect"}
+    if unknown:
+        raise fail(sorted(unknown)[0], "unknown key")
+    roles = []
+    for i, r in enumerate(raw.get("roles") or []):
+        if not isinstance(r, dict) or not {"name", "site", "account", "sipp"} <= set(r):
+            raise fail(f"roles[{i}]", "needs name, site, account and sipp")
+        account = str(r["account"])
+        if account != "citizen" and not re.match(r"^agents\[[0-9]\]$", account):
+            raise fail(f"roles[{i}].account", "must be citizen or agents[N]")
+        params = {str(k): str(v) for k, v in (r.get("params") or {}).items()}
+        for k, v in params.items():
+            if not PARAM.match(v):
+                raise fail(f"roles[{i}].params.{k}", "has characters SIPp XML cannot take")
+        sipp = (p.parent / str(r["sipp"])).resolve()
+        if not sipp.exists():
+            raise fail(f"roles[{i}].sipp", f"{sipp} does not exist")
+        roles.append(Role(str(r["name"]), str(r["site"]), account, sipp, params,
+                          str(r["dtmf"]) if r.get("dtmf") else None, account == "citizen"))
+    if not roles:
+        raise fail("roles", "at least one role is needed")
+    expect = raw.get("expect") or {}
+    ami = []
+    for site, items in (expect.get("ami") or {}).items():
+        for j, item in enumerate(items or []):
+            if not isinstance(item, dict) or not isinstance(item.get("match"), dict):
+                raise fail(f"expect.ami.{site}[{j}]", "needs a match mapping")
+            ami.append(AmiExpectation(str(site), {str(k): str(v) for k, v in item["match"].items()},
+                                      int(item.get("count", 1))))
+    tickets = []
+    for site, item in (expect.get("tickets") or {}).items():
+        if not isinstance(item, dict):
+            raise fail(f"expect.tickets.{site}", "must be a mapping")
+        tickets.append(TicketExpectation(str(site), int(item.get("count", 1)), item.get("status"),
+                                         item.get("history"), item.get("fields") or {},
+                                         item.get("payload") or {}))
+    return Scenario(str(raw["name"]), str(raw.get("description", "")), p, float(raw.get("budget", 30)),
+                    float(raw.get("settle", 3)), roles, ami, tickets)
