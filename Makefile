@@ -1,0 +1,39 @@
+# Linkage — the two commands are `make run` and `make test`; both do all set-up first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN_ARGS ?=
+
+.PHONY: setup run test unit scenarios lint typecheck bench lab-up lab-down lab-describe clean
+
+setup:            ## Debian packages, Python environment, Asterisk 22 root filesystem (idempotent)
+	bash scripts/setup.sh all
+
+run: setup        ## lab up, one demo call through the one-key transfer, then serve until Ctrl-C
+	$(PY) -m telephony demo $(RUN_ARGS)
+
+test: setup       ## lint, type check, unit tests, and the SIPp scenarios against the real lab
+	bash scripts/test.sh
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+scenarios: setup
+	$(PY) -m pytest -q tests/lab
+
+lint: setup
+	$(VENV)/bin/ruff check telephony tests
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+lab-up: setup
+	$(PY) -m telephony lab up
+
+lab-down:
+	$(PY) -m telephony lab down
+
+lab-describe:
+	$(PY) -m telephony lab describe
+
+clean: lab-down
+	rm -rf reports .pytest_cache .mypy_cache .ruff_cache

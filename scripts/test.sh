@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command behind `make test`: lint, types, unit tests, then the lab tests against real Asterisk.
+# pytest's exit code 5 (no tests collected) is a failure here: a suite that runs nothing proves nothing.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+mkdir -p reports
+
+"$VENV/bin/ruff" check telephony tests || exit 1
+"$VENV/bin/mypy" || exit 1
+
+"$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest.xml "$@" tests
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "test.sh: pytest collected no tests; failing" >&2
+  exit 1
+fi
+exit "$rc"
