@@ -81,6 +81,7 @@ class SiteConfig:
     peers: tuple[Peer, ...]
     ring_timeout: int = 30
     fetch_timeout: float = 0.5
+    push_delay: float = 0.0  # seconds before a new ticket's first push: lab and fault drills only
     source_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -154,7 +155,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     r = _Reader(source)
     if not isinstance(raw, dict):
         raise r.fail("(top)", "must be a mapping")
-    known = {"site", "pbx", "controller", "redis", "keys", "accounts", "peers", "transfer"}
+    known = {"site", "pbx", "controller", "redis", "keys", "accounts", "peers", "transfer", "delivery"}
     unknown = set(raw) - known
     if unknown:
         raise r.fail(sorted(unknown)[0], "unknown key")
@@ -165,6 +166,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     ami = r.section(pbx, "ami")
     keys = raw.get("keys", {}) or {}
     transfer = raw.get("transfer", {}) or {}
+    delivery = raw.get("delivery", {}) or {}
     redis = r.section(raw, "redis")
 
     citizen = r.section(accounts, "citizen")
@@ -223,6 +225,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         peers=tuple(peers),
         ring_timeout=r.integer(transfer, "ring_timeout", "transfer", 1, 600, default=30),
         fetch_timeout=r.number(transfer, "fetch_timeout", "transfer", 0.05, 10, 0.5),
+        push_delay=r.number(delivery, "push_delay", "delivery", 0, 3600, 0.0),
         source_file=source,
     )
 
@@ -251,5 +254,8 @@ def _apply_env(raw: Any, env: os._Environ[str] | dict[str, str]) -> Any:
         for part in parts[:-1]:
             node = node.setdefault(part, {}) if isinstance(node, dict) else None
         if isinstance(node, dict):
-            node[parts[-1]] = int(value) if value.isdigit() and parts[-1] == "port" else value
+            try:
+                node[parts[-1]] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                node[parts[-1]] = value
     return raw

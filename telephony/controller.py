@@ -65,7 +65,7 @@ class Controller:
         for peer in self.config.peers:
             client = PeerClient(self.session, peer)
             self.peers[peer.name] = client
-            self.workers[peer.name] = OutboxWorker(self.redis, client)
+            self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay)
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)
         self.ami.handlers.append(self.transfers.on_ami_event)

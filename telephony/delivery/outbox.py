@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,7 +24,7 @@ log = structlog.get_logger("delivery")
 
 class OutboxWorker:
     def __init__(self, redis: aioredis.Redis, client: PeerClient, base_delay: float = 0.2,
-                 max_delay: float = 60.0) -> None:
+                 max_delay: float = 60.0, push_delay: float = 0.0) -> None:
         self.redis = redis
         self.client = client
         self.peer = client.peer.name
@@ -31,6 +32,7 @@ class OutboxWorker:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.sent = 0
+        self.push_delay = push_delay
 
     def notify(self) -> None:
         self.wake.set()
@@ -48,6 +50,10 @@ class OutboxWorker:
                     pass
                 continue
             message: dict[str, Any] = json.loads(raw)
+            if self.push_delay and message.get("kind") == "ticket":
+                wait = float(message.get("queued_at", 0)) + self.push_delay - time.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             try:
                 await self.client.send(message)
             except PeerError as exc:

@@ -211,22 +211,22 @@ class Lab:
                 return False
         self._wait(booted, 40, f"Asterisk of site {plan.name} did not boot (see {self.dir / plan.name / 'log'})")
 
-    def _start_controller(self, plan: SitePlan) -> Proc:
+    def _start_controller(self, plan: SitePlan, extra_env: dict[str, str] | None = None) -> Proc:
         sdir = self.dir / plan.name
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
         return spawn(f"controller-{plan.name}",
                      [sys.executable, "-m", "telephony", "serve", "--config", str(sdir / "linkage.yaml")],
                      sdir / "controller.log", env=env)
 
-    def restart_controller(self, site: str) -> None:
-        """Used by tests: stop one site's controller by pid and start it again."""
+    def restart_controller(self, site: str, env: dict[str, str] | None = None) -> None:
+        """Stop one site's controller by pid and start it again (with extra LINKAGE_* overrides, for drills)."""
         procs = self._state()
         plan = next(p for p in SITES if p.name == site)
         for p in procs:
             if p.name == f"controller-{site}":
                 stop(p)
         procs = [p for p in procs if p.name != f"controller-{site}"]
-        procs.append(self._start_controller(plan))
+        procs.append(self._start_controller(plan, env))
         self._save(procs)
         self._wait(self._healthy, 20, "controller did not come back")
 

@@ -7,6 +7,7 @@ site in one Redis transaction and then wakes that site's delivery worker.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +62,8 @@ class TicketService:
             ticket.status = "created"
             outgoing = []
             if self.config.peer(target_site) is not None:
-                outgoing.append((target_site, {"kind": "ticket", "body": ticket.to_dict()}))
+                outgoing.append((target_site, {"kind": "ticket", "queued_at": time.time(),
+                                                "body": ticket.to_dict()}))
             if await self.store.create(ticket, outgoing):
                 log.info("ticket.created", ticket_id=ticket.id, call_id=linkedid, target=target_site)
                 if outgoing:

@@ -1,0 +1,119 @@
+"""Bad input against the real controllers: a clear 4xx, and nothing stored or changed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telephony.lab.lab import Lab
+
+
+def call(method: str, url: str, token: str | None, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    h = {"Content-Type": "application/json", **(headers or {})}
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=body, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def valid_ticket(target: str = "110") -> dict[str, Any]:
+    tid = "370800" + time.strftime("%Y%m%d%H%M%S") + "999999"
+    return {
+        "schema": 1, "id": tid, "direction": f"12345->{target}",
+        "source": {"platform": "12345", "site": "12345"}, "target": {"platform": target, "site": target},
+        "caller_number": "13900000000", "agent_id": "1001", "linkedid": "pbx12345-1.0", "uniqueids": [],
+        "created_at": "2026-11-29T00:00:00.000Z", "status": "created", "version": 0, "history": [],
+    }
+
+
+def count(site: dict[str, Any]) -> int:
+    status, data = call("GET", f"{site['http']}/v1/tickets?limit=1000", site["token"])
+    assert status == 200
+    return len(data["items"])
+
+
+BAD_BODIES = [
+    (b"{not json", 400, "invalid_input"),
+    (b"[]", 400, "invalid_input"),
+    (json.dumps({**valid_ticket(), "extra": 1}).encode(), 400, "invalid_input"),
+    (json.dumps({**valid_ticket(), "schema": 2}).encode(), 400, "invalid_input"),
+    (json.dumps({**valid_ticket(), "id": "12${EXTEN}"}).encode(), 400, "invalid_input"),
+    (json.dumps({**valid_ticket(), "caller_number": "139\r\nX-Evil: 1"}).encode(), 400, "invalid_input"),
+    (json.dumps({**valid_ticket(), "content": "x" * 5001}).encode(), 400, "invalid_input"),
+    (json.dumps({**valid_ticket(), "content": "a\x00b"}).encode(), 400, "invalid_input"),
+    (json.dumps(valid_ticket(target="12345")).encode(), 400, "invalid_input"),
+    (b"{" + b" " * (70 * 1024) + b"}", 413, "payload_too_large"),
+]
+
+
+@pytest.mark.parametrize("body,status,error", BAD_BODIES, ids=[f"bad{i}" for i in range(len(BAD_BODIES))])
+def test_peer_ticket_endpoint_refuses_and_stores_nothing(desc: dict[str, Any], body: bytes, status: int,
+                                                          error: str) -> None:
+    site = desc["sites"]["110"]
+    before = count(site)
+    got, data = call("POST", f"{site['http']}/v1/tickets", site["token"], body)
+    assert got == status, data
+    assert data["error"] == error
+    assert data["message"]
+    assert count(site) == before
+
+
+def test_unauthenticated_requests_are_refused(desc: dict[str, Any]) -> None:
+    site = desc["sites"]["110"]
+    before = count(site)
+    for token in (None, "wrong-token-wrong-token"):
+        got, data = call("POST", f"{site['http']}/v1/tickets", token, json.dumps(valid_ticket()).encode())
+        assert got == 401 and data["error"] == "unauthorized"
+    assert count(site) == before
+
+
+def test_bad_event_and_unknown_ticket(desc: dict[str, Any]) -> None:
+    site = desc["sites"]["12345"]
+    unknown = "37080020260101000000000001"
+    event = {"id": "0" * 32, "ticket_id": unknown, "type": "signed_for", "at": "2026-11-29T00:00:00Z",
+             "actor": {"platform": "110", "site": "110"}}
+    got, data = call("POST", f"{site['http']}/v1/tickets/{unknown}/events", site["token"], json.dumps(event).encode())
+    assert got == 404 and data["error"] == "not_found"
+    got, data = call("POST", f"{site['http']}/v1/tickets/{unknown}/events", site["token"],
+                     json.dumps({**event, "type": "teleport"}).encode())
+    assert got == 400 and "type" in data["message"]
+    got, data = call("GET", f"{site['http']}/v1/tickets/12abc", site["token"])
+    assert got == 400
+    got, data = call("GET", f"{site['http']}/v1/tickets/{unknown}", site["token"])
+    assert got == 404
+
+
+def test_agi_for_unknown_call_keeps_the_call_with_the_agent(lab: Lab, desc: dict[str, Any]) -> None:
+    """Speak FastAGI to the real controller as Asterisk would, for a call it does not know: it must not
+    answer with a transfer target, and it must log why."""
+    site = desc["sites"]["12345"]
+    port = site["sip"]["port"] - 60 + 573
+    log = Path(site["logs"]["controller"])
+    size = log.stat().st_size
+
+    async def ask() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"agi_network: yes\nagi_request: agi://127.0.0.1/onekey\nagi_channel: PJSIP/agent1001-1\n"
+                     b"agi_uniqueid: pbx12345-1.2\nagi_arg_1: pbx12345-999.9\n\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        return data
+
+    assert asyncio.run(ask()) == b""  # no SET VARIABLE LINKAGE_XFER: the dialplan keeps the call
+    deadline = time.time() + 3
+    while time.time() < deadline and "onekey.unknown_call" not in log.read_text()[size:]:
+        time.sleep(0.05)
+    assert "onekey.unknown_call" in log.read_text()[size:]
