@@ -68,8 +68,10 @@ class AgiRequest:
 
     async def get_variable(self, expression: str) -> str:
         result = await self.command(f"GET FULL VARIABLE {expression}")
-        code, value = result.get("result") or ("", "")  # type: ignore[misc]
-        return str(value) if code == "1" else ""
+        code_value = result.get("result")
+        if not isinstance(code_value, tuple) or len(code_value) != 2:
+            return ""
+        return str(code_value[1]) if code_value[0] == "1" else ""
 
 
 Handler = Callable[[AgiRequest], Awaitable[None]]

@@ -61,11 +61,11 @@ class CallRegistry:
             if not CHANNEL.match(channel) or len(self.by_uniqueid) >= self.max_calls * 4:
                 return None
             number = event.get("CallerIDNum", "")
-            call = self.calls.setdefault(linkedid, Call(linkedid))
-            call.legs[uniqueid] = Leg(uniqueid, channel, number if NUMBER.match(number) else "",
+            new = self.calls.setdefault(linkedid, Call(linkedid))
+            new.legs[uniqueid] = Leg(uniqueid, channel, number if NUMBER.match(number) else "",
                                       endpoint_of(channel), time.time(), event.get("ChannelStateDesc", ""))
             self.by_uniqueid[uniqueid] = linkedid
-            return call
+            return new
         call = self.calls.get(linkedid)
         if call is None:
             return None

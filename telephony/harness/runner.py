@@ -19,8 +19,9 @@ from xml.etree import ElementTree as ET
 from panoramisk import Manager
 
 from telephony.harness.dtmf import write_pcap
+from telephony.harness.media import RtpSniffer, check_window
 from telephony.harness.scenario import Role, Scenario, load
-from telephony.lab.lab import Lab
+from telephony.lab.lab import Lab, LabError
 
 TIMELINE_EVENTS = {"Newchannel", "DialBegin", "DialEnd", "BridgeEnter", "BlindTransfer", "Hangup",
                    "DTMFEnd", "MusicOnHoldStart", "AgentCalled"}
@@ -66,7 +67,11 @@ class AmiWatcher:
 
     async def start(self) -> None:
         self.manager.connect()
-        await asyncio.wait_for(self.ready.wait(), 5)
+        try:
+            await asyncio.wait_for(self.ready.wait(), 5)
+        except TimeoutError as exc:
+            self.close()
+            raise LabError(f"cannot log in to the AMI of site {self.site}: is the lab up?") from exc
 
     def close(self) -> None:
         self.manager.close()
@@ -121,7 +126,24 @@ async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
 
 
 def _matches(event: dict[str, str], match: dict[str, str]) -> bool:
-    return all(event.get(k) == v for k, v in match.items())
+    """Exact header matches; a value ending in `*` matches by prefix."""
+    return all(event.get(k, "").startswith(v[:-1]) if v.endswith("*") else event.get(k) == v
+               for k, v in match.items())
+
+
+def _check_media(scenario: Scenario, watchers: dict[str, AmiWatcher],
+                 sniffers: dict[str, RtpSniffer]) -> list[str]:
+    failures = []
+    for exp in scenario.media:
+        events = watchers[exp.site].events
+        start = next((at for at, e in events if _matches(e, exp.start)), None)
+        end = next((at for at, e in events if start is not None and at > start and _matches(e, exp.end)), None)
+        if start is None or end is None:
+            failures.append(f"media {exp.role}: window {exp.start} .. {exp.end} not found in AMI events")
+            continue
+        for problem in check_window(sniffers[exp.role].packets, start, end, exp.max_gap_ms, exp.min_audible_ms):
+            failures.append(f"media {exp.role}: {problem}")
+    return failures
 
 
 def _check_tickets(scenario: Scenario, result: Result) -> list[str]:
@@ -152,7 +174,11 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
     begin = time.time()
     watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()}
     workdir = Path(tempfile.mkdtemp(prefix=f"linkage-{scenario.name}-"))
+    index = {r.name: i for i, r in enumerate(scenario.roles)}
+    sniffers = {m.role: RtpSniffer(MEDIA_BASE + 4 * index[m.role]) for m in scenario.media}
     try:
+        for s in sniffers.values():
+            s.start()
         await asyncio.gather(*(w.start() for w in watchers.values()))
         uas = [(i, r) for i, r in enumerate(scenario.roles) if not r.calls]
         uac = [(i, r) for i, r in enumerate(scenario.roles) if r.calls]
@@ -181,11 +207,14 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
                 break
             await asyncio.sleep(0.2)
         result.failures += ticket_failures
+        result.failures += _check_media(scenario, watchers, sniffers)
         for exp in scenario.ami:
             got = sum(1 for _, e in watchers[exp.site].events if _matches(e, exp.match))
             if got != exp.count:
                 result.failures.append(f"site {exp.site}: AMI {exp.match} seen {got} time(s), expected {exp.count}")
     finally:
+        for s in sniffers.values():
+            s.stop()
         for w in watchers.values():
             w.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -196,8 +225,8 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
     for name, items in result.tickets.items():
         for t in items:
             for e in t["history"]:
-                result.timeline.append((_epoch(e["at"]), name, f"ticket {t['id']} {e['type']} by "
-                                        f"{e['actor']['site']}{'/' + e['actor']['agent'] if 'agent' in e['actor'] else ''}"))
+                who = e["actor"]["site"] + ("/" + e["actor"]["agent"] if "agent" in e["actor"] else "")
+                result.timeline.append((_epoch(e["at"]), name, f"ticket {t['id']} {e['type']} by {who}"))
     result.timeline.sort(key=lambda x: x[0])
     result.duration = time.time() - begin
     return result

@@ -44,6 +44,18 @@ class TicketExpectation:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class MediaExpectation:
+    """The role must receive sound, with no gap above max_gap_ms, between two AMI events of a site."""
+
+    role: str
+    site: str
+    start: dict[str, str]
+    end: dict[str, str]
+    max_gap_ms: float
+    min_audible_ms: float
+
+
 @dataclass
 class Scenario:
     name: str
@@ -54,6 +66,7 @@ class Scenario:
     roles: list[Role]
     ami: list[AmiExpectation] = field(default_factory=list)
     tickets: list[TicketExpectation] = field(default_factory=list)
+    media: list[MediaExpectation] = field(default_factory=list)
 
 
 def load(path: str | Path) -> Scenario:
@@ -104,5 +117,15 @@ def load(path: str | Path) -> Scenario:
         tickets.append(TicketExpectation(str(site), int(item.get("count", 1)), item.get("status"),
                                          item.get("history"), item.get("fields") or {},
                                          item.get("payload") or {}))
+    media = []
+    for j, item in enumerate(expect.get("media") or []):
+        if not isinstance(item, dict) or not {"role", "site", "from", "to"} <= set(item):
+            raise fail(f"expect.media[{j}]", "needs role, site, from and to")
+        if item["role"] not in {r.name for r in roles}:
+            raise fail(f"expect.media[{j}].role", f"no role named {item['role']!r}")
+        media.append(MediaExpectation(str(item["role"]), str(item["site"]),
+                                      {str(k): str(v) for k, v in item["from"].items()},
+                                      {str(k): str(v) for k, v in item["to"].items()},
+                                      float(item.get("max_gap_ms", 300)), float(item.get("min_audible_ms", 200))))
     return Scenario(str(raw["name"]), str(raw.get("description", "")), p, float(raw.get("budget", 30)),
-                    float(raw.get("settle", 3)), roles, ami, tickets)
+                    float(raw.get("settle", 3)), roles, ami, tickets, media)

@@ -146,7 +146,8 @@ def parse_event(data: Any) -> Event:
     actor = data.get("actor")
     if not isinstance(actor, dict) or not set(actor) <= {"platform", "site", "agent"} or "site" not in actor:
         raise InvalidInput("field 'actor' must be an object with platform, site and optionally agent", field="actor")
-    actor_clean = {"platform": _str(actor, "platform", SITE, required=True), "site": _str(actor, "site", SITE, required=True)}
+    actor_clean = {"platform": _str(actor, "platform", SITE, required=True),
+                   "site": _str(actor, "site", SITE, required=True)}
     if actor.get("agent"):
         actor_clean["agent"] = _str(actor, "agent", AGENT)
     payload = data.get("payload", {})

@@ -15,7 +15,7 @@ import structlog
 
 from telephony.config import SiteConfig
 from telephony.errors import Conflict, NotFound
-from telephony.tickets.models import Event, Party, Ticket, new_event_id, new_ticket_id, now_iso
+from telephony.tickets.models import DRAFT_FIELDS, Event, Party, Ticket, new_event_id, new_ticket_id, now_iso
 from telephony.tickets.state import apply_event
 from telephony.tickets.store import TicketStore
 
@@ -56,7 +56,10 @@ class TicketService:
                 id=new_ticket_id(self.config.division), direction=f"{self.config.platform}->{target_platform}",
                 source=Party(self.config.platform, self.config.name), target=Party(target_platform, target_site),
                 caller_number=caller_number, agent_id=agent_id, linkedid=linkedid, uniqueids=uniqueids,
-                created_at=created, updated_at=created, **draft)
+                created_at=created, updated_at=created)
+            for key, value in draft.items():
+                if key in DRAFT_FIELDS:  # validated by parse_draft when the agent typed it
+                    setattr(ticket, key, value)
             event = Event(new_event_id(), ticket.id, "created", created, self.actor(agent_id))
             apply_event(ticket, event)
             ticket.status = "created"

@@ -49,9 +49,7 @@ class TicketStore:
             for peer, message in outgoing:
                 pipe.rpush(outbox_key(peer), json.dumps(message, ensure_ascii=False, separators=(",", ":")))
             results = await pipe.execute()
-        if create and not results[0]:
-            return False
-        return True
+        return not (create and not results[0])
 
     async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]]) -> bool:
         return await self.put(ticket, outgoing, create=True)
@@ -62,7 +60,7 @@ class TicketStore:
 
     async def list_ids(self, since: float = 0, limit: int = 100) -> list[str]:
         raw = await self.redis.zrangebyscore(f"{PREFIX}tickets", since, "+inf", start=0, num=limit)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

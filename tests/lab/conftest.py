@@ -18,7 +18,7 @@ from telephony.lab.lab import SITES, Lab
 def lab_ports() -> list[int]:
     ports = []
     for s in SITES:
-        ports += [s.base + 60, s.base + 38, s.base + 573, s.base + 80, s.base + 379]
+        ports += [s.base + 38, s.base + 573, s.base + 80, s.base + 379]  # the TCP listeners
     return ports
 
 
@@ -36,7 +36,7 @@ def lab() -> Iterator[Lab]:
     yield lab
     if not was_up:
         lab.down(quiet=True)
-        left = [p for p in lab_ports() if p != SITES[0].base + 60 and p != SITES[1].base + 60 and listening(p)]
+        left = [p for p in lab_ports() if listening(p)]
         assert not left, f"lab down left listeners on {left}"
 
 

@@ -84,7 +84,8 @@ def test_bad_event_and_unknown_ticket(desc: dict[str, Any]) -> None:
     unknown = "37080020260101000000000001"
     event = {"id": "0" * 32, "ticket_id": unknown, "type": "signed_for", "at": "2026-11-29T00:00:00Z",
              "actor": {"platform": "110", "site": "110"}}
-    got, data = call("POST", f"{site['http']}/v1/tickets/{unknown}/events", site["token"], json.dumps(event).encode())
+    url = f"{site['http']}/v1/tickets/{unknown}/events"
+    got, data = call("POST", url, site["token"], json.dumps(event).encode())
     assert got == 404 and data["error"] == "not_found"
     got, data = call("POST", f"{site['http']}/v1/tickets/{unknown}/events", site["token"],
                      json.dumps({**event, "type": "teleport"}).encode())
@@ -105,8 +106,8 @@ def test_agi_for_unknown_call_keeps_the_call_with_the_agent(lab: Lab, desc: dict
 
     async def ask() -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"agi_network: yes\nagi_request: agi://127.0.0.1/onekey\nagi_channel: PJSIP/agent1001-1\n"
-                     b"agi_uniqueid: pbx12345-1.2\nagi_arg_1: pbx12345-999.9\n\n")
+        writer.write(b"agi_network: yes\nagi_request: agi://127.0.0.1/onekey\n"
+                     b"agi_channel: PJSIP/agent1001-1\nagi_uniqueid: pbx12345-1.2\nagi_arg_1: pbx12345-999.9\n\n")
         await writer.drain()
         data = await asyncio.wait_for(reader.read(), 5)
         writer.close()
