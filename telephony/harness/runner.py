@@ -20,7 +20,7 @@ from panoramisk import Manager
 
 from telephony.harness.dtmf import write_pcap
 from telephony.harness.media import RtpSniffer, check_window
-from telephony.harness.scenario import Role, Scenario, load
+from telephony.harness.scenario import Action, Role, Scenario, load
 from telephony.lab.lab import Lab, LabError
 
 TIMELINE_EVENTS = {"Newchannel", "DialBegin", "DialEnd", "BridgeEnter", "BlindTransfer", "Hangup",
@@ -86,10 +86,30 @@ def _account(site: dict[str, Any], role: Role) -> dict[str, Any]:
     return agent
 
 
-def _get(url: str, token: str) -> Any:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+def _get(url: str, token: str, method: str = "GET", body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=3) as resp:
         return json.loads(resp.read())
+
+
+async def _act(action: Action, desc: dict[str, Any], result: Result) -> None:
+    """Type the draft into the console of the site's bridged call, as an agent would before the key press."""
+    await asyncio.sleep(action.at)
+    site = desc["sites"][action.site]
+    try:
+        calls = await asyncio.to_thread(_get, f"{site['http']}/v1/calls", site["token"])
+        bridged = [c for c in calls["items"] if c["bridged"]]
+        if len(bridged) != 1:
+            result.failures.append(f"action at {action.at}s: expected one bridged call on {action.site}, "
+                                   f"found {len(bridged)}")
+            return
+        url = f"{site['http']}/v1/calls/{bridged[0]['linkedid']}/draft"
+        await asyncio.to_thread(_get, url, site["token"], "PUT", action.draft)
+        result.timeline.append((time.time(), action.site, f"console: draft {sorted(action.draft)}"))
+    except (OSError, ValueError) as exc:
+        result.failures.append(f"action at {action.at}s on {action.site} failed: {exc}")
 
 
 async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
@@ -190,12 +210,14 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
         for i, role in uac:
             tasks[role.name] = asyncio.create_task(_run_role(role, i, desc, workdir, scenario.budget))
             result.timeline.append((time.time(), role.site, f"sipp {role.name} calls ({role.sipp.name})"))
+        actions = [asyncio.create_task(_act(a, desc, result)) for a in scenario.actions]
         for name, task in tasks.items():
             code, errors = await task
             role = next(r for r in scenario.roles if r.name == name)
             result.timeline.append((time.time(), role.site, f"sipp {name} exited {code}"))
             if code != 0:
                 result.failures.append(f"role {name}: sipp exit {code}: {errors[-300:]}")
+        await asyncio.gather(*actions)
         deadline = time.time() + scenario.settle
         while True:
             result.tickets = {}

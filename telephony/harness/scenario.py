@@ -56,6 +56,15 @@ class MediaExpectation:
     min_audible_ms: float
 
 
+@dataclass(frozen=True)
+class Action:
+    """Something an agent does in the console during the call, `at` seconds after the first call starts."""
+
+    at: float
+    site: str
+    draft: dict[str, str]
+
+
 @dataclass
 class Scenario:
     name: str
@@ -67,6 +76,7 @@ class Scenario:
     ami: list[AmiExpectation] = field(default_factory=list)
     tickets: list[TicketExpectation] = field(default_factory=list)
     media: list[MediaExpectation] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
 
 
 def load(path: str | Path) -> Scenario:
@@ -81,7 +91,7 @@ def load(path: str | Path) -> Scenario:
 
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise fail("name", "a scenario needs a name")
-    unknown = set(raw) - {"name", "description", "budget", "settle", "roles", "expect"}
+    unknown = set(raw) - {"name", "description", "budget", "settle", "roles", "expect", "actions"}
     if unknown:
         raise fail(sorted(unknown)[0], "unknown key")
     roles = []
@@ -127,5 +137,11 @@ def load(path: str | Path) -> Scenario:
                                       {str(k): str(v) for k, v in item["from"].items()},
                                       {str(k): str(v) for k, v in item["to"].items()},
                                       float(item.get("max_gap_ms", 300)), float(item.get("min_audible_ms", 200))))
+    actions = []
+    for j, item in enumerate(raw.get("actions") or []):
+        if not isinstance(item, dict) or not isinstance(item.get("draft"), dict) or "site" not in item:
+            raise fail(f"actions[{j}]", "needs at, site and a draft mapping")
+        actions.append(Action(float(item.get("at", 1.0)), str(item["site"]),
+                              {str(k): str(v) for k, v in item["draft"].items()}))
     return Scenario(str(raw["name"]), str(raw.get("description", "")), p, float(raw.get("budget", 30)),
-                    float(raw.get("settle", 3)), roles, ami, tickets, media)
+                    float(raw.get("settle", 3)), roles, ami, tickets, media, actions)

@@ -8,19 +8,32 @@ from typing import Any
 import pytest
 
 from telephony.harness.runner import run_scenario, write_junit
-from telephony.harness.scenario import load
+from telephony.harness.scenario import Scenario, load
 from telephony.lab.lab import Lab
 
 SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
 
 
+def _secrets_in_logs(scenario: Scenario, desc: dict[str, Any]) -> list[str]:
+    """Caller numbers and the agent's free text must never reach a controller log in clear."""
+    secrets = [r.params["caller"] for r in scenario.roles if "caller" in r.params]
+    secrets += [v for a in scenario.actions for k, v in a.draft.items() if k in ("content", "address", "title")]
+    found = []
+    for site in desc["sites"].values():
+        text = Path(site["logs"]["controller"]).read_text(encoding="utf-8")
+        found += [f"{s!r} in {site['logs']['controller']}" for s in secrets if s in text]
+    return found
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_scenario(path: Path, desc: dict[str, Any], tmp_path: Path) -> None:
-    result = run_scenario(load(path), desc)
+    scenario = load(path)
+    result = run_scenario(scenario, desc)
     print(result.report())
     write_junit([result], tmp_path / "junit.xml")
     assert (tmp_path / "junit.xml").read_text().count("<testcase") == 1
     assert result.ok, result.report()
+    assert _secrets_in_logs(scenario, desc) == []
 
 
 def test_late_push_is_fetched_by_reference(lab: Lab, desc: dict[str, Any]) -> None:
