@@ -34,6 +34,7 @@ class Result:
     failures: list[str] = field(default_factory=list)
     timeline: list[tuple[float, str, str]] = field(default_factory=list)
     tickets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    ami: dict[str, list[tuple[float, dict[str, str]]]] = field(default_factory=dict)
     duration: float = 0.0
 
     @property
@@ -241,6 +242,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
             w.close()
         shutil.rmtree(workdir, ignore_errors=True)
     for name, w in watchers.items():
+        result.ami[name] = w.events
         for at, e in w.events:
             if e.get("Event") in TIMELINE_EVENTS:
                 result.timeline.append((at, name, _describe_ami(e)))
