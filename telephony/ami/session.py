@@ -28,6 +28,7 @@ class AmiSession:
         self.queue: asyncio.Queue[dict[str, str]] = asyncio.Queue(maxsize=100000)
         self.logged_in = asyncio.Event()
         self.events_seen = 0
+        self.closing = False
         self.manager = Manager(
             host=config.host, port=config.port, username=config.username, secret=config.secret,
             ping_delay=config.ping_interval, ping_interval=config.ping_interval, reconnect_timeout=1,
@@ -42,8 +43,9 @@ class AmiSession:
     def _on_disconnect(self, manager: Any, exc: Exception | None) -> None:
         log.warning("ami.disconnected", error=str(exc) if exc else "")
         self.logged_in.clear()
-        # panoramisk only reconnects from a failed connect; start one here, after a pause.
-        asyncio.get_running_loop().call_later(1.0, manager.connect)
+        if not self.closing:
+            # panoramisk only reconnects from a failed connect; start one here, after a pause.
+            asyncio.get_running_loop().call_later(1.0, manager.connect)
 
     def _on_event(self, _: Any, message: Any) -> None:
         event = {str(k): str(v) for k, v in message.items() if isinstance(v, str)}
@@ -74,4 +76,5 @@ class AmiSession:
         return await asyncio.wait_for(self.manager.send_action(action), 5.0)
 
     def close(self) -> None:
+        self.closing = True
         self.manager.close()

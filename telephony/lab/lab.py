@@ -218,14 +218,19 @@ class Lab:
                      [sys.executable, "-m", "telephony", "serve", "--config", str(sdir / "linkage.yaml")],
                      sdir / "controller.log", env=env)
 
-    def restart_controller(self, site: str, env: dict[str, str] | None = None) -> None:
-        """Stop one site's controller by pid and start it again (with extra LINKAGE_* overrides, for drills)."""
+    def stop_controller(self, site: str) -> None:
+        """Stop one site's controller by pid (fault drills); `restart_controller` brings it back."""
         procs = self._state()
-        plan = next(p for p in SITES if p.name == site)
         for p in procs:
             if p.name == f"controller-{site}":
                 stop(p)
-        procs = [p for p in procs if p.name != f"controller-{site}"]
+        self._save([p for p in procs if p.name != f"controller-{site}"])
+
+    def restart_controller(self, site: str, env: dict[str, str] | None = None) -> None:
+        """Stop one site's controller by pid and start it again (with extra LINKAGE_* overrides, for drills)."""
+        self.stop_controller(site)
+        procs = self._state()
+        plan = next(p for p in SITES if p.name == site)
         procs.append(self._start_controller(plan, env))
         self._save(procs)
         self._wait(self._healthy, 20, "controller did not come back")

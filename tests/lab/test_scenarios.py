@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from telephony.harness.runner import run_scenario, write_junit
-from telephony.harness.scenario import Scenario, load
+from telephony.harness.scenario import AmiExpectation, Scenario, TicketExpectation, load
 from telephony.lab.lab import Lab
 
 SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
@@ -50,3 +50,26 @@ def test_late_push_is_fetched_by_reference(lab: Lab, desc: dict[str, Any]) -> No
         assert result.ok, result.report()
     finally:
         lab.restart_controller("12345")
+
+
+def test_key_press_with_controller_down_keeps_the_call_with_the_agent(lab: Lab, desc: dict[str, Any]) -> None:
+    """The FastAGI server is gone: the feature's AGI fails, LINKAGE_XFER stays empty, no BlindTransfer, no
+    ticket, and the caller stays connected to the agent until the caller hangs up."""
+    scenario = load(Path(__file__).parents[1] / "scenarios" / "onekey_happy.yaml")
+    scenario.roles = [r for r in scenario.roles if r.site == "12345"]
+    scenario.actions = []
+    scenario.media = []
+    scenario.ami = [AmiExpectation("12345", {"Event": "DTMFEnd", "Digit": "8"}, 1),
+                    AmiExpectation("12345", {"Event": "BlindTransfer"}, 0),
+                    AmiExpectation("110", {"Event": "Newchannel"}, 0)]
+    scenario.tickets = [TicketExpectation("110", 0, None, None, {}, {})]
+    lab.stop_controller("12345")
+    try:
+        result = run_scenario(scenario, desc)
+    finally:
+        lab.restart_controller("12345")
+    print(result.report())
+    assert result.ok, result.report()
+    hangups = [e for _, e in result.ami["12345"] if e.get("Event") == "Hangup"]
+    assert {e["Channel"].split("-")[0] for e in hangups} >= {"PJSIP/citizen", "PJSIP/agent1001"}
+    assert all(e["Cause"] == "16" for e in hangups if not e["Channel"].startswith("PJSIP/agent1002"))
