@@ -24,6 +24,7 @@ AGENT_ID = re.compile(r"^[0-9]{2,10}$")
 TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,200}$")
 SECRET = re.compile(r"^[A-Za-z0-9]{8,64}$")
 USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+NUMBER = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,9})?$")
 URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")
 
 
@@ -59,6 +60,32 @@ class Peer:
     token: str
     trunk: HostPort
     dial: str  # the number sent over the trunk
+    level: str = "city"
+    division: str = ""  # a county peer owns the tickets of its division code (市级互转, push-down)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a feature key sends the caller: a peer site with a controller (ticket pushed), or a phone-only
+    desk such as 120 or a utility hotline (the call goes with the caller's number; the ticket stays here)."""
+
+    name: str
+    platform: str
+    key: str
+    dial: str
+    peer: str | None = None  # name of the peer site that receives the ticket
+    via: str | None = None  # a peer that relays to this target (a county 110 reaches 12345 through the city)
+    phone: HostPort | None = None  # SIP address of a phone-only target
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Supervision (跟踪督办): how long a ticket may stay in a state before it is flagged overdue."""
+
+    signed_for: float = 60.0  # seconds from the offer (phone ringing) to signed for
+    accepted: float = 1800.0  # seconds from signed for to accepted / returned
+    resolved_days: float = 5.0  # working days from accepted to resolved
+    working_days: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +109,9 @@ class SiteConfig:
     ring_timeout: int = 30
     fetch_timeout: float = 0.5
     push_delay: float = 0.0  # seconds before a new ticket's first push: lab and fault drills only
+    targets: tuple[Target, ...] = ()
+    deadlines: Deadlines = Deadlines()
+    parent: str = ""
     source_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +120,9 @@ class SiteConfig:
             if p.name == name:
                 return p
         return None
+
+    def target(self, name: str) -> Target | None:
+        return next((t for t in self.targets if t.name == name), None)
 
     def peer_by_platform(self, platform: str) -> Peer | None:
         for p in self.peers:
@@ -107,8 +140,16 @@ class _Reader:
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.source}: {key}: {problem}", key=key, file=self.source)
 
-    def section(self, data: Any, key: str) -> dict[str, Any]:
+    def section(self, data: Any, key: str, parent: str = "") -> dict[str, Any]:
         value = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(value, dict):
+            raise self.fail(f"{parent}.{key}" if parent else key, "must be a mapping")
+        return value
+
+    def optional(self, data: Any, key: str) -> dict[str, Any]:
+        value = data.get(key) if isinstance(data, dict) else None
+        if value is None:
+            return {}
         if not isinstance(value, dict):
             raise self.fail(key, "must be a mapping")
         return value
@@ -155,7 +196,8 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     r = _Reader(source)
     if not isinstance(raw, dict):
         raise r.fail("(top)", "must be a mapping")
-    known = {"site", "pbx", "controller", "redis", "keys", "accounts", "peers", "transfer", "delivery"}
+    known = {"site", "pbx", "controller", "redis", "keys", "accounts", "peers", "transfer", "delivery", "targets",
+             "supervision"}
     unknown = set(raw) - known
     if unknown:
         raise r.fail(sorted(unknown)[0], "unknown key")
@@ -163,13 +205,13 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     pbx = r.section(raw, "pbx")
     ctl = r.section(raw, "controller")
     accounts = r.section(raw, "accounts")
-    ami = r.section(pbx, "ami")
-    keys = raw.get("keys", {}) or {}
-    transfer = raw.get("transfer", {}) or {}
-    delivery = raw.get("delivery", {}) or {}
+    ami = r.section(pbx, "ami", "pbx")
+    keys = r.optional(raw, "keys")
+    transfer = r.optional(raw, "transfer")
+    delivery = r.optional(raw, "delivery")
     redis = r.section(raw, "redis")
 
-    citizen = r.section(accounts, "citizen")
+    citizen = r.section(accounts, "citizen", "accounts")
     agents_raw = accounts.get("agents")
     if not isinstance(agents_raw, list) or not agents_raw:
         raise r.fail("accounts.agents", "must be a non-empty list")
@@ -183,7 +225,10 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         raise r.fail("accounts.agents", "agent ids must be unique")
 
     peers = []
-    for i, p_raw in enumerate(raw.get("peers", []) or []):
+    peers_raw = raw.get("peers") or []
+    if not isinstance(peers_raw, list):
+        raise r.fail("peers", "must be a list")
+    for i, p_raw in enumerate(peers_raw):
         p = f"peers[{i}]"
         if not isinstance(p_raw, dict):
             raise r.fail(p, "must be a mapping")
@@ -193,19 +238,22 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
             platform=r.string(p_raw, "platform", p, SITE_NAME),
             url=url,
             token=r.string(p_raw, "token", p, TOKEN),
-            trunk=r.hostport(r.section(p_raw, "trunk"), f"{p}.trunk"),
+            trunk=r.hostport(r.section(p_raw, "trunk", p), f"{p}.trunk"),
             dial=r.string(p_raw, "dial", p, DIAL),
+            level=_level(r, p_raw, p),
+            division=r.string(p_raw, "division", p, re.compile(r"^([0-9]{6})?$"), default=""),
         ))
 
-    level = r.string(site, "level", "site", default="city")
-    if level not in ("city", "county"):
-        raise r.fail("site.level", "must be city or county")
+    onekey = r.string(keys, "onekey", "keys", FEATURE_KEY, default="*8")
+    targets = _targets(r, raw.get("targets"), peers, onekey)
+    deadlines = _deadlines(r, r.optional(raw, "supervision"))
+    level = _level(r, site, "site")
     return SiteConfig(
         name=r.string(site, "name", "site", SITE_NAME),
         platform=r.string(site, "platform", "site", SITE_NAME),
         level=level,
         division=r.string(site, "division", "site", DIVISION),
-        sip=r.hostport(r.section(pbx, "sip"), "pbx.sip"),
+        sip=r.hostport(r.section(pbx, "sip", "pbx"), "pbx.sip"),
         ami=AmiConfig(
             host=r.host(ami, "host", "pbx.ami"),
             port=r.integer(ami, "port", "pbx.ami", 1, 65535),
@@ -213,12 +261,12 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
             secret=r.string(ami, "secret", "pbx.ami", SECRET),
             ping_interval=r.number(ami, "ping_interval", "pbx.ami", 0.5, 60, 5.0),
         ),
-        agi=r.hostport(r.section(pbx, "agi"), "pbx.agi"),
-        http=r.hostport(r.section(ctl, "http"), "controller.http"),
+        agi=r.hostport(r.section(pbx, "agi", "pbx"), "pbx.agi"),
+        http=r.hostport(r.section(ctl, "http", "controller"), "controller.http"),
         public_url=r.string(ctl, "public_url", "controller", URL).rstrip("/"),
         api_token=r.string(ctl, "api_token", "controller", TOKEN),
         redis_url=r.string(redis, "url", "redis", re.compile(r"^redis://[A-Za-z0-9.:@/_-]+$")),
-        onekey=r.string(keys, "onekey", "keys", FEATURE_KEY, default="*8"),
+        onekey=targets[0].key if targets else onekey,
         citizen=r.hostport(citizen, "accounts.citizen"),
         hotline=r.string(citizen, "dial", "accounts.citizen", DIAL),
         agents=tuple(agents),
@@ -226,7 +274,69 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         ring_timeout=r.integer(transfer, "ring_timeout", "transfer", 1, 600, default=30),
         fetch_timeout=r.number(transfer, "fetch_timeout", "transfer", 0.05, 10, 0.5),
         push_delay=r.number(delivery, "push_delay", "delivery", 0, 3600, 0.0),
+        targets=targets,
+        deadlines=deadlines,
+        parent=r.string(site, "parent", "site", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default=""),
         source_file=source,
+    )
+
+
+def _level(r: _Reader, data: dict[str, Any], path: str) -> str:
+    level = r.string(data, "level", path, default="city")
+    if level not in ("city", "county"):
+        raise r.fail(f"{path}.level", "must be city or county")
+    return level
+
+
+def _targets(r: _Reader, raw: Any, peers: list[Peer], onekey: str) -> tuple[Target, ...]:
+    if raw is None:  # the short form: the one-key code goes to the first peer
+        return (Target(peers[0].name, peers[0].platform, onekey, peers[0].dial, peer=peers[0].name),) if peers else ()
+    if not isinstance(raw, list):
+        raise r.fail("targets", "must be a list")
+    names = {p.name for p in peers}
+    out = []
+    for i, t in enumerate(raw):
+        p = f"targets[{i}]"
+        if not isinstance(t, dict):
+            raise r.fail(p, "must be a mapping")
+        unknown = set(t) - {"name", "platform", "key", "dial", "peer", "via", "phone"}
+        if unknown:
+            raise r.fail(f"{p}.{sorted(unknown)[0]}", "unknown key")
+        peer = t.get("peer")
+        via = t.get("via")
+        phone = t.get("phone")
+        if sum(x is not None for x in (peer, via, phone)) != 1:
+            raise r.fail(p, "needs exactly one of peer, via or phone")
+        if peer is not None and peer not in names:
+            raise r.fail(f"{p}.peer", f"{peer!r} is not a configured peer")
+        if via is not None and via not in names:
+            raise r.fail(f"{p}.via", f"{via!r} is not a configured peer")
+        out.append(Target(
+            name=r.string(t, "name", p, SITE_NAME),
+            platform=r.string(t, "platform", p, SITE_NAME),
+            key=r.string(t, "key", p, FEATURE_KEY),
+            dial=r.string(t, "dial", p, DIAL),
+            peer=str(peer) if peer is not None else None,
+            via=str(via) if via is not None else None,
+            phone=r.hostport(phone, f"{p}.phone") if isinstance(phone, dict) else None,
+        ))
+        if phone is not None and not isinstance(phone, dict):
+            raise r.fail(f"{p}.phone", "must be a mapping with host and port")
+    for attr in ("name", "key", "dial"):
+        if len({getattr(t, attr) for t in out}) != len(out):
+            raise r.fail("targets", f"each target needs its own {attr}")
+    return tuple(out)
+
+
+def _deadlines(r: _Reader, raw: dict[str, Any]) -> Deadlines:
+    days = raw.get("working_days", [0, 1, 2, 3, 4])
+    if not isinstance(days, list) or not days or not all(type(d) is int and 0 <= d <= 6 for d in days):
+        raise r.fail("supervision.working_days", "must be a non-empty list of weekday numbers 0-6 (Monday = 0)")
+    return Deadlines(
+        signed_for=r.number(raw, "signed_for", "supervision", 1, 86400, 60.0),
+        accepted=r.number(raw, "accepted", "supervision", 1, 30 * 86400, 1800.0),
+        resolved_days=r.number(raw, "resolved_days", "supervision", 0.001, 365, 5.0),
+        working_days=tuple(sorted(set(days))),
     )
 
 
@@ -236,6 +346,8 @@ def load_site_config(path: str | Path) -> SiteConfig:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}", file=str(p)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text: {exc.reason} at byte {exc.start}", file=str(p)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}", file=str(p)) from exc
     raw = _apply_env(raw, os.environ)
@@ -254,8 +366,10 @@ def _apply_env(raw: Any, env: os._Environ[str] | dict[str, str]) -> Any:
         for part in parts[:-1]:
             node = node.setdefault(part, {}) if isinstance(node, dict) else None
         if isinstance(node, dict):
-            try:
-                node[parts[-1]] = yaml.safe_load(value)
-            except yaml.YAMLError:
+            # A value replacing a string stays a string (a secret like 0123 must not turn octal); otherwise
+            # a plain decimal becomes a number, so ports and timeouts can be overridden.
+            if not isinstance(node.get(parts[-1]), str) and NUMBER.match(value):
+                node[parts[-1]] = float(value) if "." in value else int(value)
+            else:
                 node[parts[-1]] = value
     return raw

@@ -16,10 +16,14 @@ from aiohttp import web
 from telephony.agi.server import FastAgiServer
 from telephony.ami.session import AmiSession
 from telephony.api.http import Api
+from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.delivery.client import PeerClient
 from telephony.delivery.outbox import OutboxWorker
+from telephony.metrics import Metrics
+from telephony.supervision.deadlines import Supervisor
+from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore
 from telephony.transfers.services import TransferService
@@ -39,8 +43,19 @@ class Controller:
         self.agi = FastAgiServer(config.agi.host, config.agi.port)
         self.session: aiohttp.ClientSession | None = None
         self.peers: dict[str, PeerClient] = {}
-        self.transfers = TransferService(config, self.calls, self.tickets, self.peers)
-        self.api = Api(config, self.tickets, self.transfers, self.calls, self.health)
+        self.transfers = TransferService(config, self.calls, self.tickets, self.peers, self.ami.send)
+        self.metrics = Metrics()
+        self.hub = StreamHub(config.name)
+        self.tickets.listeners.append(self.hub.publish)
+        self.tickets.listeners.append(self._count)
+        self.supervisor = Supervisor(config, self.tickets, self.metrics)
+        self.api = Api(config, self.tickets, self.transfers, self.calls, self.health, self.metrics, self.hub)
+
+    def _count(self, ticket: Ticket, event: Event) -> None:
+        origin = "local" if event.actor.get("site") == self.config.name else "remote"
+        self.metrics.inc("linkage_ticket_events_total", type=event.type, origin=origin)
+        if event.type == "created" and origin == "local":
+            self.metrics.inc("linkage_tickets_created_total", target=ticket.target.site)
 
     def _notify(self, peer: str) -> None:
         worker = self.workers.get(peer)
@@ -80,7 +95,7 @@ class Controller:
                  agi=self.config.agi.port)
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self.ami.run())]
+                tasks = [group.create_task(self.ami.run()), group.create_task(self.supervisor.run())]
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
                 await stop.wait()
                 log.info("controller.stopping")

@@ -41,6 +41,8 @@ def _clean(key: str, value: Any) -> Any:
         return {k: _clean(str(k).lower(), v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean(key, v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and key in SENSITIVE_KEYS:
+        value = str(value)
     if not isinstance(value, str):
         return value
     if key in ID_KEYS:
@@ -66,8 +68,8 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # before masking, so exception text is masked too
             mask_processor,
-            structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

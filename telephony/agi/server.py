@@ -88,7 +88,8 @@ class FastAgiServer:
         self.routes[name] = handler
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
+        self.server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True,
+                                                 limit=MAX_HEADER_BYTES)
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -96,10 +97,14 @@ class FastAgiServer:
             await self.server.wait_closed()
 
     async def _read_headers(self, reader: asyncio.StreamReader) -> dict[str, str]:
+        """The whole header block must arrive within HEADER_TIMEOUT, not each line."""
+        return await asyncio.wait_for(self._read_header_lines(reader), HEADER_TIMEOUT)
+
+    async def _read_header_lines(self, reader: asyncio.StreamReader) -> dict[str, str]:
         headers: dict[str, str] = {}
         size = 0
         while True:
-            line = await asyncio.wait_for(reader.readline(), HEADER_TIMEOUT)
+            line = await reader.readline()
             if not line:
                 raise AgiError("connection closed in headers")
             size += len(line)
@@ -123,7 +128,7 @@ class FastAgiServer:
                 log.warning("agi.unknown_route")
                 return
             await handler(request)
-        except (AgiError, TimeoutError, ConnectionError) as exc:
+        except (AgiError, TimeoutError, ConnectionError, ValueError) as exc:  # ValueError: line over the limit
             log.warning("agi.failed", error=str(exc))
         except Exception:
             log.exception("agi.crashed")

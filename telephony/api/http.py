@@ -1,11 +1,18 @@
-"""Routes: peer side (receive ticket, receive event, fetch ticket), agent side (calls, drafts), ops (health).
+"""Routes under /v1 (documented in docs/openapi.yaml, which a test checks against this router).
 
+- peer side: receive a ticket, receive an event, fetch a ticket by reference;
+- agent/CTI side: list calls, draft the ticket of a call, transfer a call, amend a ticket, post lifecycle
+  transitions, the event stream (SSE) for screen pops;
+- query: tickets by status, time, division, category, direction (paginated), one ticket with its history,
+  bulk export (JSON lines, CSV);
+- ops: health, Prometheus metrics.
 Every body is size-bounded, parsed strictly and validated before anything is stored; errors are JSON with a
 stable error id and a message for the person reading it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -14,37 +21,53 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from telephony.api.stream import StreamHub, sse
 from telephony.calls.registry import UNIQUEID, CallRegistry
 from telephony.config import SiteConfig
 from telephony.errors import InvalidInput, LinkageError, NotFound, PayloadTooLarge, Unauthorized
-from telephony.tickets.models import TICKET_ID, parse_draft, parse_event, parse_ticket
+from telephony.metrics import Metrics
+from telephony.tickets import queries
+from telephony.tickets.models import AGENT, EVENT_TYPES, TICKET_ID, parse_draft, parse_event, parse_payload
 from telephony.tickets.services import TicketService
 from telephony.transfers.services import TransferService
 
 log = structlog.get_logger("http")
 MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC = {"/v1/health", "/metrics"}
+LOCAL_TRANSITIONS = EVENT_TYPES - {"created", "delivered", "offered", "abandoned", "overdue", "routed",
+                                   "transferred", "amended"}
 
 
 class Api:
     def __init__(self, config: SiteConfig, tickets: TicketService, transfers: TransferService,
-                 calls: CallRegistry, health: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+                 calls: CallRegistry, health: Callable[[], Awaitable[dict[str, Any]]], metrics: Metrics,
+                 hub: StreamHub) -> None:
         self.config = config
         self.tickets = tickets
         self.transfers = transfers
         self.calls = calls
         self.health_check = health
+        self.metrics = metrics
+        self.hub = hub
         self.tokens = {config.api_token}
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.errors], client_max_size=MAX_BODY)
-        app.router.add_get("/v1/health", self.health)
-        app.router.add_post("/v1/tickets", self.receive_ticket)
-        app.router.add_get("/v1/tickets", self.list_tickets)
-        app.router.add_get("/v1/tickets/{id}", self.get_ticket)
-        app.router.add_post("/v1/tickets/{id}/events", self.receive_event)
-        app.router.add_get("/v1/calls", self.list_calls)
-        app.router.add_put("/v1/calls/{linkedid}/draft", self.put_draft)
+        r = app.router
+        r.add_get("/v1/health", self.health)
+        r.add_get("/metrics", self.prometheus)
+        r.add_post("/v1/tickets", self.receive_ticket)
+        r.add_get("/v1/tickets", self.list_tickets)
+        r.add_get("/v1/tickets/export", self.export)
+        r.add_get("/v1/tickets/{id}", self.get_ticket)
+        r.add_patch("/v1/tickets/{id}", self.amend)
+        r.add_post("/v1/tickets/{id}/events", self.receive_event)
+        r.add_post("/v1/tickets/{id}/transitions", self.transition)
+        r.add_get("/v1/calls", self.list_calls)
+        r.add_put("/v1/calls/{linkedid}/draft", self.put_draft)
+        r.add_post("/v1/calls/{linkedid}/transfer", self.transfer)
+        r.add_get("/v1/stream", self.stream)
         return app
 
     @web.middleware
@@ -52,16 +75,19 @@ class Api:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(http=f"{request.method} {request.path}")
         try:
-            if request.path != "/v1/health":
+            if request.path not in PUBLIC:
                 self._authorize(request)
             return await handler(request)
         except LinkageError as exc:
+            self.metrics.inc("linkage_http_refused_total", status=str(exc.status))
             log.info("http.refused", status=exc.status, error=exc.error_id, reason=exc.message)
             return web.json_response(exc.to_dict(), status=exc.status)
         except web.HTTPRequestEntityTooLarge:
             err = PayloadTooLarge(f"body larger than {MAX_BODY} bytes")
             return web.json_response(err.to_dict(), status=413)
         except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
             body = {"error": "http_error", "message": exc.reason, "details": {}}
             return web.json_response(body, status=exc.status)
 
@@ -82,57 +108,68 @@ class Api:
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"body is not valid JSON: {exc}") from exc
 
+    @staticmethod
+    def _ticket_id(request: web.Request) -> str:
+        ticket_id = request.match_info["id"]
+        if not TICKET_ID.match(ticket_id):
+            raise InvalidInput("ticket id must be 20-32 digits")
+        return ticket_id
+
+    @staticmethod
+    def _agent(body: dict[str, Any]) -> str:
+        agent = body.get("agent", "")
+        if not isinstance(agent, str) or not agent or not AGENT.match(agent):
+            raise InvalidInput("field 'agent' (the agent's id, digits) is required", field="agent")
+        return agent
+
+    # ---- ops ----------------------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
         state = await self.health_check()
         return web.json_response(state, status=200 if state.get("ok") else 503)
 
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+    # ---- peer side ----------------------------------------------------------------------------------
     async def receive_ticket(self, request: web.Request) -> web.Response:
+        from telephony.tickets.models import parse_ticket
+
         ticket = parse_ticket(await self._json(request))
-        if ticket.target.site != self.config.name:
+        if self.config.name not in (ticket.path or [ticket.target.site]):
             raise InvalidInput(f"ticket is addressed to site {ticket.target.site}, not {self.config.name}")
+        if ticket.source.site == self.config.name:
+            raise InvalidInput("a ticket created here cannot be received from a peer")
         stored, created = await self.tickets.receive(ticket, via="push")
         return web.json_response({"id": stored.id, "status": stored.status, "created": created},
                                  status=201 if created else 200)
 
+    async def receive_event(self, request: web.Request) -> web.Response:
+        ticket_id = self._ticket_id(request)
+        event = parse_event(await self._json(request))
+        if event.ticket_id != ticket_id:
+            raise InvalidInput("event ticket_id does not match the URL")
+        ticket, outcome = await self.tickets.apply_remote(event)
+        return web.json_response({"id": ticket.id, "status": ticket.status, "outcome": outcome,
+                                  "applied": outcome == "applied"}, status=202 if outcome == "queued" else 200)
+
     async def get_ticket(self, request: web.Request) -> web.Response:
-        ticket_id = request.match_info["id"]
-        if not TICKET_ID.match(ticket_id):
-            raise InvalidInput("ticket id must be 20-32 digits")
+        ticket_id = self._ticket_id(request)
         ticket = await self.tickets.store.get(ticket_id)
         if ticket is None:
             raise NotFound(f"ticket {ticket_id} not found")
         return web.json_response(ticket.to_dict())
 
-    async def list_tickets(self, request: web.Request) -> web.Response:
-        try:
-            since = float(request.query.get("since", "0"))
-            limit = min(int(request.query.get("limit", "100")), 1000)
-        except ValueError as exc:
-            raise InvalidInput("since must be a number and limit an integer") from exc
-        ids = await self.tickets.store.list_ids(since, limit)
-        items = []
-        for ticket_id in ids:
-            ticket = await self.tickets.store.get(ticket_id)
-            if ticket is not None:
-                items.append(ticket.to_dict())
-        return web.json_response({"items": items})
-
-    async def receive_event(self, request: web.Request) -> web.Response:
-        ticket_id = request.match_info["id"]
-        event = parse_event(await self._json(request))
-        if event.ticket_id != ticket_id:
-            raise InvalidInput("event ticket_id does not match the URL")
-        if event.actor.get("site") == self.config.name:
-            raise InvalidInput("an event from this site cannot be received from a peer")
-        ticket, applied = await self.tickets.apply_remote(event)
-        return web.json_response({"id": ticket.id, "status": ticket.status, "applied": applied})
-
+    # ---- agent / CTI side ---------------------------------------------------------------------------
     async def list_calls(self, request: web.Request) -> web.Response:
-        calls = [{"linkedid": c.linkedid, "legs": [{"uniqueid": leg.uniqueid, "channel": leg.channel,
-                                                    "endpoint": leg.endpoint, "state": leg.state}
-                                                   for leg in c.legs.values()],
-                  "bridged": c.bridged_at is not None, "ticket_id": c.ticket_id}
-                 for c in self.calls.calls.values()]
+        agent = request.query.get("agent")
+        calls = []
+        for c in self.calls.calls.values():
+            legs = [{"uniqueid": leg.uniqueid, "channel": leg.channel, "endpoint": leg.endpoint, "state": leg.state}
+                    for leg in c.legs.values()]
+            if agent and not any(leg["endpoint"] == f"agent{agent}" for leg in legs):
+                continue
+            calls.append({"linkedid": c.linkedid, "legs": legs, "bridged": c.bridged_at is not None,
+                          "ticket_id": c.ticket_id, "transferring": c.transferring})
         return web.json_response({"items": calls})
 
     async def put_draft(self, request: web.Request) -> web.Response:
@@ -141,3 +178,85 @@ class Api:
             raise InvalidInput("linkedid has an invalid format")
         draft = parse_draft(await self._json(request))
         return web.json_response({"linkedid": linkedid, "draft": self.transfers.set_draft(linkedid, draft)})
+
+    async def transfer(self, request: web.Request) -> web.Response:
+        linkedid = request.match_info["linkedid"]
+        if not UNIQUEID.match(linkedid):
+            raise InvalidInput("linkedid has an invalid format")
+        body = await self._json(request)
+        if not isinstance(body, dict) or not set(body) <= {"target", "agent"}:
+            raise InvalidInput("body is {target, agent}")
+        target = body.get("target") or (self.config.targets[0].name if self.config.targets else "")
+        if not isinstance(target, str):
+            raise InvalidInput("field 'target' must be a string", field="target")
+        ticket = await self.transfers.http_transfer(linkedid, target, self._agent(body))
+        return web.json_response({"ticket_id": ticket.id, "status": ticket.status}, status=202)
+
+    async def amend(self, request: web.Request) -> web.Response:
+        ticket_id = self._ticket_id(request)
+        body = await self._json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("fields"), dict):
+            raise InvalidInput("body is {agent, fields: {…}}")
+        fields = parse_draft(body["fields"])
+        ticket = await self.tickets.record(ticket_id, "amended", self._agent(body), dict(fields))
+        return web.json_response(ticket.to_dict())
+
+    async def transition(self, request: web.Request) -> web.Response:
+        ticket_id = self._ticket_id(request)
+        body = await self._json(request)
+        if not isinstance(body, dict) or not set(body) <= {"type", "agent", "payload"}:
+            raise InvalidInput("body is {type, agent, payload}")
+        etype = body.get("type")
+        if etype not in LOCAL_TRANSITIONS:
+            raise InvalidInput(f"type must be one of {', '.join(sorted(LOCAL_TRANSITIONS))}", field="type")
+        ticket = await self.tickets.record(ticket_id, str(etype), self._agent(body),
+                                           parse_payload(body.get("payload", {})))
+        return web.json_response(ticket.to_dict())
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        agent = request.query.get("agent")
+        if agent is not None and not AGENT.match(agent):
+            raise InvalidInput("agent must be digits")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        sub = self.hub.subscribe(agent or None)
+        counter = 0
+        try:
+            await response.write(b": connected\n\n")
+            while True:
+                try:
+                    message = await asyncio.wait_for(sub.queue.get(), 15)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                counter += 1
+                await response.write(sse(message, str(counter)))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.hub.unsubscribe(sub)
+        return response
+
+    # ---- queries ------------------------------------------------------------------------------------
+    async def list_tickets(self, request: web.Request) -> web.Response:
+        flt = queries.parse_filter(request.query)
+        number, size = queries.page_args(request.query)
+        return web.json_response(await queries.page(self.tickets.store, flt, number, size))
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        flt = queries.parse_filter(request.query)
+        fmt = request.query.get("format", "jsonl")
+        if fmt not in ("jsonl", "csv"):
+            raise InvalidInput("format is jsonl or csv", field="format")
+        content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+        response = web.StreamResponse(headers={
+            "Content-Type": f"{content_type}; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="tickets-{self.config.name}.{fmt}"'})
+        await response.prepare(request)
+        if fmt == "csv":
+            await response.write(queries.csv_header().encode())
+        async for ticket in queries.select(self.tickets.store, flt):
+            line = queries.jsonl(ticket) if fmt == "jsonl" else queries.csv_row(ticket)
+            await response.write(line.encode())
+        await response.write_eof()
+        return response

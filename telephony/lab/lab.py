@@ -34,21 +34,37 @@ class LabError(LinkageError):
     pass
 
 
+HOST = "127.0.0.1"
+
+
 @dataclass(frozen=True)
 class SitePlan:
     name: str
     platform: str
+    level: str
+    division: str
     base: int  # ports: base+60 SIP, +38 AMI, +573 AGI, +80 HTTP, +379 Redis, +70 citizen, +81.. agents
     rtp: int
     agents: tuple[str, ...]
-    peer_dial: str  # what this site dials over the trunk to reach the other
+    peers: tuple[str, ...]
+    targets: tuple[dict[str, Any], ...]
+    parent: str = ""
 
 
+# city 12345, city 110, and the county 110 of 任城区 (370811) under the city 110 (市级互转)
 SITES = (
-    SitePlan("12345", "12345", 15000, 30000, ("1001", "1002"), "110"),
-    SitePlan("110", "110", 25000, 31000, ("2001", "2002"), "12345"),
+    SitePlan("12345", "12345", "city", DIVISION, 15000, 30000, ("1001", "1002"), ("110",), (
+        {"name": "110", "platform": "110", "key": "*8", "dial": "110", "peer": "110"},
+        {"name": "120", "platform": "120", "key": "*2", "dial": "120", "phone": {"host": HOST, "port": 15090}},
+    )),
+    SitePlan("110", "110", "city", DIVISION, 25000, 31000, ("2001", "2002"), ("12345", "110-370811"), (
+        {"name": "12345", "platform": "12345", "key": "*8", "dial": "12345", "peer": "12345"},
+    )),
+    SitePlan("110-370811", "110", "county", "370811", 35000, 32000, ("3001",), ("110",), (
+        {"name": "12345", "platform": "12345", "key": "*8", "dial": "12345", "via": "110"},
+    ), parent="110"),
 )
-HOST = "127.0.0.1"
+PLANS = {p.name: p for p in SITES}
 
 
 class Lab:
@@ -60,31 +76,29 @@ class Lab:
     # ---- description ---------------------------------------------------------------------------------
     def secrets(self) -> dict[str, str]:
         path = self.dir / "secrets.json"
-        if path.exists():
-            data: dict[str, str] = json.loads(path.read_text())
-            return data
-        self.dir.mkdir(parents=True, exist_ok=True)
-        data = {}
-        for s in SITES:
-            data[f"{s.name}.ami"] = secrets.token_hex(12)
-            data[f"{s.name}.tester"] = secrets.token_hex(12)
-            data[f"{s.name}.token"] = secrets.token_urlsafe(24)
-        path.write_text(json.dumps(data))
-        path.chmod(0o600)
+        data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        missing = {f"{s.name}.{kind}" for s in SITES for kind in ("ami", "tester", "token")} - set(data)
+        if missing:
+            for key in missing:
+                data[key] = secrets.token_urlsafe(24) if key.endswith(".token") else secrets.token_hex(12)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(data))
+            path.chmod(0o600)
         return data
 
     def site_raw(self, plan: SitePlan) -> dict[str, Any]:
         sec = self.secrets()
         b = plan.base
         peers = []
-        for other in SITES:
-            if other.name == plan.name:
-                continue
-            peers.append({"name": other.name, "platform": other.platform, "url": f"http://{HOST}:{other.base + 80}",
+        for name in plan.peers:
+            other = PLANS[name]
+            peers.append({"name": other.name, "platform": other.platform, "level": other.level,
+                          "division": other.division, "url": f"http://{HOST}:{other.base + 80}",
                           "token": sec[f"{other.name}.token"], "trunk": {"host": HOST, "port": other.base + 60},
-                          "dial": plan.peer_dial})
+                          "dial": other.platform})
         return {
-            "site": {"name": plan.name, "platform": plan.platform, "level": "city", "division": DIVISION},
+            "site": {"name": plan.name, "platform": plan.platform, "level": plan.level, "division": plan.division,
+                     "parent": plan.parent},
             "pbx": {"sip": {"host": HOST, "port": b + 60},
                     "ami": {"host": HOST, "port": b + 38, "username": "linkage", "secret": sec[f"{plan.name}.ami"],
                             "ping_interval": 2},
@@ -92,7 +106,8 @@ class Lab:
             "controller": {"http": {"host": HOST, "port": b + 80}, "public_url": f"http://{HOST}:{b + 80}",
                            "api_token": sec[f"{plan.name}.token"]},
             "redis": {"url": f"redis://{HOST}:{b + 379}/0"},
-            "keys": {"onekey": "*8"},
+            "keys": {"onekey": plan.targets[0]["key"]},
+            "targets": [dict(t) for t in plan.targets],
             "accounts": {"citizen": {"host": HOST, "port": b + 70, "dial": plan.platform},
                          "agents": [{"id": a, "host": HOST, "port": b + 81 + i} for i, a in enumerate(plan.agents)]},
             "peers": peers,
@@ -121,7 +136,11 @@ class Lab:
                     "citizen": {"host": c.citizen.host, "port": c.citizen.port, "dial": c.hotline},
                     "agents": [{"id": a.id, "host": a.host, "port": a.port} for a in c.agents],
                 },
-                "keys": {"onekey": c.onekey},
+                "keys": {"onekey": c.onekey, "targets": {t.name: t.key for t in c.targets}},
+                "targets": {t.name: {"platform": t.platform, "key": t.key, "dial": t.dial,
+                                     **({"phone": {"host": t.phone.host, "port": t.phone.port}} if t.phone else {}),
+                                     **({"via": t.via} if t.via else {})} for t in c.targets},
+                "parent": c.parent,
                 "dir": str(self.dir / plan.name),
                 "logs": {"asterisk": str(self.dir / plan.name / "log" / "full.log"),
                          "controller": str(self.dir / plan.name / "controller.log")},

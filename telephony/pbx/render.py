@@ -83,16 +83,52 @@ match = {p.trunk.host}:{p.trunk.port}
     return "\n".join(out)
 
 
-def _out_routes(config: SiteConfig) -> str:
+def _phone_targets(config: SiteConfig) -> str:
     out = []
-    for p in config.peers:
-        skip = len(p.dial) + 1
+    for t in config.targets:
+        if t.phone is None:
+            continue
+        out.append(f"""[target-{t.name}](endpoint-common)
+context = linkage-agents
+aors = target-{t.name}
+
+[target-{t.name}]
+type = aor
+contact = sip:{t.phone.host}:{t.phone.port}
+
+[target-{t.name}]
+type = identify
+endpoint = target-{t.name}
+match = {t.phone.host}:{t.phone.port}
+""")
+    return "\n".join(out)
+
+
+def _out_routes(config: SiteConfig) -> str:
+    """One route per target: `<dial>*<ticket id>`; the ticket rides in SIP headers to sites with a controller."""
+    out = []
+    for t in config.targets:
+        skip = len(t.dial) + 1
+        if t.phone is not None:
+            dial = f"Dial(PJSIP/{t.dial}@target-{t.name},{config.ring_timeout + 5},r)"
+        else:
+            trunk = t.peer or t.via
+            dial = (f"Dial(PJSIP/{t.dial}@trunk-{trunk},{config.ring_timeout + 5},"
+                    f"rb(linkage-headers^s^1(${{LINKAGE_ID}})))")
         out.append(
-            f"exten => _{p.dial}*X.,1,Set(LINKAGE_ID=${{EXTEN:{skip}}})\n"
-            f" same => n,Dial(PJSIP/{p.dial}@trunk-{p.name},{config.ring_timeout + 5},"
-            f"rb(linkage-headers^s^1(${{LINKAGE_ID}})))\n"
+            f"exten => _{t.dial}*X.,1,Set(LINKAGE_ID=${{EXTEN:{skip}}})\n"
+            f" same => n,{dial}\n"
             f" same => n,Hangup()\n")
-    return "\n".join(out) or "; no peers configured"
+    return "\n".join(out) or "; no transfer targets configured"
+
+
+def _features(config: SiteConfig) -> str:
+    return "\n".join(f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name})),default"
+                      for t in config.targets) or "; no transfer targets configured"
+
+
+def dynamic_features(config: SiteConfig) -> str:
+    return "#".join(f"linkage-to-{t.name}" for t in config.targets)
 
 
 def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
@@ -106,7 +142,9 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
         "RTP_START": str(extras.rtp_start), "RTP_END": str(extras.rtp_end),
         "CITIZEN_HOST": config.citizen.host, "CITIZEN_PORT": str(config.citizen.port),
         "HOTLINE": config.hotline, "ONEKEY": config.onekey, "RING_TIMEOUT": str(config.ring_timeout),
-        "AGENT_DIALS": agent_dials(config), "AGENTS": _agents(config), "TRUNKS": _trunks(config),
+        "AGENT_DIALS": agent_dials(config), "AGENTS": _agents(config),
+        "TRUNKS": _trunks(config) + "\n" + _phone_targets(config),
+        "FEATURES": _features(config), "DYNAMIC_FEATURES": dynamic_features(config) or "none",
         "OUT_ROUTES": _out_routes(config),
     }
 

@@ -21,8 +21,17 @@ AGENT = re.compile(r"^[0-9]{0,10}$")
 DIVISION = re.compile(r"^([0-9]{6})?$")
 CATEGORY = re.compile(r"^[a-z_]{0,32}$")
 ASTERISK_ID = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
-TEXT_LIMITS = {"content": 5000, "address": 500, "caller_name": 100, "title": 200}
-EVENT_TYPES = {"created", "delivered", "offered", "signed_for", "abandoned", "transferred", "amended"}
+PAYLOAD_KEY = re.compile(r"^[a-z_]{1,32}$")
+TEXT_LIMITS = {"content": 5000, "address": 500, "caller_name": 100, "title": 200, "officer_contact": 200,
+               "result": 4000, "return_reason": 1000, "satisfaction": 32}
+
+STATES = ("created", "delivered", "signed_for", "accepted", "returned", "in_progress", "resolved",
+          "followed_up", "closed", "transfer_failed", "cancelled")
+EVENT_TYPES = {"created", "delivered", "offered", "signed_for", "abandoned", "accepted", "returned",
+               "in_progress", "resolved", "followed_up", "closed", "transfer_failed", "cancelled", "amended",
+               "overdue", "routed", "transferred"}
+FLAGS = {"caller_abandoned", "overdue"}
+DRAFT_FIELDS = {"division", "category", "content", "address", "caller_name", "title", "officer_contact"}
 
 
 def now_iso() -> str:
@@ -53,7 +62,8 @@ class Event:
     at: str
     actor: dict[str, str]
     payload: dict[str, Any] = field(default_factory=dict)
-    version: int = 0  # position in the history of the site that recorded it
+    version: int = 0  # position in the history of the copy that holds it
+    seq: int = 0  # per ticket and authoring site: 1, 2, 3 … applied in this order on every copy
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,11 +86,19 @@ class Ticket:
     address: str = ""
     caller_name: str = ""
     title: str = ""
+    officer_contact: str = ""  # 前期出警人员联系方式: officers who attended, on a 110 -> 12345 transfer
     status: str = "created"
     version: int = 0
     updated_at: str = ""
     offered_to: str = ""
     signed_for_by: str = ""
+    result: str = ""
+    return_reason: str = ""
+    satisfaction: str = ""
+    flags: list[str] = field(default_factory=list)
+    path: list[str] = field(default_factory=list)  # sites the ticket travelled through, sender first
+    sequences: dict[str, int] = field(default_factory=dict)  # last applied seq per authoring site
+    pending: list[Event] = field(default_factory=list)  # events that arrived ahead of their predecessors
     history: list[Event] = field(default_factory=list)
     schema: int = SCHEMA_VERSION
 
@@ -88,15 +106,16 @@ class Ticket:
         return asdict(self)
 
     def event_ids(self) -> set[str]:
-        return {e.id for e in self.history}
+        return {e.id for e in self.history} | {e.id for e in self.pending}
 
 
 TICKET_FIELDS = {
     "schema", "id", "direction", "source", "target", "caller_number", "agent_id", "linkedid", "uniqueids",
-    "created_at", "division", "category", "content", "address", "caller_name", "title", "status", "version",
-    "updated_at", "offered_to", "signed_for_by", "history",
+    "created_at", "division", "category", "content", "address", "caller_name", "title", "officer_contact",
+    "status", "version", "updated_at", "offered_to", "signed_for_by", "result", "return_reason", "satisfaction",
+    "flags", "path", "sequences", "pending", "history",
 }
-EVENT_FIELDS = {"id", "ticket_id", "type", "at", "actor", "payload", "version"}
+EVENT_FIELDS = {"id", "ticket_id", "type", "at", "actor", "payload", "version", "seq"}
 
 
 def _str(data: dict[str, Any], key: str, pattern: re.Pattern[str] | None = None, limit: int = 200,
@@ -117,6 +136,13 @@ def _str(data: dict[str, Any], key: str, pattern: re.Pattern[str] | None = None,
     return value
 
 
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    if type(value) is not int or value < 0:
+        raise InvalidInput(f"field {key!r} must be a non-negative integer", field=key)
+    return value
+
+
 def _time(data: dict[str, Any], key: str, required: bool = True) -> str:
     value = _str(data, key, limit=40, required=required)
     if value:
@@ -134,12 +160,17 @@ def _party(data: dict[str, Any], key: str) -> Party:
     return Party(_str(value, "platform", SITE, required=True), _str(value, "site", SITE, required=True))
 
 
+def _unknown(data: dict[str, Any], known: set[str], what: str) -> None:
+    unknown = set(data) - known
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidInput(f"unknown field {name!r} in {what}", field=name)
+
+
 def parse_event(data: Any) -> Event:
     if not isinstance(data, dict):
         raise InvalidInput("an event must be a JSON object")
-    unknown = set(data) - EVENT_FIELDS
-    if unknown:
-        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r} in event", field=sorted(unknown)[0])
+    _unknown(data, EVENT_FIELDS, "event")
     etype = _str(data, "type", required=True, limit=32)
     if etype not in EVENT_TYPES:
         raise InvalidInput(f"unknown event type {etype!r}", field="type")
@@ -150,40 +181,39 @@ def parse_event(data: Any) -> Event:
                    "site": _str(actor, "site", SITE, required=True)}
     if actor.get("agent"):
         actor_clean["agent"] = _str(actor, "agent", AGENT)
-    payload = data.get("payload", {})
-    if not isinstance(payload, dict) or len(payload) > 16:
-        raise InvalidInput("field 'payload' must be an object of at most 16 keys", field="payload")
-    clean_payload: dict[str, Any] = {}
-    for k, v in payload.items():
-        if not isinstance(k, str) or not re.match(r"^[a-z_]{1,32}$", k):
-            raise InvalidInput("payload keys must be lower-case words", field="payload")
-        if isinstance(v, bool) or v is None or isinstance(v, int):
-            clean_payload[k] = v
-        else:
-            clean_payload[k] = _str(payload, k, limit=500)
-    version = data.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise InvalidInput("field 'version' must be a non-negative integer", field="version")
     return Event(
         id=_str(data, "id", EVENT_ID, required=True),
         ticket_id=_str(data, "ticket_id", TICKET_ID, required=True),
         type=etype,
         at=_time(data, "at"),
         actor=actor_clean,
-        payload=clean_payload,
-        version=version,
+        payload=parse_payload(data.get("payload", {})),
+        version=_int(data, "version"),
+        seq=_int(data, "seq"),
     )
+
+
+def parse_payload(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict) or len(payload) > 16:
+        raise InvalidInput("field 'payload' must be an object of at most 16 keys", field="payload")
+    clean: dict[str, Any] = {}
+    for k, v in payload.items():
+        if not isinstance(k, str) or not PAYLOAD_KEY.match(k):
+            raise InvalidInput("payload keys must be lower-case words", field="payload")
+        if isinstance(v, bool) or v is None or (isinstance(v, int) and abs(v) < 2**53):
+            clean[k] = v
+        else:
+            clean[k] = _str(payload, k, limit=TEXT_LIMITS.get(k, 500))
+    return clean
 
 
 def parse_ticket(data: Any) -> Ticket:
     """Strict: unknown fields, wrong types, over-long text and control characters are refused."""
     if not isinstance(data, dict):
         raise InvalidInput("a ticket must be a JSON object")
-    unknown = set(data) - TICKET_FIELDS
-    if unknown:
-        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r} in ticket", field=sorted(unknown)[0])
-    if data.get("schema") != SCHEMA_VERSION:
-        raise InvalidInput(f"field 'schema' must be {SCHEMA_VERSION}", field="schema")
+    _unknown(data, TICKET_FIELDS, "ticket")
+    if type(data.get("schema")) is not int or data["schema"] != SCHEMA_VERSION:
+        raise InvalidInput(f"field 'schema' must be the integer {SCHEMA_VERSION}", field="schema")
     uniqueids = data.get("uniqueids", [])
     if not isinstance(uniqueids, list) or len(uniqueids) > 8:
         raise InvalidInput("field 'uniqueids' must be a list of at most 8 ids", field="uniqueids")
@@ -191,16 +221,30 @@ def parse_ticket(data: Any) -> Ticket:
         if not isinstance(u, str) or not ASTERISK_ID.match(u):
             raise InvalidInput("field 'uniqueids' holds an invalid id", field="uniqueids")
     history_raw = data.get("history", [])
+    pending_raw = data.get("pending", [])
     if not isinstance(history_raw, list) or len(history_raw) > 500:
         raise InvalidInput("field 'history' must be a list of at most 500 events", field="history")
+    if not isinstance(pending_raw, list) or len(pending_raw) > 50:
+        raise InvalidInput("field 'pending' must be a list of at most 50 events", field="pending")
     history = [parse_event(e) for e in history_raw]
+    pending = [parse_event(e) for e in pending_raw]
     ticket_id = _str(data, "id", TICKET_ID, required=True)
-    if any(e.ticket_id != ticket_id for e in history):
+    if any(e.ticket_id != ticket_id for e in history + pending):
         raise InvalidInput("history holds an event of another ticket", field="history")
     status = _str(data, "status", limit=32) or "created"
-    version = data.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise InvalidInput("field 'version' must be a non-negative integer", field="version")
+    if status not in STATES:
+        raise InvalidInput(f"field 'status' must be one of {', '.join(STATES)}", field="status")
+    flags = data.get("flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) and f in FLAGS for f in flags):
+        raise InvalidInput(f"field 'flags' must be a list drawn from {sorted(FLAGS)}", field="flags")
+    path = data.get("path", [])
+    if not isinstance(path, list) or len(path) > 8 or not all(isinstance(p, str) and SITE.match(p) for p in path):
+        raise InvalidInput("field 'path' must be a list of at most 8 site names", field="path")
+    sequences = data.get("sequences", {})
+    if (not isinstance(sequences, dict) or len(sequences) > 8
+            or not all(isinstance(k, str) and SITE.match(k) and type(v) is int and v >= 0
+                       for k, v in sequences.items())):
+        raise InvalidInput("field 'sequences' must map site names to non-negative integers", field="sequences")
     return Ticket(
         id=ticket_id,
         direction=_str(data, "direction", re.compile(r"^[0-9A-Za-z_-]{1,32}->[0-9A-Za-z_-]{1,32}$"), required=True),
@@ -217,25 +261,28 @@ def parse_ticket(data: Any) -> Ticket:
         address=_str(data, "address", limit=TEXT_LIMITS["address"]),
         caller_name=_str(data, "caller_name", limit=TEXT_LIMITS["caller_name"]),
         title=_str(data, "title", limit=TEXT_LIMITS["title"]),
+        officer_contact=_str(data, "officer_contact", limit=TEXT_LIMITS["officer_contact"]),
         status=status,
-        version=version,
+        version=_int(data, "version"),
         updated_at=_time(data, "updated_at", required=False),
         offered_to=_str(data, "offered_to", AGENT),
         signed_for_by=_str(data, "signed_for_by", AGENT),
+        result=_str(data, "result", limit=TEXT_LIMITS["result"]),
+        return_reason=_str(data, "return_reason", limit=TEXT_LIMITS["return_reason"]),
+        satisfaction=_str(data, "satisfaction", limit=TEXT_LIMITS["satisfaction"]),
+        flags=list(flags),
+        path=list(path),
+        sequences=dict(sequences),
+        pending=pending,
         history=history,
     )
 
 
-DRAFT_FIELDS = {"division", "category", "content", "address", "caller_name", "title"}
-
-
 def parse_draft(data: Any) -> dict[str, str]:
-    """What an agent typed in the console for the ticket of an active call."""
+    """What an agent typed in the console for the ticket of an active call (or an amendment later)."""
     if not isinstance(data, dict):
         raise InvalidInput("a draft must be a JSON object")
-    unknown = set(data) - DRAFT_FIELDS
-    if unknown:
-        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r} in draft", field=sorted(unknown)[0])
+    _unknown(data, DRAFT_FIELDS, "draft")
     out = {}
     for key in data:
         pattern = {"division": DIVISION, "category": CATEGORY}.get(key)

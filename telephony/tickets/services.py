@@ -1,7 +1,10 @@
-"""Ticket use cases: create at key press, receive from a peer, record and apply events.
+"""Ticket use cases: create at key press, receive from a peer, record local facts and decisions, apply the
+peer's events in order.
 
-Every change goes through `_commit`, which persists the ticket together with the messages for the other
-site in one Redis transaction and then wakes that site's delivery worker.
+Every change goes through `_commit`, which persists the ticket together with the messages for the neighbouring
+sites on the ticket's path in one atomic Redis step, then wakes those sites' delivery workers.
+Events carry `seq`, a counter per ticket and authoring site; every copy applies each author's events in seq
+order (an early arrival waits in `pending`, a duplicate is acknowledged and changes nothing).
 """
 
 from __future__ import annotations
@@ -15,11 +18,20 @@ import structlog
 
 from telephony.config import SiteConfig
 from telephony.errors import Conflict, NotFound
-from telephony.tickets.models import DRAFT_FIELDS, Event, Party, Ticket, new_event_id, new_ticket_id, now_iso
-from telephony.tickets.state import apply_event
+from telephony.tickets.models import (
+    DRAFT_FIELDS,
+    Event,
+    Party,
+    Ticket,
+    new_event_id,
+    new_ticket_id,
+    now_iso,
+)
+from telephony.tickets.state import apply_event, check, check_author
 from telephony.tickets.store import TicketStore
 
 log = structlog.get_logger("tickets")
+Listener = Callable[[Ticket, Event], None]
 
 
 class TicketService:
@@ -28,7 +40,7 @@ class TicketService:
         self.store = store
         self.notify = notify  # wakes the delivery worker of a peer
         self.locks: dict[str, asyncio.Lock] = {}
-        self.listeners: list[Callable[[Ticket, Event], None]] = []
+        self.listeners: list[Listener] = []
 
     def _lock(self, ticket_id: str) -> asyncio.Lock:
         lock = self.locks.get(ticket_id)
@@ -38,9 +50,22 @@ class TicketService:
             lock = self.locks[ticket_id] = asyncio.Lock()
         return lock
 
-    def other_site(self, ticket: Ticket) -> str | None:
-        other = ticket.target.site if ticket.source.site == self.config.name else ticket.source.site
-        return other if self.config.peer(other) is not None else None
+    def neighbours(self, ticket: Ticket, exclude: str | None = None) -> list[str]:
+        """The sites next to this one on the ticket's path that we deliver to (configured peers)."""
+        path = ticket.path or [ticket.source.site, ticket.target.site]
+        if self.config.name not in path:
+            return []
+        i = path.index(self.config.name)
+        around = [path[j] for j in (i - 1, i + 1) if 0 <= j < len(path)]
+        return [s for s in around if s != exclude and self.config.peer(s) is not None]
+
+    def came_from(self, ticket: Ticket, origin: str) -> str | None:
+        """The neighbour an event authored at `origin` reached us through."""
+        path = ticket.path or [ticket.source.site, ticket.target.site]
+        if origin not in path or self.config.name not in path:
+            return origin
+        here, there = path.index(self.config.name), path.index(origin)
+        return path[here - 1] if there < here else path[here + 1] if there > here else None
 
     def actor(self, agent: str = "") -> dict[str, str]:
         actor = {"platform": self.config.platform, "site": self.config.name}
@@ -49,31 +74,34 @@ class TicketService:
         return actor
 
     async def create(self, *, target_site: str, target_platform: str, caller_number: str, agent_id: str,
-                     linkedid: str, uniqueids: list[str], draft: dict[str, str]) -> Ticket:
+                     linkedid: str, uniqueids: list[str], draft: dict[str, str],
+                     path: list[str] | None = None) -> Ticket:
         created = now_iso()
         for _ in range(5):
             ticket = Ticket(
                 id=new_ticket_id(self.config.division), direction=f"{self.config.platform}->{target_platform}",
                 source=Party(self.config.platform, self.config.name), target=Party(target_platform, target_site),
                 caller_number=caller_number, agent_id=agent_id, linkedid=linkedid, uniqueids=uniqueids,
-                created_at=created, updated_at=created)
+                created_at=created, updated_at=created, path=path or [self.config.name, target_site])
             for key, value in draft.items():
                 if key in DRAFT_FIELDS:  # validated by parse_draft when the agent typed it
                     setattr(ticket, key, value)
-            event = Event(new_event_id(), ticket.id, "created", created, self.actor(agent_id))
+            event = self._local_event(ticket, "created", agent_id, {})
             apply_event(ticket, event)
-            ticket.status = "created"
-            outgoing = []
-            if self.config.peer(target_site) is not None:
-                outgoing.append((target_site, {"kind": "ticket", "queued_at": time.time(),
-                                                "body": ticket.to_dict()}))
+            outgoing = [(site, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()})
+                        for site in self.neighbours(ticket)]
             if await self.store.create(ticket, outgoing):
                 log.info("ticket.created", ticket_id=ticket.id, call_id=linkedid, target=target_site)
-                if outgoing:
-                    self.notify(target_site)
+                for site, _ in outgoing:
+                    self.notify(site)
                 self._emit(ticket, event)
                 return ticket
         raise Conflict("could not allocate a unique ticket id")
+
+    def _local_event(self, ticket: Ticket, event_type: str, agent: str, payload: dict[str, Any]) -> Event:
+        seq = ticket.sequences.get(self.config.name, 0) + 1
+        ticket.sequences[self.config.name] = seq
+        return Event(new_event_id(), ticket.id, event_type, now_iso(), self.actor(agent), payload, seq=seq)
 
     async def receive(self, ticket: Ticket, via: str) -> tuple[Ticket, bool]:
         """A ticket from a peer (pushed, or fetched by reference). Idempotent on the ticket id."""
@@ -81,49 +109,125 @@ class TicketService:
             existing = await self.store.get(ticket.id)
             if existing is not None:
                 return existing, False
-            event = Event(new_event_id(), ticket.id, "delivered", now_iso(), self.actor(), {"via": via})
-            apply_event(ticket, event)
-            await self._commit(ticket, event, create=True)
+            ticket.pending = []
+            for e in ticket.history:
+                site = e.actor.get("site", "")
+                ticket.sequences[site] = max(ticket.sequences.get(site, 0), e.seq)
+            if ticket.target.site == self.config.name:
+                event = self._local_event(ticket, "delivered", "", {"via": via})
+                apply_event(ticket, event)
+                stored = await self._commit(ticket, event, create=True)
+            else:  # a relay: keep a copy and pass the ticket on towards its target
+                event = ticket.history[-1]
+                nxt = self.neighbours(ticket, exclude=self.came_from(ticket, ticket.source.site))
+                outgoing = [(s, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}) for s in nxt]
+                stored = await self.store.put(ticket, outgoing, create=True)
+                if stored:
+                    for s in nxt:
+                        self.notify(s)
+                    log.info("ticket.relayed", ticket_id=ticket.id, to=nxt)
+            if not stored:
+                again = await self.store.get(ticket.id)
+                if again is None:
+                    raise Conflict("ticket could not be stored", ticket_id=ticket.id)
+                return again, False
             return ticket, True
 
     async def record(self, ticket_id: str, event_type: str, agent: str = "",
                      payload: dict[str, Any] | None = None) -> Ticket:
-        """An event that happened here: apply, persist, and queue it for the other site."""
+        """A fact or decision made here: checked (403/409/400 change nothing), applied, persisted, queued."""
         async with self._lock(ticket_id):
-            ticket = await self.store.get(ticket_id)
-            if ticket is None:
-                raise NotFound(f"ticket {ticket_id} not found", ticket_id=ticket_id)
-            event = Event(new_event_id(), ticket_id, event_type, now_iso(), self.actor(agent), payload or {})
+            ticket = await self._get(ticket_id)
+            probe = Event("0" * 32, ticket_id, event_type, now_iso(), self.actor(agent), payload or {})
+            check(ticket, probe)
+            event = self._local_event(ticket, event_type, agent, payload or {})
             applied = apply_event(ticket, event)
             log.info("ticket.transition", ticket_id=ticket_id, old=applied.old, event_type=event_type,
                      new=applied.new)
             await self._commit(ticket, event)
             return ticket
 
-    async def apply_remote(self, event: Event) -> tuple[Ticket, bool]:
-        """An event from the peer. Duplicates are acknowledged and change nothing."""
-        async with self._lock(event.ticket_id):
-            ticket = await self.store.get(event.ticket_id)
-            if ticket is None:
-                raise NotFound(f"ticket {event.ticket_id} not found", ticket_id=event.ticket_id)
-            if event.actor.get("site") not in (ticket.source.site, ticket.target.site):
-                raise Conflict("event actor is not a party to this ticket", ticket_id=ticket.id)
-            applied = apply_event(ticket, event)
-            if applied.duplicate:
-                return ticket, False
-            log.info("ticket.transition", ticket_id=ticket.id, old=applied.old, event_type=event.type,
-                     new=applied.new, remote=True)
-            await self.store.put(ticket)
+    async def route_to(self, ticket_id: str, site: str) -> Ticket:
+        """Hand a ticket we received on to another site (the county that owns its division): the ticket itself
+        goes to the new site, the `routed` event to the others; both in the same atomic step."""
+        async with self._lock(ticket_id):
+            ticket = await self._get(ticket_id)
+            probe = Event("0" * 32, ticket_id, "routed", now_iso(), self.actor(), {"site": site})
+            check(ticket, probe)
+            event = self._local_event(ticket, "routed", "", {"site": site})
+            apply_event(ticket, event)
+            others = self.neighbours(ticket, exclude=site)
+            outgoing: list[tuple[str, dict[str, Any]]] = [(s, {"kind": "event", "body": event.to_dict()})
+                                                          for s in others]
+            outgoing.append((site, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}))
+            await self.store.put(ticket, outgoing)
+            for s, _ in outgoing:
+                self.notify(s)
             self._emit(ticket, event)
-            return ticket, True
+            return ticket
 
-    async def _commit(self, ticket: Ticket, event: Event, create: bool = False) -> None:
-        other = self.other_site(ticket)
-        outgoing = [(other, {"kind": "event", "body": event.to_dict()})] if other else []
-        await self.store.put(ticket, outgoing, create=create)
-        if other:
-            self.notify(other)
+    async def apply_remote(self, event: Event) -> tuple[Ticket, str]:
+        """An event from a peer: 'applied', 'duplicate' or 'queued' (waiting for an earlier one)."""
+        async with self._lock(event.ticket_id):
+            ticket = await self._get(event.ticket_id)
+            origin = event.actor.get("site", "")
+            if origin == self.config.name:
+                raise Conflict("an event authored here cannot come back from a peer", ticket_id=ticket.id)
+            check_author(ticket, event)
+            last = ticket.sequences.get(origin, 0)
+            if event.id in ticket.event_ids() or (event.seq and event.seq <= last):
+                return ticket, "duplicate"
+            if event.seq > last + 1:
+                ticket.pending.append(event)
+                await self.store.put(ticket)
+                log.info("ticket.event_queued", ticket_id=ticket.id, seq=event.seq, waiting_for=last + 1)
+                return ticket, "queued"
+            applied_events = [event, *self._drain(ticket, origin, event.seq)]
+            relay_to = self.neighbours(ticket, exclude=self.came_from(ticket, origin))
+            outgoing = []
+            for e in applied_events:
+                if e.seq:
+                    ticket.sequences[origin] = e.seq
+                applied = apply_event(ticket, e)
+                log.info("ticket.transition", ticket_id=ticket.id, old=applied.old, event_type=e.type,
+                         new=applied.new, remote=origin, moved=applied.moved)
+                outgoing += [(s, {"kind": "event", "body": e.to_dict()}) for s in relay_to]
+            await self.store.put(ticket, outgoing)
+            for s in relay_to:
+                self.notify(s)
+            for e in applied_events:
+                self._emit(ticket, e)
+            return ticket, "applied"
+
+    @staticmethod
+    def _drain(ticket: Ticket, origin: str, seq: int) -> list[Event]:
+        """Pending events of the same author that can now follow `seq`, in order."""
+        out: list[Event] = []
+        nxt = seq + 1
+        while seq:
+            found = next((e for e in ticket.pending if e.actor.get("site") == origin and e.seq == nxt), None)
+            if found is None:
+                break
+            ticket.pending.remove(found)
+            out.append(found)
+            nxt += 1
+        return out
+
+    async def _get(self, ticket_id: str) -> Ticket:
+        ticket = await self.store.get(ticket_id)
+        if ticket is None:
+            raise NotFound(f"ticket {ticket_id} not found", ticket_id=ticket_id)
+        return ticket
+
+    async def _commit(self, ticket: Ticket, event: Event, create: bool = False) -> bool:
+        nxt = self.neighbours(ticket)
+        outgoing = [(s, {"kind": "event", "body": event.to_dict()}) for s in nxt]
+        if not await self.store.put(ticket, outgoing, create=create):
+            return False
+        for s in nxt:
+            self.notify(s)
         self._emit(ticket, event)
+        return True
 
     def _emit(self, ticket: Ticket, event: Event) -> None:
         for listener in self.listeners:

@@ -1,12 +1,15 @@
-"""Ticket persistence in Redis: the ticket, its indexes and its outgoing messages in one MULTI/EXEC.
+"""Ticket persistence in Redis: the ticket, its indexes and its outgoing messages in one atomic step.
 
-With appendonly + appendfsync always, a successful write is on disk before we answer the dialplan.
+With appendonly + appendfsync always, a successful write is on disk before we answer the dialplan. Creating a
+ticket runs as one Lua script, so a refused create (the id exists) writes nothing at all — no outbox message
+and no index entry for a ticket that was never stored.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -15,8 +18,31 @@ from telephony.tickets.models import Ticket, parse_ticket
 
 PREFIX = "linkage:"
 
+# KEYS: ticket key, tickets zset, by_linkedid hash, open set, then one outbox list per message
+# ARGV: create flag, body, score, ticket id, linkedid, open flag, then one message per outbox key
+PUT_SCRIPT = """
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[5], ARGV[4])
+end
+if ARGV[6] == '1' then
+  redis.call('SADD', KEYS[4], ARGV[4])
+else
+  redis.call('SREM', KEYS[4], ARGV[4])
+end
+for i = 5, #KEYS do
+  redis.call('RPUSH', KEYS[i], ARGV[i + 2])
+end
+return 1
+"""
+FINAL_STATES = ("closed", "cancelled")
 
-def _key(ticket_id: str) -> str:
+
+def ticket_key(ticket_id: str) -> str:
     return f"{PREFIX}ticket:{ticket_id}"
 
 
@@ -24,32 +50,31 @@ def outbox_key(peer: str) -> str:
     return f"{PREFIX}outbox:{peer}"
 
 
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 class TicketStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._put = redis.register_script(PUT_SCRIPT)
 
     async def get(self, ticket_id: str) -> Ticket | None:
-        raw = await self.redis.get(_key(ticket_id))
+        raw = await self.redis.get(ticket_key(ticket_id))
         if raw is None:
             return None
         return parse_ticket(json.loads(raw))
 
     async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]] = (),
                   *, create: bool = False) -> bool:
-        """Store the ticket and queue messages for peers atomically. With create=True, refuse an existing id."""
-        body = json.dumps(ticket.to_dict(), ensure_ascii=False, separators=(",", ":"))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if create:
-                pipe.set(_key(ticket.id), body, nx=True)
-            else:
-                pipe.set(_key(ticket.id), body)
-            pipe.zadd(f"{PREFIX}tickets", {ticket.id: _score(ticket.created_at)})
-            if ticket.linkedid:
-                pipe.hset(f"{PREFIX}by_linkedid", ticket.linkedid, ticket.id)
-            for peer, message in outgoing:
-                pipe.rpush(outbox_key(peer), json.dumps(message, ensure_ascii=False, separators=(",", ":")))
-            results = await pipe.execute()
-        return not (create and not results[0])
+        """Store the ticket and queue messages for peers atomically. With create=True, an existing id is
+        refused and nothing is written; returns whether it was stored."""
+        keys = [ticket_key(ticket.id), f"{PREFIX}tickets", f"{PREFIX}by_linkedid", f"{PREFIX}open"]
+        keys += [outbox_key(peer) for peer, _ in outgoing]
+        args = ["1" if create else "0", _json(ticket.to_dict()), str(_score(ticket.created_at)), ticket.id,
+                ticket.linkedid, "0" if ticket.status in FINAL_STATES else "1"]
+        args += [_json(message) for _, message in outgoing]
+        return bool(await self._put(keys=keys, args=args))
 
     async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]]) -> bool:
         return await self.put(ticket, outgoing, create=True)
@@ -58,17 +83,21 @@ class TicketStore:
         raw = await self.redis.hget(f"{PREFIX}by_linkedid", linkedid)
         return raw.decode() if isinstance(raw, bytes) else raw
 
-    async def list_ids(self, since: float = 0, limit: int = 100) -> list[str]:
-        raw = await self.redis.zrangebyscore(f"{PREFIX}tickets", since, "+inf", start=0, num=limit)
+    async def list_ids(self, since: float = 0, limit: int = 100, until: float | None = None,
+                       offset: int = 0) -> list[str]:
+        raw = await self.redis.zrangebyscore(f"{PREFIX}tickets", since, "+inf" if until is None else until,
+                                             start=offset, num=limit)
         return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+
+    async def open_ids(self) -> list[str]:
+        raw = await self.redis.smembers(f"{PREFIX}open")
+        return sorted(r.decode() if isinstance(r, bytes) else str(r) for r in raw)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
 
 def _score(created_at: str) -> float:
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
     except ValueError:

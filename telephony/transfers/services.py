@@ -1,76 +1,126 @@
-"""One-key transfer decisions (FastAGI) and the call-side facts recorded on tickets (AMI).
+"""Transfer decisions (FastAGI and HTTP) and the call-side facts recorded on tickets (AMI).
 
-Sending side: the `onekey` AGI runs on the agent's channel when the feature code is pressed. It builds the
-ticket, stores it durably, and answers with the transfer extension `<dial>*<ticket id>`; the dialplan does the
-BlindTransfer. The HTTP push to the peer happens afterwards in the delivery worker, never on this path.
+Sending side: a transfer key runs the `onekey` AGI on the agent's channel with the target's name. The controller
+builds the ticket, stores it durably, and answers with the transfer extension `<dial>*<ticket id>`; the dialplan
+does the BlindTransfer. The HTTP route `POST /v1/calls/{linkedid}/transfer` takes the same path and asks Asterisk
+for the BlindTransfer over AMI. The push to the peer happens afterwards in the delivery worker.
 
 Receiving side: the `route_in` AGI runs on the trunk channel. It makes sure the ticket is here (pushed, or
-fetched by the Call-Info reference within a short timeout) and names the agent to ring. AMI DialBegin/DialEnd
-on that channel become the ticket's offered (振铃), signed_for (签收) and abandoned facts.
+fetched by the Call-Info reference within a short timeout), then either names the agent to ring, or — on a city
+site — passes the call on: down to the county site that owns the ticket's division, or up towards the target of
+a county's ticket. AMI DialBegin/DialEnd on that channel become offered, signed_for (签收) and abandoned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from telephony.agi.server import AgiRequest
-from telephony.calls.registry import NUMBER, UNIQUEID, CallRegistry, endpoint_of
-from telephony.config import SiteConfig
+from telephony.calls.registry import CHANNEL, NUMBER, UNIQUEID, Call, CallRegistry, endpoint_of
+from telephony.config import SiteConfig, Target
 from telephony.delivery.client import PeerClient, PeerError
-from telephony.errors import InvalidInput, LinkageError
-from telephony.tickets.models import TICKET_ID, parse_ticket
+from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
+from telephony.tickets.models import TICKET_ID, Ticket, parse_ticket
 from telephony.tickets.services import TicketService
 
 log = structlog.get_logger("transfers")
 CALL_INFO = re.compile(r"<(https?://[^>\s]{1,300})>")
+AmiSend = Any  # async callable taking an action dict
+
+
+@dataclass(frozen=True)
+class Route:
+    dest: str
+    relay: bool
 
 
 class TransferService:
     def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService,
-                 peers: dict[str, PeerClient]) -> None:
+                 peers: dict[str, PeerClient], ami_send: AmiSend = None) -> None:
         self.config = config
         self.calls = calls
         self.tickets = tickets
         self.peers = peers
+        self.ami_send = ami_send
         self.drafts: dict[str, dict[str, str]] = {}
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, on the receiving side
 
     # ---- sending side -------------------------------------------------------------------------------
-    async def agi_onekey(self, request: AgiRequest) -> None:
-        linkedid = request.arg(0)
-        target = self.config.peers[0] if self.config.peers else None
-        structlog.contextvars.bind_contextvars(call_id=linkedid)
-        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
-        if call is None or target is None:
-            log.warning("onekey.unknown_call", reason="no such call" if target else "no peer configured")
-            return  # LINKAGE_XFER stays empty: the dialplan keeps the call with the agent
+    async def start_transfer(self, call: Call, agent_uniqueid: str, target: Target) -> tuple[Ticket, str]:
+        """Build and store the ticket; returns it and the transfer extension. Shared by key and HTTP."""
         if call.transferring:
-            log.warning("onekey.already_transferring", ticket_id=call.ticket_id)
-            return
-        agent_leg = call.legs.get(request.uniqueid)
-        agent_id = agent_leg.endpoint.removeprefix("agent") if agent_leg else ""
-        caller = next((leg for leg in call.legs.values() if leg.uniqueid != request.uniqueid), None)
+            raise Conflict("this call is already being transferred", ticket_id=call.ticket_id or "")
+        agent_leg = call.legs.get(agent_uniqueid)
+        if agent_leg is None or not agent_leg.endpoint.startswith("agent"):
+            raise InvalidInput("that channel is not an agent's leg of the call")
+        agent_id = agent_leg.endpoint.removeprefix("agent")
+        caller = next((leg for leg in call.legs.values() if leg.uniqueid != agent_uniqueid), None)
         caller_number = caller.caller_number if caller and NUMBER.match(caller.caller_number) else ""
+        path = [self.config.name, target.via, target.name] if target.via else [self.config.name, target.name]
         call.transferring = True
         try:
             ticket = await self.tickets.create(
                 target_site=target.name, target_platform=target.platform, caller_number=caller_number,
-                agent_id=agent_id if agent_id.isdigit() else "", linkedid=linkedid,
-                uniqueids=sorted(call.legs), draft=self.drafts.pop(linkedid, {}))
+                agent_id=agent_id if agent_id.isdigit() else "", linkedid=call.linkedid,
+                uniqueids=sorted(call.legs), draft=self.drafts.pop(call.linkedid, {}), path=path)
         except Exception:
             call.transferring = False
             raise
         call.ticket_id = ticket.id
         structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
-        await request.set_variable("LINKAGE_XFER", f"{target.dial}*{ticket.id}")
-        log.info("onekey.transfer", target=target.name)
+        log.info("transfer.started", target=target.name)
+        return ticket, f"{target.dial}*{ticket.id}"
+
+    async def agi_onekey(self, request: AgiRequest) -> None:
+        linkedid, target_name = request.arg(0), request.arg(1) or (
+            self.config.targets[0].name if self.config.targets else "")
+        structlog.contextvars.bind_contextvars(call_id=linkedid)
+        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
+        target = self.config.target(target_name)
+        if call is None or target is None:
+            log.warning("onekey.unknown_call", reason="no such call" if target else "no such target")
+            return  # LINKAGE_XFER stays empty: the dialplan keeps the call with the agent
+        try:
+            _, exten = await self.start_transfer(call, request.uniqueid, target)
+        except LinkageError as exc:
+            log.warning("onekey.refused", reason=exc.message)
+            return
+        await request.set_variable("LINKAGE_XFER", exten)
+
+    async def http_transfer(self, linkedid: str, target_name: str, agent: str) -> Ticket:
+        """The console's transfer button: the same ticket path as the key, then BlindTransfer over AMI."""
+        call = self.calls.get(linkedid)
+        if call is None:
+            raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        target = self.config.target(target_name)
+        if target is None:
+            raise InvalidInput(f"unknown transfer target {target_name!r}",
+                               targets=[t.name for t in self.config.targets])
+        leg = next((g for g in call.legs.values() if g.endpoint == f"agent{agent}"), None)
+        if leg is None:
+            raise InvalidInput(f"agent {agent} is not on that call", linkedid=linkedid)
+        if call.bridged_at is None:
+            raise Conflict("the call is not answered yet", linkedid=linkedid)
+        ticket, exten = await self.start_transfer(call, leg.uniqueid, target)
+        if not CHANNEL.match(leg.channel) or self.ami_send is None:
+            raise Conflict("cannot reach the PBX for this transfer")
+        reply = await self.ami_send({"Action": "BlindTransfer", "Channel": leg.channel, "Exten": exten,
+                                     "Context": "linkage-out"})
+        if getattr(reply, "success", True) is False:
+            call.transferring = False
+            await self.tickets.record(ticket.id, "transfer_failed", agent,
+                                      {"reason": "the PBX refused the transfer"})
+            raise Conflict("the PBX refused the transfer", ticket_id=ticket.id)
+        return ticket
 
     def set_draft(self, linkedid: str, draft: dict[str, str]) -> dict[str, str]:
         if self.calls.get(linkedid) is None:
-            raise InvalidInput("no active call with that linkedid", linkedid=linkedid)
+            raise NotFound("no active call with that linkedid", linkedid=linkedid)
         merged = {**self.drafts.get(linkedid, {}), **draft}
         self.drafts[linkedid] = merged
         return merged
@@ -79,15 +129,42 @@ class TransferService:
     async def agi_route_in(self, request: AgiRequest) -> None:
         ticket_id = request.arg(0)
         structlog.contextvars.bind_contextvars(call_id=request.arg(1), ticket_id=ticket_id)
-        agent = self._pick_agent()
+        ticket = None
         if TICKET_ID.match(ticket_id):
-            have = await self.tickets.store.get(ticket_id)
-            if have is None:
-                await self._fetch_by_reference(request, ticket_id)
-            self.inbound[request.uniqueid] = ticket_id
+            ticket = await self.tickets.store.get(ticket_id)
+            if ticket is None:
+                ticket = await self._fetch_by_reference(request, ticket_id)
         else:
             log.warning("route_in.no_ticket_header")
-        await request.set_variable("LINKAGE_DEST", f"PJSIP/agent{agent}")
+        route = await self._route(ticket)
+        if route.relay:
+            await request.set_variable("LINKAGE_RELAY", "1")
+        elif ticket is not None:
+            self.inbound[request.uniqueid] = ticket.id
+        await request.set_variable("LINKAGE_DEST", route.dest)
+
+    async def _route(self, ticket: Ticket | None) -> Route:
+        if ticket is not None and ticket.target.site != self.config.name:
+            hop = self.tickets.neighbours(ticket, exclude=self.tickets.came_from(ticket, ticket.source.site))
+            peer = self.config.peer(hop[0]) if hop else None
+            if peer is not None:
+                log.info("route_in.relay", to=peer.name)
+                return Route(f"PJSIP/{peer.dial}@trunk-{peer.name}", True)
+        if ticket is not None and self.config.level == "city" and ticket.division:
+            county = next((p for p in self.config.peers if p.level == "county" and p.division == ticket.division
+                           and p.platform == self.config.platform), None)
+            if county is not None:
+                await self._route_down(ticket, county.name)
+                return Route(f"PJSIP/{county.dial}@trunk-{county.name}", True)
+        return Route(f"PJSIP/agent{self._pick_agent()}", False)
+
+    async def _route_down(self, ticket: Ticket, county: str) -> None:
+        """市级互转: the city hands the ticket to the county that owns its division; the ticket goes first."""
+        try:
+            await self.tickets.route_to(ticket.id, county)
+            log.info("route_in.pushed_down", to=county)
+        except LinkageError as exc:
+            log.warning("route_in.push_down_failed", error=exc.message)
 
     def _pick_agent(self) -> str:
         """The first agent, in configured order, with no live call leg; the first agent if all are busy."""
@@ -97,28 +174,25 @@ class TransferService:
                 return agent.id
         return self.config.agents[0].id
 
-    async def _fetch_by_reference(self, request: AgiRequest, ticket_id: str) -> None:
+    async def _fetch_by_reference(self, request: AgiRequest, ticket_id: str) -> Ticket | None:
         ref = await request.get_variable("${PJSIP_HEADER(read,Call-Info)}")
         match = CALL_INFO.search(ref)
         if not match:
             log.warning("route_in.ticket_missing_no_reference")
-            return
+            return None
         url = match.group(1)
         client = next((c for c in self.peers.values() if url.startswith(c.peer.url + "/")), None)
         if client is None or not url.endswith("/" + ticket_id):
             log.warning("route_in.reference_refused")
-            return
+            return None
         try:
-            data = await self._bounded_fetch(client, url)
-            await self.tickets.receive(parse_ticket(data), via="reference")
+            data = await asyncio.wait_for(client.fetch_ticket(url), self.config.fetch_timeout)
+            ticket, _ = await self.tickets.receive(parse_ticket(data), via="reference")
             log.info("route_in.fetched_by_reference")
+            return ticket
         except (PeerError, LinkageError, TimeoutError) as exc:
             log.warning("route_in.fetch_failed", error=str(exc))
-
-    async def _bounded_fetch(self, client: PeerClient, url: str) -> dict[str, Any]:
-        import asyncio
-
-        return await asyncio.wait_for(client.fetch_ticket(url), self.config.fetch_timeout)
+            return None
 
     async def on_ami_event(self, event: dict[str, str]) -> None:
         name = event.get("Event")
@@ -130,18 +204,17 @@ class TransferService:
         agent = endpoint_of(event.get("DestChannel", "")).removeprefix("agent")
         agent = agent if agent.isdigit() else ""
         structlog.contextvars.bind_contextvars(ticket_id=ticket_id, call_id=event.get("Linkedid", ""))
+        status = event.get("DialStatus", "")
         try:
             if name == "DialBegin":
                 await self.tickets.record(ticket_id, "offered", agent)
-            elif event.get("DialStatus") == "ANSWER":
-                await self.tickets.record(ticket_id, "signed_for", agent)
+            elif status == "ANSWER":
                 self.inbound.pop(event.get("Uniqueid", ""), None)
-            elif event.get("DialStatus") in ("CANCEL", "NOANSWER", "BUSY", "CONGESTION", "CHANUNAVAIL"):
-                reason = {"CANCEL": "caller hung up while the phone rang"}.get(
-                    event.get("DialStatus", ""), "not answered")
-                status = event.get("DialStatus", "")
+                await self.tickets.record(ticket_id, "signed_for", agent)
+            elif status in ("CANCEL", "NOANSWER", "BUSY", "CONGESTION", "CHANUNAVAIL"):
+                self.inbound.pop(event.get("Uniqueid", ""), None)
+                reason = "caller hung up while the phone rang" if status == "CANCEL" else "not answered"
                 await self.tickets.record(ticket_id, "abandoned", agent,
                                           {"reason": reason, "dial_status": status.lower()})
-                self.inbound.pop(event.get("Uniqueid", ""), None)
         except LinkageError as exc:
             log.warning("transfer.record_failed", error=exc.message)

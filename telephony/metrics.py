@@ -1,0 +1,48 @@
+"""Prometheus metrics in text exposition format, without a client library: counters and gauges by labels."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+HELP = {
+    "linkage_tickets_created_total": "Tickets created here by a transfer key or the console.",
+    "linkage_ticket_events_total": "Ticket events recorded or applied here, by type and origin.",
+    "linkage_tickets_overdue_total": "Supervision alerts: tickets that stayed in a state past its deadline.",
+    "linkage_delivery_sent_total": "Messages delivered to a peer.",
+    "linkage_delivery_retries_total": "Failed delivery attempts that will be retried.",
+    "linkage_delivery_dead_total": "Messages parked in the dead-letter list.",
+    "linkage_agi_requests_total": "FastAGI requests by script.",
+    "linkage_http_refused_total": "HTTP requests refused, by status.",
+}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(lambda: defaultdict(float))
+        self.gauges: dict[str, float] = {}
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        self.counters[name][tuple(sorted(labels.items()))] += amount
+
+    def set(self, name: str, value: float) -> None:
+        self.gauges[name] = value
+
+    def render(self) -> str:
+        lines = []
+        for name in sorted(set(self.counters) | set(HELP)):
+            if not name.endswith("_total"):
+                continue
+            lines.append(f"# HELP {name} {HELP.get(name, name)}")
+            lines.append(f"# TYPE {name} counter")
+            series = self.counters.get(name) or {(): 0.0}
+            for labels, value in sorted(series.items()):
+                label = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
+                lines.append(f"{name}{{{label}}} {value:g}" if label else f"{name} {value:g}")
+        for name, value in sorted(self.gauges.items()):
+            lines.append(f"# TYPE {name} gauge")
+            lines.append(f"{name} {value:g}")
+        return "\n".join(lines) + "\n"
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')

@@ -1,0 +1,1 @@
+"""Supervision (跟踪督办): deadlines per state and overdue alerts."""

@@ -1,0 +1,122 @@
+"""Queries over tickets (可查、可看、可追溯、可批量应用): filter by status, time range, division, category and
+direction, paginated; and bulk export as JSON lines or CSV.
+
+The time range is read from the creation-time index; the other filters are applied to the tickets in that
+range, at most `MAX_SCAN` of them per query.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from telephony.errors import InvalidInput
+from telephony.tickets.models import CATEGORY, DIVISION, STATES, Ticket
+from telephony.tickets.store import TicketStore
+
+MAX_SCAN = 20000
+CSV_COLUMNS = ("id", "direction", "status", "created_at", "updated_at", "division", "category", "title",
+               "caller_number", "agent_id", "offered_to", "signed_for_by", "result", "return_reason",
+               "satisfaction", "flags", "source_site", "target_site", "events")
+
+
+@dataclass(frozen=True)
+class Filter:
+    status: frozenset[str] = frozenset()
+    since: float = 0.0
+    until: float | None = None
+    division: str = ""
+    category: str = ""
+    direction: str = ""
+    flag: str = ""
+
+    def matches(self, t: Ticket) -> bool:
+        return ((not self.status or t.status in self.status)
+                and (not self.division or t.division == self.division)
+                and (not self.category or t.category == self.category)
+                and (not self.direction or t.direction == self.direction)
+                and (not self.flag or self.flag in t.flags))
+
+
+def _time(value: str, key: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise InvalidInput(f"{key} must be an ISO 8601 time or epoch seconds", field=key) from exc
+
+
+def parse_filter(q: Mapping[str, str]) -> Filter:
+    unknown = set(q) - {"status", "from", "to", "since", "division", "category", "direction", "flag", "page",
+                        "page_size", "limit", "format"}
+    if unknown:
+        raise InvalidInput(f"unknown query parameter {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    status = frozenset(s for s in q.get("status", "").split(",") if s)
+    if not status <= set(STATES):
+        raise InvalidInput(f"status must be among {', '.join(STATES)}", field="status")
+    division, category = q.get("division", ""), q.get("category", "")
+    if not DIVISION.match(division) or not CATEGORY.match(category):
+        raise InvalidInput("division must be 6 digits and category a lower-case word", field="division")
+    direction = q.get("direction", "")
+    if direction and not all(part.isalnum() for part in direction.split("->")):
+        raise InvalidInput("direction looks like 12345->110", field="direction")
+    since = _time(q["from"], "from") if "from" in q else _time(q["since"], "since") if "since" in q else 0.0
+    until = _time(q["to"], "to") if "to" in q else None
+    return Filter(status, since, until, division, category, direction, q.get("flag", ""))
+
+
+def page_args(q: Mapping[str, str]) -> tuple[int, int]:
+    try:
+        page = int(q.get("page", "1"))
+        size = int(q.get("page_size", q.get("limit", "50")))
+    except ValueError as exc:
+        raise InvalidInput("page and page_size must be integers") from exc
+    if page < 1 or not 1 <= size <= 1000:
+        raise InvalidInput("page starts at 1 and page_size is 1-1000")
+    return page, size
+
+
+async def select(store: TicketStore, flt: Filter) -> AsyncIterator[Ticket]:
+    ids = await store.list_ids(flt.since, MAX_SCAN, flt.until)
+    for ticket_id in ids:
+        ticket = await store.get(ticket_id)
+        if ticket is not None and flt.matches(ticket):
+            yield ticket
+
+
+async def page(store: TicketStore, flt: Filter, number: int, size: int) -> dict[str, object]:
+    items = [t async for t in select(store, flt)]
+    start = (number - 1) * size
+    return {"items": [t.to_dict() for t in items[start:start + size]], "page": number, "page_size": size,
+            "total": len(items)}
+
+
+def jsonl(ticket: Ticket) -> str:
+    return json.dumps(ticket.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def csv_header() -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(CSV_COLUMNS)
+    return buf.getvalue()
+
+
+def csv_row(t: Ticket) -> str:
+    buf = io.StringIO()
+    row = {"source_site": t.source.site, "target_site": t.target.site, "flags": "|".join(t.flags),
+           "events": "|".join(e.type for e in t.history)}
+    csv.writer(buf).writerow([_cell(row.get(c, getattr(t, c, ""))) for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def _cell(value: object) -> str:
+    """Cells starting like a formula are quoted for spreadsheets (CSV injection)."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
