@@ -48,8 +48,9 @@ def _config(args: argparse.Namespace) -> int:
     config = load_site_config(args.config)
     out = Path(args.out)
     files = render(config, PbxExtras(str(out.resolve()), "tester", args.tester_secret, 30000, 30998))
-    write(files, out)
-    print(f"rendered {len(files)} files for site {config.name} into {out}")
+    write(files, out / "etc")
+    print(f"rendered {len(files)} files for site {config.name} into {out / 'etc'} "
+          f"(Asterisk: asterisk -C {out.resolve() / 'etc' / 'asterisk.conf'})")
     return 0
 
 

@@ -10,10 +10,11 @@ import logging
 import shutil
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from xml.etree import ElementTree as ET
 
 from panoramisk import Manager
@@ -82,6 +83,9 @@ def _account(site: dict[str, Any], role: Role) -> dict[str, Any]:
     if role.account == "citizen":
         acc: dict[str, Any] = site["accounts"]["citizen"]
         return acc
+    if role.account.startswith("target:"):
+        phone: dict[str, Any] = site["targets"][role.account.split(":", 1)[1]]["phone"]
+        return phone
     index = int(role.account[len("agents["):-1])
     agent: dict[str, Any] = site["accounts"]["agents"][index]
     return agent
@@ -95,9 +99,54 @@ def _get(url: str, token: str, method: str = "GET", body: Any = None) -> Any:
         return json.loads(resp.read())
 
 
+def _call(url: str, token: str, method: str, body: Any) -> tuple[int, Any]:
+    try:
+        return 200, _get(url, token, method, body)
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
+
+
+async def _act_after(action: Action, desc: dict[str, Any], result: Result, begin: float,
+                     settle: float) -> None:
+    """A lifecycle transition or amendment of the scenario's ticket on a site, once the calls are over.
+    Feedback is asynchronous, so a 409 (not yet in the right state here) or a missing ticket is retried
+    until the settle time runs out."""
+    site = desc["sites"][action.site]
+    deadline = time.time() + settle
+    status, reply, what = 0, cast(Any, {}), ""
+    while True:
+        listing = await asyncio.to_thread(_get, f"{site['http']}/v1/tickets?since={begin - 1:.3f}", site["token"])
+        items = [t for t in listing["items"] if t["created_at"] >= _iso(begin - 1)]
+        if len(items) == 1:
+            tid = items[0]["id"]
+            if action.transition is not None:
+                what = f"transition {action.transition.get('type')}"
+                status, reply = await asyncio.to_thread(
+                    _call, f"{site['http']}/v1/tickets/{tid}/transitions", site["token"], "POST", action.transition)
+            else:
+                what = "amend"
+                status, reply = await asyncio.to_thread(
+                    _call, f"{site['http']}/v1/tickets/{tid}", site["token"], "PATCH", action.amend)
+            wanted = action.expect or 200
+            if status == wanted or (status not in (404, 409) and action.expect is None) or time.time() > deadline:
+                break
+        elif time.time() > deadline:
+            result.failures.append(f"action on {action.site}: expected one ticket there, found {len(items)}")
+            return
+        await asyncio.sleep(0.2)
+    result.timeline.append((time.time(), action.site, f"console: {what} -> HTTP {status}"))
+    if status != (action.expect or 200):
+        result.failures.append(f"action on {action.site}: {what} got HTTP {status} "
+                               f"{reply.get('message', '') if isinstance(reply, dict) else ''}, "
+                               f"expected {action.expect or 200}")
+
+
 async def _act(action: Action, desc: dict[str, Any], result: Result) -> None:
     """Type the draft into the console of the site's bridged call, as an agent would before the key press."""
-    await asyncio.sleep(action.at)
+    await asyncio.sleep(action.at or 0.0)
     site = desc["sites"][action.site]
     try:
         calls = await asyncio.to_thread(_get, f"{site['http']}/v1/calls", site["token"])
@@ -122,7 +171,11 @@ async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
     text = role.sipp.read_text(encoding="utf-8")
     params = dict(role.params)
     if role.dtmf:
-        write_pcap(site["keys"][role.dtmf], rdir / "keys.pcap")
+        keys = site["keys"]
+        digits = keys.get(role.dtmf) if isinstance(keys.get(role.dtmf), str) else keys["targets"].get(role.dtmf)
+        if not digits:
+            return 97, f"site {role.site} has no key {role.dtmf!r}"
+        write_pcap(digits, rdir / "keys.pcap")
         params["keys_pcap"] = "keys.pcap"
     for key, value in params.items():
         text = text.replace("{{" + key + "}}", value)
@@ -211,7 +264,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
         for i, role in uac:
             tasks[role.name] = asyncio.create_task(_run_role(role, i, desc, workdir, scenario.budget))
             result.timeline.append((time.time(), role.site, f"sipp {role.name} calls ({role.sipp.name})"))
-        actions = [asyncio.create_task(_act(a, desc, result)) for a in scenario.actions]
+        actions = [asyncio.create_task(_act(a, desc, result)) for a in scenario.actions if a.at is not None]
         for name, task in tasks.items():
             code, errors = await task
             role = next(r for r in scenario.roles if r.name == name)
@@ -219,6 +272,9 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
             if code != 0:
                 result.failures.append(f"role {name}: sipp exit {code}: {errors[-300:]}")
         await asyncio.gather(*actions)
+        for action in scenario.actions:
+            if action.at is None:
+                await _act_after(action, desc, result, begin, scenario.settle)
         deadline = time.time() + scenario.settle
         while True:
             result.tickets = {}
@@ -247,7 +303,14 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
             s.stop()
         for w in watchers.values():
             w.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if result.failures:  # keep SIPp's logs of a failed scenario for the person reading the report
+            kept = Path("reports") / "sipp" / scenario.name
+            shutil.rmtree(kept, ignore_errors=True)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(workdir), kept)
+            result.timeline.append((time.time(), "-", f"SIPp logs kept in {kept}"))
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     for name, w in watchers.items():
         result.ami[name] = w.events
         for at, e in w.events:
@@ -283,8 +346,18 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def run_scenario(scenario: Scenario, desc: dict[str, Any]) -> Result:
-    return asyncio.run(run_scenario_async(scenario, desc))
+def run_scenario(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = None) -> Result:
+    """Run one scenario; controllers named in `controller_env` run with those overrides meanwhile."""
+    if scenario.controller_env:
+        lab = lab or Lab()
+        for site, env in scenario.controller_env.items():
+            lab.restart_controller(site, env=env)
+    try:
+        return asyncio.run(run_scenario_async(scenario, desc))
+    finally:
+        if scenario.controller_env and lab is not None:
+            for site in scenario.controller_env:
+                lab.restart_controller(site)
 
 
 def write_junit(results: list[Result], path: str | Path) -> None:

@@ -58,11 +58,16 @@ class MediaExpectation:
 
 @dataclass(frozen=True)
 class Action:
-    """Something an agent does in the console during the call, `at` seconds after the first call starts."""
+    """Something an agent does in the console: `at` seconds after the callers start (a draft of the call's
+    ticket), or once the calls have ended (`after: calls`: a lifecycle transition or an amendment of the
+    scenario's ticket on that site). `expect` is the HTTP status the action must get (default: success)."""
 
-    at: float
+    at: float | None
     site: str
     draft: dict[str, str]
+    transition: dict[str, Any] | None = None
+    amend: dict[str, Any] | None = None
+    expect: int | None = None
 
 
 @dataclass
@@ -77,21 +82,29 @@ class Scenario:
     tickets: list[TicketExpectation] = field(default_factory=list)
     media: list[MediaExpectation] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+    controller_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def load(path: str | Path) -> Scenario:
     p = Path(path)
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{p}: cannot read scenario: {exc}") from exc
+    try:
+        return _build(raw, p)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise ConfigError(f"{p}: malformed scenario: {exc}") from exc
 
+
+def _build(raw: Any, p: Path) -> Scenario:
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{p}: {key}: {problem}")
 
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise fail("name", "a scenario needs a name")
-    unknown = set(raw) - {"name", "description", "budget", "settle", "roles", "expect", "actions"}
+    unknown = set(raw) - {"name", "description", "budget", "settle", "roles", "expect", "actions",
+                          "controller_env"}
     if unknown:
         raise fail(sorted(unknown)[0], "unknown key")
     roles = []
@@ -99,8 +112,8 @@ def load(path: str | Path) -> Scenario:
         if not isinstance(r, dict) or not {"name", "site", "account", "sipp"} <= set(r):
             raise fail(f"roles[{i}]", "needs name, site, account and sipp")
         account = str(r["account"])
-        if account != "citizen" and not re.match(r"^agents\[[0-9]\]$", account):
-            raise fail(f"roles[{i}].account", "must be citizen or agents[N]")
+        if account != "citizen" and not re.match(r"^(agents\[[0-9]\]|target:[0-9A-Za-z_-]{1,32})$", account):
+            raise fail(f"roles[{i}].account", "must be citizen, agents[N] or target:NAME")
         params = {str(k): str(v) for k, v in (r.get("params") or {}).items()}
         for k, v in params.items():
             if not PARAM.match(v):
@@ -113,6 +126,8 @@ def load(path: str | Path) -> Scenario:
     if not roles:
         raise fail("roles", "at least one role is needed")
     expect = raw.get("expect") or {}
+    if not isinstance(expect, dict):
+        raise fail("expect", "must be a mapping")
     ami = []
     for site, items in (expect.get("ami") or {}).items():
         for j, item in enumerate(items or []):
@@ -139,9 +154,26 @@ def load(path: str | Path) -> Scenario:
                                       float(item.get("max_gap_ms", 300)), float(item.get("min_audible_ms", 200))))
     actions = []
     for j, item in enumerate(raw.get("actions") or []):
-        if not isinstance(item, dict) or not isinstance(item.get("draft"), dict) or "site" not in item:
-            raise fail(f"actions[{j}]", "needs at, site and a draft mapping")
-        actions.append(Action(float(item.get("at", 1.0)), str(item["site"]),
-                              {str(k): str(v) for k, v in item["draft"].items()}))
+        kinds = [k for k in ("draft", "transition", "amend") if isinstance(item, dict) and k in item]
+        if not isinstance(item, dict) or len(kinds) != 1 or not isinstance(item[kinds[0]], dict) or "site" not in item:
+            raise fail(f"actions[{j}]", "needs a site and exactly one of draft, transition or amend (a mapping)")
+        after = item.get("after")
+        if after not in (None, "calls") or (kinds[0] != "draft" and after != "calls"):
+            raise fail(f"actions[{j}].after", "transitions and amendments run `after: calls`; drafts run `at: N`")
+        try:
+            at = None if after == "calls" else float(item.get("at", 1.0))
+            expect_status = int(item["expect"]) if "expect" in item else None
+        except (TypeError, ValueError) as exc:
+            raise fail(f"actions[{j}]", "at must be a number and expect an HTTP status") from exc
+        actions.append(Action(at, str(item["site"]),
+                              {str(k): str(v) for k, v in item["draft"].items()} if kinds[0] == "draft" else {},
+                              item.get("transition"), item.get("amend"), expect_status))
+    env = raw.get("controller_env") or {}
+    if not isinstance(env, dict) or not all(isinstance(v, dict) for v in env.values()):
+        raise fail("controller_env", "maps a site to LINKAGE_* overrides for its controller")
+    controller_env = {str(site): {str(k): str(v) for k, v in over.items()} for site, over in env.items()}
+    for over in controller_env.values():
+        if not all(k.startswith("LINKAGE_") for k in over):
+            raise fail("controller_env", "only LINKAGE_* variables can be set")
     return Scenario(str(raw["name"]), str(raw.get("description", "")), p, float(raw.get("budget", 30)),
-                    float(raw.get("settle", 3)), roles, ami, tickets, media, actions)
+                    float(raw.get("settle", 3)), roles, ami, tickets, media, actions, controller_env)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -202,6 +203,8 @@ class Lab:
             (sdir / sub).mkdir(parents=True, exist_ok=True)
         for stale in (sdir / "run").glob("*"):
             stale.unlink()
+        for old in (sdir / "redis").glob("*"):  # every `lab up` starts with empty stores
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
         inside = "/" + LAB_SUBDIR + "/" + plan.name
         sec = self.secrets()
         files = render(config, PbxExtras(inside, "tester", sec[f"{plan.name}.tester"], plan.rtp, plan.rtp + 998))

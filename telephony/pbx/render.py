@@ -152,6 +152,9 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
 def render(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
     """File name -> contents for the site's etc directory."""
     vals = values(config, extras)
+    if not (ROOT / "dialplans").is_dir():
+        raise ConfigError(f"templates not found under {ROOT} (dialplans/, config/asterisk/): "
+                          "run from a checkout or an image that ships them")
     files: dict[str, str] = {}
     for folder in (ROOT / "config" / "asterisk", ROOT / "dialplans"):
         for template in sorted(folder.glob("*.conf.in")):

@@ -14,10 +14,13 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from telephony.errors import InvalidInput
 from telephony.tickets.models import CATEGORY, DIVISION, STATES, Ticket
 from telephony.tickets.store import TicketStore
 
+log = structlog.get_logger("queries")
 MAX_SCAN = 20000
 CSV_COLUMNS = ("id", "direction", "status", "created_at", "updated_at", "division", "category", "title",
                "caller_number", "agent_id", "offered_to", "signed_for_by", "result", "return_reason",
@@ -86,7 +89,11 @@ def page_args(q: Mapping[str, str]) -> tuple[int, int]:
 async def select(store: TicketStore, flt: Filter) -> AsyncIterator[Ticket]:
     ids = await store.list_ids(flt.since, MAX_SCAN, flt.until)
     for ticket_id in ids:
-        ticket = await store.get(ticket_id)
+        try:
+            ticket = await store.get(ticket_id)
+        except InvalidInput as exc:  # a stored ticket that no longer parses: skip it, say so, go on
+            log.error("query.unreadable_ticket", ticket_id=ticket_id, reason=exc.message)
+            continue
         if ticket is not None and flt.matches(ticket):
             yield ticket
 

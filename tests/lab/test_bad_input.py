@@ -39,9 +39,9 @@ def valid_ticket(target: str = "110") -> dict[str, Any]:
 
 
 def count(site: dict[str, Any]) -> int:
-    status, data = call("GET", f"{site['http']}/v1/tickets?limit=1000", site["token"])
+    status, data = call("GET", f"{site['http']}/v1/tickets?page_size=1", site["token"])
     assert status == 200
-    return len(data["items"])
+    return int(data["total"])
 
 
 BAD_BODIES = [

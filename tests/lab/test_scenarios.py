@@ -36,22 +36,6 @@ def test_scenario(path: Path, desc: dict[str, Any], tmp_path: Path) -> None:
     assert _secrets_in_logs(scenario, desc) == []
 
 
-def test_late_push_is_fetched_by_reference(lab: Lab, desc: dict[str, Any]) -> None:
-    """With the push held back, the 110 controller pulls the ticket from the Call-Info reference
-    before the phone rings, and the late push changes nothing."""
-    scenario = load(Path(__file__).parents[1] / "scenarios" / "onekey_happy.yaml")
-    want = next(t for t in scenario.tickets if t.site == "110")
-    scenario.tickets[scenario.tickets.index(want)] = type(want)(
-        want.site, want.count, want.status, want.history, want.fields, {"delivered": {"via": "reference"}})
-    lab.restart_controller("12345", env={"LINKAGE_DELIVERY__PUSH_DELAY": "4"})
-    try:
-        result = run_scenario(scenario, desc)
-        print(result.report())
-        assert result.ok, result.report()
-    finally:
-        lab.restart_controller("12345")
-
-
 def test_key_press_with_controller_down_keeps_the_call_with_the_agent(lab: Lab, desc: dict[str, Any]) -> None:
     """The FastAGI server is gone: the feature's AGI fails, LINKAGE_XFER stays empty, no BlindTransfer, no
     ticket, and the caller stays connected to the agent until the caller hangs up."""
