@@ -100,8 +100,12 @@ def _get(url: str, token: str, method: str = "GET", body: Any = None) -> Any:
 
 
 def _call(url: str, token: str, method: str, body: Any) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
-        return 200, _get(url, token, method, body)
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
             return exc.code, json.loads(exc.read() or b"{}")
@@ -154,6 +158,13 @@ async def _act(action: Action, desc: dict[str, Any], result: Result) -> None:
         if len(bridged) != 1:
             result.failures.append(f"action at {action.at}s: expected one bridged call on {action.site}, "
                                    f"found {len(bridged)}")
+            return
+        if action.transfer is not None:
+            url = f"{site['http']}/v1/calls/{bridged[0]['linkedid']}/transfer"
+            status, reply = await asyncio.to_thread(_call, url, site["token"], "POST", action.transfer)
+            result.timeline.append((time.time(), action.site, f"console: transfer button -> HTTP {status}"))
+            if status != (action.expect or 200) and not (action.expect is None and status == 202):
+                result.failures.append(f"console transfer on {action.site} got HTTP {status}: {reply}")
             return
         url = f"{site['http']}/v1/calls/{bridged[0]['linkedid']}/draft"
         await asyncio.to_thread(_get, url, site["token"], "PUT", action.draft)
