@@ -83,6 +83,7 @@ class Controller:
             self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay)
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)
+        self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)
         self.ami.handlers.append(self.transfers.on_ami_event)
 
         runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)

@@ -37,11 +37,15 @@ class Metrics:
             series = self.counters.get(name) or {(): 0.0}
             for labels, value in sorted(series.items()):
                 label = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
-                lines.append(f"{name}{{{label}}} {value:g}" if label else f"{name} {value:g}")
+                lines.append(f"{name}{{{label}}} {_num(value)}" if label else f"{name} {_num(value)}")
         for name, value in sorted(self.gauges.items()):
             lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {value:g}")
+            lines.append(f"{name} {_num(value)}")
         return "\n".join(lines) + "\n"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _esc(value: str) -> str:

@@ -194,7 +194,8 @@ async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
         return 99, f"unfilled parameter in {role.sipp.name}: {text[text.index('{{'):][:30]}"
     (rdir / "scenario.xml").write_text(text, encoding="utf-8")
     argv = ["sipp", "-sf", "scenario.xml", "-i", acc["host"], "-p", str(acc["port"]),
-            "-mp", str(MEDIA_BASE + 4 * index), "-m", "1", "-timeout", f"{int(budget)}s", "-timeout_error",
+            "-mp", str(MEDIA_BASE + 4 * index), "-m", params.get("calls", "1"), "-timeout", f"{int(budget)}s",
+            "-timeout_error",
             "-nostdin", "-trace_err", "-trace_msg"]
     if role.calls:
         argv += [f"{site['sip']['host']}:{site['sip']['port']}", "-s", acc["dial"]]
@@ -220,6 +221,9 @@ def _check_media(scenario: Scenario, watchers: dict[str, AmiWatcher],
                  sniffers: dict[str, RtpSniffer]) -> list[str]:
     failures = []
     for exp in scenario.media:
+        if exp.site not in watchers:
+            failures.append(f"media {exp.role}: site {exp.site} has no AMI to watch")
+            continue
         events = watchers[exp.site].events
         start = next((at for at, e in events if _matches(e, exp.start)), None)
         end = next((at for at, e in events if start is not None and at > start and _matches(e, exp.end)), None)
@@ -244,6 +248,9 @@ def _check_tickets(scenario: Scenario, result: Result) -> list[str]:
             types = [e["type"] for e in t["history"]]
             if exp.history is not None and types != exp.history:
                 failures.append(f"site {exp.site}: history {types}, expected {exp.history}")
+            if exp.history_contains is not None and sorted(types) != sorted(exp.history_contains):
+                failures.append(f"site {exp.site}: history {types}, expected these in any order: "
+                                f"{exp.history_contains}")
             for k, v in exp.fields.items():
                 if t.get(k) != v:
                     failures.append(f"site {exp.site}: field {k} is {t.get(k)!r}, expected {v!r}")
@@ -257,7 +264,8 @@ def _check_tickets(scenario: Scenario, result: Result) -> list[str]:
 async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result:
     result = Result(scenario)
     begin = time.time()
-    watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()}
+    watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()
+                if f"asterisk:{name}" not in scenario.down}
     workdir = Path(tempfile.mkdtemp(prefix=f"linkage-{scenario.name}-"))
     index = {r.name: i for i, r in enumerate(scenario.roles)}
     sniffers = {m.role: RtpSniffer(MEDIA_BASE + 4 * index[m.role]) for m in scenario.media}
@@ -306,6 +314,9 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
         result.failures += ticket_failures
         result.failures += _check_media(scenario, watchers, sniffers)
         for exp in scenario.ami:
+            if exp.site not in watchers:
+                result.failures.append(f"site {exp.site}: no AMI to watch (its PBX is down in this scenario)")
+                continue
             got = sum(1 for _, e in watchers[exp.site].events if _matches(e, exp.match))
             if got != exp.count:
                 result.failures.append(f"site {exp.site}: AMI {exp.match} seen {got} time(s), expected {exp.count}")
@@ -359,15 +370,22 @@ def _epoch(iso: str) -> float:
 
 def run_scenario(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = None) -> Result:
     """Run one scenario; controllers named in `controller_env` run with those overrides meanwhile."""
-    if scenario.controller_env:
-        lab = lab or Lab()
-        for site, env in scenario.controller_env.items():
-            lab.restart_controller(site, env=env)
+    lab = lab or Lab()
+    for site, env in scenario.controller_env.items():
+        lab.restart_controller(site, env=env)
+    for item in scenario.down:
+        kind, site = item.split(":", 1)
+        lab.stop_asterisk(site) if kind == "asterisk" else lab.stop_controller(site)
+    if any(d.startswith("asterisk:") for d in scenario.down):
+        time.sleep(4)  # let the peers' qualify notice the PBX is gone
     try:
         return asyncio.run(run_scenario_async(scenario, desc))
     finally:
-        if scenario.controller_env and lab is not None:
-            for site in scenario.controller_env:
+        for item in scenario.down:
+            kind, site = item.split(":", 1)
+            lab.start_asterisk(site) if kind == "asterisk" else lab.restart_controller(site)
+        for site in scenario.controller_env:
+            if f"controller:{site}" not in scenario.down:
                 lab.restart_controller(site)
 
 

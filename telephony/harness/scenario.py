@@ -42,6 +42,7 @@ class TicketExpectation:
     history: list[str] | None
     fields: dict[str, Any]
     payload: dict[str, Any]
+    history_contains: list[str] | None = None  # these events, in any order (for facts from two sites at once)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Scenario:
     media: list[MediaExpectation] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     controller_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    down: list[str] = field(default_factory=list)  # "asterisk:SITE" / "controller:SITE" stopped meanwhile
 
 
 def load(path: str | Path) -> Scenario:
@@ -105,7 +107,7 @@ def _build(raw: Any, p: Path) -> Scenario:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise fail("name", "a scenario needs a name")
     unknown = set(raw) - {"name", "description", "budget", "settle", "roles", "expect", "actions",
-                          "controller_env"}
+                          "controller_env", "down"}
     if unknown:
         raise fail(sorted(unknown)[0], "unknown key")
     roles = []
@@ -142,7 +144,7 @@ def _build(raw: Any, p: Path) -> Scenario:
             raise fail(f"expect.tickets.{site}", "must be a mapping")
         tickets.append(TicketExpectation(str(site), int(item.get("count", 1)), item.get("status"),
                                          item.get("history"), item.get("fields") or {},
-                                         item.get("payload") or {}))
+                                         item.get("payload") or {}, item.get("history_contains")))
     media = []
     for j, item in enumerate(expect.get("media") or []):
         if not isinstance(item, dict) or not {"role", "site", "from", "to"} <= set(item):
@@ -178,5 +180,9 @@ def _build(raw: Any, p: Path) -> Scenario:
     for over in controller_env.values():
         if not all(k.startswith("LINKAGE_") for k in over):
             raise fail("controller_env", "only LINKAGE_* variables can be set")
+    down = [str(d) for d in raw.get("down") or []]
+    for d in down:
+        if not re.match(r"^(asterisk|controller):[0-9A-Za-z_-]{1,32}$", d):
+            raise fail("down", f"{d!r} is not asterisk:SITE or controller:SITE")
     return Scenario(str(raw["name"]), str(raw.get("description", "")), p, float(raw.get("budget", 30)),
-                    float(raw.get("settle", 3)), roles, ami, tickets, media, actions, controller_env)
+                    float(raw.get("settle", 3)), roles, ami, tickets, media, actions, controller_env, down)

@@ -112,7 +112,7 @@ class Lab:
             "accounts": {"citizen": {"host": HOST, "port": b + 70, "dial": plan.platform},
                          "agents": [{"id": a, "host": HOST, "port": b + 81 + i} for i, a in enumerate(plan.agents)]},
             "peers": peers,
-            "transfer": {"ring_timeout": 20},
+            "transfer": {"ring_timeout": 8},
         }
 
     def site_config(self, plan: SitePlan) -> SiteConfig:
@@ -215,10 +215,31 @@ class Lab:
             "redis-server", "--port", str(plan.base + 379), "--bind", HOST, "--dir", str(sdir / "redis"),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
             "--protected-mode", "yes", "--logfile", ""], sdir / "redis.log")
-        asterisk = spawn(f"asterisk-{plan.name}", [
+        return [redis, self._spawn_asterisk(plan)]
+
+    def _spawn_asterisk(self, plan: SitePlan) -> Proc:
+        inside = "/" + LAB_SUBDIR + "/" + plan.name
+        return spawn(f"asterisk-{plan.name}", [
             "chroot", str(self.rootfs), "/usr/sbin/asterisk", "-f", "-n", "-C", f"{inside}/etc/asterisk.conf"],
-            sdir / "asterisk.out")
-        return [redis, asterisk]
+            self.dir / plan.name / "asterisk.out")
+
+    def stop_asterisk(self, site: str) -> None:
+        """Fault drills: stop one site's PBX by pid (its trunk peers see it go unreachable)."""
+        procs = self._state()
+        for p in procs:
+            if p.name == f"asterisk-{site}":
+                stop(p)
+        self._save([p for p in procs if p.name != f"asterisk-{site}"])
+
+    def start_asterisk(self, site: str) -> None:
+        plan = PLANS[site]
+        procs = [p for p in self._state() if p.name != f"asterisk-{site}"]
+        for stale in (self.dir / site / "run").glob("*"):
+            stale.unlink()
+        procs.append(self._spawn_asterisk(plan))
+        self._save(procs)
+        self._wait_asterisk(plan)
+        self._wait(self._healthy, 20, f"the controller of {site} did not log in to the restarted PBX")
 
     def _asterisk_rx(self, plan: SitePlan, command: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
         inside = "/" + LAB_SUBDIR + "/" + plan.name

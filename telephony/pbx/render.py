@@ -74,6 +74,8 @@ trust_id_outbound = yes
 [trunk-{p.name}]
 type = aor
 contact = sip:{p.trunk.host}:{p.trunk.port}
+qualify_frequency = 2  ; a PBX that stopped answering fails a transfer at once, not after SIP's 32 s
+qualify_timeout = 1.0
 
 [trunk-{p.name}]
 type = identify
@@ -118,7 +120,7 @@ def _out_routes(config: SiteConfig) -> str:
         out.append(
             f"exten => _{t.dial}*X.,1,Set(LINKAGE_ID=${{EXTEN:{skip}}})\n"
             f" same => n,{dial}\n"
-            f" same => n,Hangup()\n")
+            f" same => n,Goto(linkage-recall,${{LINKAGE_ID}},1)\n")
     return "\n".join(out) or "; no transfer targets configured"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +48,10 @@ class Filter:
 
 def _time(value: str, key: str) -> float:
     try:
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise InvalidInput(f"{key} must be a finite time", field=key)
+        return number
     except ValueError:
         pass
     try:
@@ -65,8 +69,10 @@ def parse_filter(q: Mapping[str, str]) -> Filter:
     if not status <= set(STATES):
         raise InvalidInput(f"status must be among {', '.join(STATES)}", field="status")
     division, category = q.get("division", ""), q.get("category", "")
-    if not DIVISION.match(division) or not CATEGORY.match(category):
-        raise InvalidInput("division must be 6 digits and category a lower-case word", field="division")
+    if not DIVISION.match(division):
+        raise InvalidInput("division must be 6 digits", field="division")
+    if not CATEGORY.match(category):
+        raise InvalidInput("category must be a lower-case word", field="category")
     direction = q.get("direction", "")
     if direction and not all(part.isalnum() for part in direction.split("->")):
         raise InvalidInput("direction looks like 12345->110", field="direction")
@@ -126,4 +132,4 @@ def csv_row(t: Ticket) -> str:
 def _cell(value: object) -> str:
     """Cells starting like a formula are quoted for spreadsheets (CSV injection)."""
     text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

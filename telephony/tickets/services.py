@@ -31,6 +31,7 @@ from telephony.tickets.state import apply_event, check, check_author
 from telephony.tickets.store import TicketStore
 
 log = structlog.get_logger("tickets")
+MAX_PENDING = 50  # the schema's bound on `pending`; a peer beyond it is told to resend in order
 Listener = Callable[[Ticket, Event], None]
 
 
@@ -173,11 +174,14 @@ class TicketService:
             origin = event.actor.get("site", "")
             if origin == self.config.name:
                 raise Conflict("an event authored here cannot come back from a peer", ticket_id=ticket.id)
-            check_author(ticket, event)
             last = ticket.sequences.get(origin, 0)
             if event.id in ticket.event_ids() or (event.seq and event.seq <= last):
-                return ticket, "duplicate"
+                return ticket, "duplicate"  # before the author check: roles may have moved since (routed)
+            check_author(ticket, event)
             if event.seq > last + 1:
+                if len(ticket.pending) >= MAX_PENDING:
+                    raise Conflict("too many events are waiting for an earlier one; send that one first",
+                                   ticket_id=ticket.id, waiting_for=last + 1)
                 ticket.pending.append(event)
                 await self.store.put(ticket)
                 log.info("ticket.event_queued", ticket_id=ticket.id, seq=event.seq, waiting_for=last + 1)

@@ -131,7 +131,7 @@ def _effects(ticket: Ticket, event: Event) -> None:
         ticket.offered_to = agent
     elif event.type == "signed_for" and agent:
         ticket.signed_for_by = agent
-    elif event.type == "abandoned" and ticket.status in EARLY:
+    elif event.type == "abandoned" and ticket.status in EARLY and p.get("dial_status") == "cancel":
         _flag(ticket, "caller_abandoned")
     elif event.type == "returned":
         ticket.return_reason = str(p.get("reason", ""))

@@ -30,6 +30,12 @@ from telephony.tickets.services import TicketService
 
 log = structlog.get_logger("transfers")
 CALL_INFO = re.compile(r"<(https?://[^>\s]{1,300})>")
+FAILURE_REASONS = {
+    "BUSY": "target busy",
+    "NOANSWER": "no answer in time",
+    "CHANUNAVAIL": "target unreachable (trunk or far PBX down)",
+    "CONGESTION": "target congested or refused the call",
+}
 AmiSend = Any  # async callable taking an action dict
 
 
@@ -117,6 +123,32 @@ class TransferService:
                                       {"reason": "the PBX refused the transfer"})
             raise Conflict("the PBX refused the transfer", ticket_id=ticket.id)
         return ticket
+
+    async def agi_transfer_failed(self, request: AgiRequest) -> None:
+        """The caller's Dial to the target ended without an answer: mark the ticket transfer_failed with a
+        discrepancy record and name who gets the caller back (the agent who pressed, if still free)."""
+        ticket_id, dial_status, linkedid = request.arg(0), request.arg(1).upper(), request.arg(2)
+        structlog.contextvars.bind_contextvars(call_id=linkedid, ticket_id=ticket_id)
+        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
+        if call is not None:
+            call.transferring = False
+        ticket = await self.tickets.store.get(ticket_id) if TICKET_ID.match(ticket_id) else None
+        if ticket is None:
+            log.warning("recall.unknown_ticket")
+            return  # the dialplan rings all agents
+        reason = FAILURE_REASONS.get(dial_status, f"the transfer ended with {dial_status.lower() or 'no status'}")
+        busy = {leg.endpoint for c in self.calls.calls.values() for leg in c.legs.values()}
+        agent = ticket.agent_id if ticket.agent_id and f"agent{ticket.agent_id}" not in busy else ""
+        payload = {"reason": reason, "dial_status": dial_status.lower()[:32], "target": ticket.target.site,
+                   "recalled_to": f"agent {agent}" if agent else "all agents",
+                   "discrepancy": f"transfer to {ticket.target.site} failed ({reason}); caller recalled"}
+        try:
+            await self.tickets.record(ticket_id, "transfer_failed", "", payload)
+        except LinkageError as exc:
+            log.warning("recall.not_recorded", reason=exc.message)
+        log.warning("transfer.failed", dial_status=dial_status, recalled_to=payload["recalled_to"])
+        if agent:
+            await request.set_variable("LINKAGE_RECALL", f"PJSIP/agent{agent}")
 
     def set_draft(self, linkedid: str, draft: dict[str, str]) -> dict[str, str]:
         if self.calls.get(linkedid) is None:

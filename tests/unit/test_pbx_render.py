@@ -1,0 +1,161 @@
+"""Asterisk configuration rendered from the lab's site 12345 config."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from telephony.config import SiteConfig
+from telephony.errors import ConfigError
+from telephony.lab.lab import PLANS, SITES, Lab, SitePlan
+from telephony.pbx.render import ROOT, PbxExtras, _fill, dynamic_features, render, write
+
+EXTRAS = PbxExtras("/srv/linkage-lab/12345", "tester", "TesterSecret1", 30000, 30998)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> SiteConfig:
+    return Lab(rootfs=str(tmp_path)).site_config(SITES[0])
+
+
+@pytest.fixture
+def files(config: SiteConfig) -> dict[str, str]:
+    return render(config, EXTRAS)
+
+
+def test_every_template_is_rendered(files: dict[str, str]) -> None:
+    templates = {p.name.removesuffix(".in") for folder in ("config/asterisk", "dialplans")
+                 for p in (ROOT / folder).glob("*.conf.in")}
+    assert set(files) == templates
+    expected = {"extensions.conf", "manager.conf", "pjsip.conf", "linkage.conf", "linkage-features.conf"}
+    assert expected <= templates
+
+
+def test_no_placeholder_is_left(files: dict[str, str]) -> None:
+    left = {name: re.findall(r"@@\w*@@?", text) for name, text in files.items() if "@@" in text}
+    assert left == {}
+
+
+def test_dialplan_routes_out_to_110(files: dict[str, str], config: SiteConfig) -> None:
+    dialplan = files["linkage.conf"]
+    assert "exten => _110*X.,1,Set(LINKAGE_ID=${EXTEN:4})" in dialplan
+    assert f"Dial(PJSIP/110@trunk-110,{config.ring_timeout + 5},rb(linkage-headers^s^1(${{LINKAGE_ID}})))" \
+        in dialplan
+    assert "exten => 12345,1," in dialplan  # the hotline
+    assert f"Dial(PJSIP/agent1001&PJSIP/agent1002,{config.ring_timeout},b(linkage-agent-leg^s^1))" in dialplan
+
+
+def test_applicationmap_has_one_feature_per_target(files: dict[str, str]) -> None:
+    features = files["linkage-features.conf"].splitlines()
+    assert "[applicationmap]" in features
+    assert [line for line in features if line.startswith("linkage-")] == [
+        "linkage-to-110 => *8,self,Gosub(linkage-onekey,s,1(110)),default",
+        "linkage-to-120 => *2,self,Gosub(linkage-onekey,s,1(120)),default",
+    ]
+
+
+def test_feature_keys_come_from_the_targets(config: SiteConfig) -> None:
+    targets = (dataclasses.replace(config.targets[0], key="#9"),)
+    files = render(dataclasses.replace(config, targets=targets), EXTRAS)
+    assert "linkage-to-110 => #9,self,Gosub(linkage-onekey,s,1(110)),default" in files["linkage-features.conf"]
+    assert "*8,self" not in files["linkage-features.conf"]
+    assert "linkage-to-120" not in files["linkage-features.conf"]
+
+
+def test_agent_legs_enable_every_target_feature(files: dict[str, str], config: SiteConfig) -> None:
+    assert dynamic_features(config) == "linkage-to-110#linkage-to-120"
+    assert "exten => s,1,Set(DYNAMIC_FEATURES=linkage-to-110#linkage-to-120)" in files["linkage.conf"]
+
+
+def test_phone_only_target_gets_an_endpoint_and_a_direct_route(files: dict[str, str], config: SiteConfig) -> None:
+    pjsip = files["pjsip.conf"]
+    assert "[target-120](endpoint-common)" in pjsip
+    assert "contact = sip:127.0.0.1:15090" in pjsip
+    assert "endpoint = target-120" in pjsip and "match = 127.0.0.1:15090" in pjsip
+    dialplan = files["linkage.conf"]
+    assert "exten => _120*X.,1,Set(LINKAGE_ID=${EXTEN:4})" in dialplan
+    # no ticket headers: a phone-only desk has no controller to fetch them from
+    assert f" same => n,Dial(PJSIP/120@target-120,{config.ring_timeout + 5},r)\n" in dialplan
+    assert "trunk-120" not in pjsip + dialplan
+
+
+def test_a_target_reached_via_a_peer_dials_that_peers_trunk(tmp_path: Path) -> None:
+    county = Lab(rootfs=str(tmp_path)).site_config(PLANS["110-370811"])
+    dialplan = render(county, EXTRAS)["linkage.conf"]
+    assert "exten => _12345*X.,1,Set(LINKAGE_ID=${EXTEN:6})" in dialplan
+    assert f"Dial(PJSIP/12345@trunk-110,{county.ring_timeout + 5},rb(linkage-headers^s^1(${{LINKAGE_ID}})))" \
+        in dialplan
+
+
+@pytest.mark.parametrize("plan", SITES, ids=lambda p: p.name)
+def test_every_lab_site_renders_completely(tmp_path: Path, plan: SitePlan) -> None:
+    config = Lab(rootfs=str(tmp_path)).site_config(plan)
+    files = render(config, EXTRAS)
+    assert [name for name, text in files.items() if "@@" in text] == []
+    for t in config.targets:
+        assert f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name})),default" \
+            in files["linkage-features.conf"]
+        assert f"exten => _{t.dial}*X.,1," in files["linkage.conf"]
+    for p in config.peers:
+        assert f"[trunk-{p.name}](endpoint-common)" in files["pjsip.conf"]
+
+
+def test_manager_denies_all_and_permits_the_ami_host(files: dict[str, str], config: SiteConfig) -> None:
+    manager = files["manager.conf"]
+    lines = [line.strip() for line in manager.splitlines()]
+    assert "deny = 0.0.0.0/0.0.0.0" in lines
+    assert f"permit = {config.ami.host}/255.255.255.255" in lines
+    assert f"bindaddr = {config.ami.host}" in lines
+    assert f"port = {config.ami.port}" in lines
+    assert f"[{config.ami.username}]" in lines and f"secret = {config.ami.secret}" in lines
+    assert "[tester]" in lines and "secret = TesterSecret1" in lines
+    # every user section denies first, then permits
+    permit = f"permit = {config.ami.host}/255.255.255.255"
+    assert lines.count("deny = 0.0.0.0/0.0.0.0") == lines.count(permit) == 2
+
+
+def test_agents_and_trunk_in_pjsip(files: dict[str, str]) -> None:
+    pjsip = files["pjsip.conf"]
+    assert "contact = sip:1001@127.0.0.1:15081" in pjsip
+    assert "contact = sip:1002@127.0.0.1:15082" in pjsip
+    assert "[trunk-110](endpoint-common)" in pjsip
+    assert "match = 127.0.0.1:25060" in pjsip
+
+
+def test_globals_point_at_the_agi_server(files: dict[str, str]) -> None:
+    assert "LINKAGE_AGI=agi://127.0.0.1:15573" in files["linkage-globals.conf"]
+    assert "LINKAGE_URL=http://127.0.0.1:15080" in files["linkage-globals.conf"]
+
+
+def test_includes_use_the_site_directory(files: dict[str, str]) -> None:
+    assert '#include "/srv/linkage-lab/12345/etc/linkage.conf"' in files["extensions.conf"]
+
+
+def test_site_without_targets_has_no_out_route_and_no_feature(config: SiteConfig) -> None:
+    files = render(dataclasses.replace(config, peers=(), targets=()), EXTRAS)
+    assert "; no transfer targets configured" in files["linkage.conf"]
+    assert "; no transfer targets configured" in files["linkage-features.conf"]
+    assert "Set(DYNAMIC_FEATURES=none)" in files["linkage.conf"]
+    assert "_110*X." not in files["linkage.conf"]
+    assert "trunk-110" not in files["pjsip.conf"]
+
+
+def test_fill_substitutes_values() -> None:
+    assert _fill("a=@@A@@ b=@@B_C@@ @@ x", {"A": "1", "B_C": "2"}, "t.conf.in") == "a=1 b=2 @@ x"
+
+
+def test_fill_with_a_missing_value_raises() -> None:
+    with pytest.raises(ConfigError) as info:
+        _fill("host = @@AMI_HOST@@\nport = @@AMI_PORT@@\n", {"AMI_HOST": "127.0.0.1"}, "manager.conf.in")
+    assert "manager.conf.in" in info.value.message
+    assert "@@AMI_PORT@@" in info.value.message
+
+
+def test_write_creates_the_files(files: dict[str, str], tmp_path: Path) -> None:
+    etc = tmp_path / "site" / "etc"
+    write(files, etc)
+    assert sorted(p.name for p in etc.iterdir()) == sorted(files)
+    assert (etc / "manager.conf").read_text(encoding="utf-8") == files["manager.conf"]

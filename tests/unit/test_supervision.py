@@ -1,0 +1,256 @@
+"""Supervision (跟踪督办): deadlines per state and the supervisor that raises one overdue alert per state, run
+against a real Redis as the receiving site 110."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from telephony.config import Deadlines, SiteConfig
+from telephony.lab.lab import PLANS, Lab
+from telephony.metrics import Metrics
+from telephony.supervision.deadlines import Supervisor, add_working_days, already_alerted, deadline
+from telephony.tickets.models import Event, Party, Ticket, new_event_id, now_iso
+from telephony.tickets.services import TicketService
+from telephony.tickets.store import TicketStore, outbox_key
+
+D = Deadlines(signed_for=60, accepted=1800, resolved_days=5, working_days=(0, 1, 2, 3, 4))
+LONG_AGO = "2020-01-06T09:00:00.000Z"  # a Monday
+OVERDUE = "linkage_tickets_overdue_total"
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# ---- add_working_days ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("start, days, end", [
+    ("2026-01-05T12:00:00Z", 1, "2026-01-06T12:00:00Z"),  # Monday -> Tuesday
+    ("2026-01-09T12:00:00Z", 1, "2026-01-12T12:00:00Z"),  # Friday noon -> Monday noon
+    ("2026-01-09T12:00:00Z", 5, "2026-01-16T12:00:00Z"),  # a working week
+    ("2026-01-10T15:00:00Z", 1, "2026-01-13T00:00:00Z"),  # Saturday: starts counting on Monday 00:00
+    ("2026-01-05T00:00:00Z", 0.5, "2026-01-05T12:00:00Z"),
+    ("2026-01-09T18:00:00Z", 0.25, "2026-01-10T00:00:00Z"),  # the rest of Friday is exactly enough
+    ("2026-01-07T08:00:00Z", 0, "2026-01-07T08:00:00Z"),
+])
+def test_add_working_days_skips_the_weekend(start: str, days: float, end: str) -> None:
+    assert add_working_days(utc(start), days, (0, 1, 2, 3, 4)) == utc(end)
+
+
+def test_add_working_days_with_a_six_day_week() -> None:
+    assert add_working_days(utc("2026-01-09T12:00:00Z"), 1, (0, 1, 2, 3, 4, 5)) == utc("2026-01-10T12:00:00Z")
+    assert add_working_days(utc("2026-01-10T12:00:00Z"), 1, (0, 1, 2, 3, 4, 5)) == utc("2026-01-12T12:00:00Z")
+
+
+# ---- deadline and already_alerted ----------------------------------------------------------------------
+
+def ticket(status: str, *events: tuple[str, str]) -> Ticket:
+    t = Ticket(id="37080020260101120000123456", direction="12345->110", source=Party("12345", "12345"),
+               target=Party("110", "110"), caller_number="13912345678", agent_id="1001", linkedid="1.1",
+               uniqueids=[], created_at="2026-01-05T08:00:00.000Z", status=status)
+    for i, (etype, at) in enumerate(events, start=1):
+        payload = {"state": at} if etype == "overdue" else {}
+        t.history.append(Event(f"{i:032x}", t.id, etype, at if etype != "overdue" else LONG_AGO,
+                               {"platform": "110", "site": "110"}, payload))
+    return t
+
+
+def test_nothing_is_due_before_a_phone_rings() -> None:
+    assert deadline(ticket("delivered", ("delivered", "2026-01-05T08:00:00Z")), D) is None
+
+
+def test_sign_for_is_due_after_the_last_offer() -> None:
+    t = ticket("delivered", ("offered", "2026-01-05T08:00:00Z"), ("offered", "2026-01-05T08:05:00Z"))
+    assert deadline(t, D) == ("signed_for", utc("2026-01-05T08:06:00Z"))  # a new ring restarts the clock
+
+
+def test_accept_is_due_after_sign_for() -> None:
+    t = ticket("signed_for", ("offered", "2026-01-05T08:00:00Z"), ("signed_for", "2026-01-05T08:00:30Z"))
+    assert deadline(t, D) == ("accepted", utc("2026-01-05T08:30:30Z"))
+
+
+@pytest.mark.parametrize("status", ["accepted", "in_progress"])
+def test_resolve_is_due_in_working_days_after_accept(status: str) -> None:
+    t = ticket(status, ("accepted", "2026-01-09T12:00:00Z"), ("in_progress", "2026-01-09T13:00:00Z"))
+    assert deadline(t, D) == ("resolved", utc("2026-01-16T12:00:00Z"))
+
+
+@pytest.mark.parametrize("status", ["resolved", "followed_up", "returned", "closed", "cancelled",
+                                    "transfer_failed"])
+def test_nothing_is_due_once_resolved_or_ended(status: str) -> None:
+    t = ticket(status, ("offered", "2026-01-05T08:00:00Z"), ("signed_for", "2026-01-05T08:00:30Z"),
+               ("accepted", "2026-01-05T08:01:00Z"))
+    assert deadline(t, D) is None
+
+
+def test_already_alerted_is_per_state() -> None:
+    t = ticket("signed_for", ("overdue", "signed_for"))
+    assert already_alerted(t, "signed_for") is True
+    assert already_alerted(t, "accepted") is False
+
+
+# ---- Supervisor against Redis --------------------------------------------------------------------------
+
+class Desk:
+    """The receiving site 110 with its supervisor."""
+
+    def __init__(self, config: SiteConfig, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.store = TicketStore(redis)
+        self.tickets = TicketService(config, self.store, lambda site: None)
+        self.metrics = Metrics()
+        self.supervisor = Supervisor(config, self.tickets, self.metrics)
+
+    async def receive(self, n: int = 1, target: str = "110") -> Ticket:
+        tid = f"370800202601011200001234{n:02d}"
+        created = Event(new_event_id(), tid, "created", now_iso(), {"platform": "12345", "site": "12345"}, seq=1)
+        t = Ticket(id=tid, direction="12345->110", source=Party("12345", "12345"), target=Party("110", target),
+                   caller_number="13912345678", agent_id="1001", linkedid=f"1.{n}", uniqueids=[],
+                   created_at=now_iso(), version=1, history=[created], path=["12345", "110"])
+        stored, _ = await self.tickets.receive(t, via="push")
+        return stored
+
+    async def backdate(self, ticket_id: str, event_type: str, at: str = LONG_AGO) -> None:
+        t = await self.store.get(ticket_id)
+        assert t is not None
+        next(e for e in reversed(t.history) if e.type == event_type).at = at
+        await self.store.put(t)
+
+    def overdue_count(self, state: str) -> float:
+        return self.metrics.counters[OVERDUE][(("state", state),)]
+
+
+@pytest.fixture
+async def desk(tmp_path: Path, redis_url: str) -> AsyncIterator[Desk]:
+    client = aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/6")
+    await client.flushdb()
+    yield Desk(Lab(rootfs=str(tmp_path)).site_config(PLANS["110"]), client)
+    await client.aclose()
+
+
+async def test_a_ticket_offered_long_ago_and_never_signed_for_gets_exactly_one_alert(desk: Desk) -> None:
+    t = await desk.receive()
+    await desk.tickets.record(t.id, "offered", agent="2001")
+    await desk.backdate(t.id, "offered")
+    await desk.supervisor._check(t.id, "signed_for")
+    await desk.supervisor._check(t.id, "signed_for")  # the heap may hold the same deadline twice
+    stored = await desk.store.get(t.id)
+    assert stored is not None
+    overdue = [e for e in stored.history if e.type == "overdue"]
+    assert len(overdue) == 1
+    assert overdue[0].payload == {"state": "signed_for", "deadline": "2020-01-06T09:01:00+00:00"}
+    assert overdue[0].actor == {"platform": "110", "site": "110"}
+    assert (stored.status, stored.flags) == ("delivered", ["overdue"])
+    assert desk.overdue_count("signed_for") == 1
+    assert f'{OVERDUE}{{state="signed_for"}} 1' in desk.metrics.render()
+    queued = [json.loads(m)["body"]["type"] for m in await desk.redis.lrange(outbox_key("12345"), 0, -1)]
+    assert queued == ["delivered", "offered", "overdue"]  # the sender hears of it like every other event
+
+
+async def test_a_ticket_that_moved_on_gets_no_alert(desk: Desk) -> None:
+    t = await desk.receive()
+    await desk.tickets.record(t.id, "offered", agent="2001")
+    await desk.backdate(t.id, "offered")
+    await desk.tickets.record(t.id, "signed_for", agent="2001")
+    before = await desk.redis.get(f"linkage:ticket:{t.id}")
+    await desk.supervisor._check(t.id, "signed_for")
+    assert await desk.redis.get(f"linkage:ticket:{t.id}") == before
+    assert desk.overdue_count("signed_for") == 0
+
+
+async def test_a_deadline_that_moved_is_scheduled_again_not_alerted(desk: Desk) -> None:
+    t = await desk.receive()
+    await desk.tickets.record(t.id, "offered", agent="2001")  # rang just now: due in 60 s
+    desk.supervisor.heap.clear()
+    before = await desk.redis.get(f"linkage:ticket:{t.id}")
+    await desk.supervisor._check(t.id, "signed_for")
+    assert await desk.redis.get(f"linkage:ticket:{t.id}") == before
+    [(when, ticket_id, state)] = desk.supervisor.heap
+    assert (ticket_id, state) == (t.id, "signed_for")
+    assert 0 < when - datetime.now(UTC).timestamp() <= 60
+
+
+async def test_an_unknown_ticket_is_ignored(desk: Desk) -> None:
+    await desk.supervisor._check("37080020260101120000999999", "signed_for")
+    assert desk.overdue_count("signed_for") == 0
+
+
+async def test_the_supervisor_follows_every_change_of_the_service(desk: Desk) -> None:
+    t = await desk.receive()
+    assert desk.supervisor.heap == []  # delivered: nothing due until a phone rings
+    await desk.tickets.record(t.id, "offered", agent="2001")
+    assert [(i, s) for _, i, s in desk.supervisor.heap] == [(t.id, "signed_for")]
+    assert desk.supervisor.wake.is_set()
+    await desk.tickets.record(t.id, "signed_for", agent="2001")
+    assert sorted(s for _, _, s in desk.supervisor.heap) == ["accepted", "signed_for"]
+
+
+def test_schedule_only_supervises_the_receivers_own_deadlines(desk: Desk) -> None:
+    offered = ticket("delivered", ("offered", LONG_AGO))
+    elsewhere = dataclasses.replace(offered, target=Party("110", "110-370811"))
+    alerted = ticket("delivered", ("offered", LONG_AGO), ("overdue", "signed_for"))
+    for t in (elsewhere, alerted):
+        desk.supervisor.schedule(t)
+    assert desk.supervisor.heap == []
+    assert not desk.supervisor.wake.is_set()
+    desk.supervisor.schedule(offered)
+    assert desk.supervisor.heap == [(utc("2020-01-06T09:01:00Z").timestamp(), offered.id, "signed_for")]
+
+
+async def test_reload_schedules_every_open_ticket_after_a_restart(desk: Desk) -> None:
+    due = await desk.receive(1)
+    await desk.tickets.record(due.id, "offered", agent="2001")
+    quiet = await desk.receive(2)
+    closed = await desk.receive(3)
+    closed.status = "closed"
+    await desk.store.put(closed)
+    restarted = Supervisor(desk.tickets.config, desk.tickets, desk.metrics)
+    assert await restarted.reload() == 2
+    assert [(i, s) for _, i, s in restarted.heap] == [(due.id, "signed_for")]
+    assert quiet.id in await desk.store.open_ids() and closed.id not in await desk.store.open_ids()
+
+
+async def test_the_running_supervisor_alerts_when_the_deadline_passes(desk: Desk) -> None:
+    fast = Deadlines(signed_for=0.05)
+    desk.supervisor.config = dataclasses.replace(desk.tickets.config, deadlines=fast)
+    t = await desk.receive()
+    task = asyncio.create_task(desk.supervisor.run())
+    try:
+        await desk.tickets.record(t.id, "offered", agent="2001")
+        async with asyncio.timeout(3):
+            while desk.overdue_count("signed_for") == 0:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # time for a second, wrong alert
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    stored = await desk.store.get(t.id)
+    assert stored is not None
+    assert [e.payload.get("state") for e in stored.history if e.type == "overdue"] == ["signed_for"]
+    assert desk.overdue_count("signed_for") == 1
+    assert all(state != "signed_for" for _, _, state in desk.supervisor.heap)
+
+
+async def test_each_state_gets_its_own_alert(desk: Desk) -> None:
+    """An alert of the sign-for deadline does not stop the next state's deadline from being alerted."""
+    t = await desk.receive()
+    await desk.tickets.record(t.id, "offered", agent="2001")
+    await desk.backdate(t.id, "offered")
+    await desk.supervisor._check(t.id, "signed_for")
+    await desk.tickets.record(t.id, "signed_for", agent="2001")
+    await desk.backdate(t.id, "signed_for", (datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    await desk.supervisor._check(t.id, "accepted")
+    stored = await desk.store.get(t.id)
+    assert stored is not None
+    assert [e.payload["state"] for e in stored.history if e.type == "overdue"] == ["signed_for", "accepted"]
+    assert (desk.overdue_count("signed_for"), desk.overdue_count("accepted")) == (1, 1)
