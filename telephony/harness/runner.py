@@ -186,7 +186,7 @@ async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
         digits = keys.get(role.dtmf) if isinstance(keys.get(role.dtmf), str) else keys["targets"].get(role.dtmf)
         if not digits:
             return 97, f"site {role.site} has no key {role.dtmf!r}"
-        write_pcap(digits, rdir / "keys.pcap")
+        write_pcap(digits * role.dtmf_times, rdir / "keys.pcap")
         params["keys_pcap"] = "keys.pcap"
     for key, value in params.items():
         text = text.replace("{{" + key + "}}", value)

@@ -25,6 +25,7 @@ class Role:
     params: dict[str, str]
     dtmf: str | None  # a key name from the site's `keys`, played as keys.pcap
     calls: bool  # a UAC that dials the site's hotline
+    dtmf_times: int = 1  # the key sequence repeated (a double press)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def _build(raw: Any, p: Path) -> Scenario:
         if not sipp.exists():
             raise fail(f"roles[{i}].sipp", f"{sipp} does not exist")
         roles.append(Role(str(r["name"]), str(r["site"]), account, sipp, params,
-                          str(r["dtmf"]) if r.get("dtmf") else None, account == "citizen"))
+                          str(r["dtmf"]) if r.get("dtmf") else None, account == "citizen",
+                          int(r.get("dtmf_times", 1))))
     if not roles:
         raise fail("roles", "at least one role is needed")
     expect = raw.get("expect") or {}

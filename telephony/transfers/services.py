@@ -103,6 +103,8 @@ class TransferService:
         call = self.calls.get(linkedid)
         if call is None:
             raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        if call.transferring:  # first: once transferred the agent's leg is gone, and this is the clearer answer
+            raise Conflict("this call is already being transferred", ticket_id=call.ticket_id or "")
         target = self.config.target(target_name)
         if target is None:
             raise InvalidInput(f"unknown transfer target {target_name!r}",

@@ -1,0 +1,41 @@
+"""Failure cases that need more than one scenario run: the far controller is down during the transfer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from test_bad_input import call
+
+from telephony.harness.runner import run_scenario
+from telephony.harness.scenario import TicketExpectation, load
+
+SCENARIOS = Path(__file__).parents[1] / "scenarios"
+
+
+def test_far_controller_down_the_call_still_goes_and_the_ticket_waits(desc: dict[str, Any]) -> None:
+    """110's controller is down: its PBX's AGI fails, so the call rings all 110 agents and is answered; the
+    ticket waits in 12345's outbox and is delivered once the 110 controller is back."""
+    scenario = load(SCENARIOS / "onekey_happy.yaml")
+    scenario.down = ["controller:110"]
+    scenario.actions = []
+    scenario.ami = []  # the 110 PBX rings all its agents: checked below
+    scenario.tickets = [TicketExpectation("12345", 1, "created", ["created"], {}, {})]
+    result = run_scenario(scenario, desc)  # restarts the 110 controller when done
+    print(result.report())
+    assert result.ok, result.report()
+    answered = [e for _, e in result.ami["110"] if e.get("Event") == "DialEnd" and e.get("DialStatus") == "ANSWER"]
+    assert len(answered) == 1 and answered[0]["DestChannel"].startswith("PJSIP/agent2001-")
+    ticket_id = result.tickets["12345"][0]["id"]
+    s12345, s110 = desc["sites"]["12345"], desc["sites"]["110"]
+    deadline = time.time() + 40
+    while time.time() < deadline:
+        status, mine = call("GET", f"{s12345['http']}/v1/tickets/{ticket_id}", s12345["token"])
+        if mine["status"] == "delivered":
+            break
+        time.sleep(0.5)
+    assert mine["status"] == "delivered", mine["history"]
+    status, theirs = call("GET", f"{s110['http']}/v1/tickets/{ticket_id}", s110["token"])
+    assert status == 200 and [e["type"] for e in theirs["history"]] == ["created", "delivered"]
+    assert theirs["history"][1]["payload"] == {"via": "push"}
