@@ -89,6 +89,19 @@ class Deadlines:
 
 
 @dataclass(frozen=True)
+class Threeway:
+    """The three-way call (三方通话): the agent's key, the platform dialled in, the negotiation keys inside the
+    conference, and how long the platforms may take to decide before the plan's rules decide for them."""
+
+    key: str = "*9"
+    target: str = ""  # a transfer target's name; default the first target
+    accept_key: str = "*1"  # "my platform takes it": the other agent is released
+    leave_key: str = "*0"  # "I leave"
+    decide_seconds: float = 120.0
+    emergency_categories: tuple[str, ...] = ("report",)  # danger to life or property: 110 keeps the caller
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     name: str
     platform: str
@@ -111,6 +124,7 @@ class SiteConfig:
     push_delay: float = 0.0  # seconds before a new ticket's first push: lab and fault drills only
     targets: tuple[Target, ...] = ()
     deadlines: Deadlines = Deadlines()
+    threeway: Threeway = Threeway()
     parent: str = ""
     source_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -197,7 +211,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     if not isinstance(raw, dict):
         raise r.fail("(top)", "must be a mapping")
     known = {"site", "pbx", "controller", "redis", "keys", "accounts", "peers", "transfer", "delivery", "targets",
-             "supervision"}
+             "supervision", "threeway"}
     unknown = set(raw) - known
     if unknown:
         raise r.fail(sorted(unknown)[0], "unknown key")
@@ -247,6 +261,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     onekey = r.string(keys, "onekey", "keys", FEATURE_KEY, default="*8")
     targets = _targets(r, raw.get("targets"), peers, onekey)
     deadlines = _deadlines(r, r.optional(raw, "supervision"))
+    threeway = _threeway(r, r.optional(raw, "threeway"), targets, keys)
     level = _level(r, site, "site")
     return SiteConfig(
         name=r.string(site, "name", "site", SITE_NAME),
@@ -276,6 +291,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         push_delay=r.number(delivery, "push_delay", "delivery", 0, 3600, 0.0),
         targets=targets,
         deadlines=deadlines,
+        threeway=threeway,
         parent=r.string(site, "parent", "site", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default=""),
         source_file=source,
     )
@@ -326,6 +342,28 @@ def _targets(r: _Reader, raw: Any, peers: list[Peer], onekey: str) -> tuple[Targ
         if len({getattr(t, attr) for t in out}) != len(out):
             raise r.fail("targets", f"each target needs its own {attr}")
     return tuple(out)
+
+
+def _threeway(r: _Reader, raw: dict[str, Any], targets: tuple[Target, ...], keys: dict[str, Any]) -> Threeway:
+    target = r.string(raw, "target", "threeway", SITE_NAME, default=targets[0].name if targets else "x")
+    if targets and target not in {t.name for t in targets}:
+        raise r.fail("threeway.target", f"{target!r} is not a configured target")
+    cats = raw.get("emergency_categories", ["report"])
+    if not isinstance(cats, list) or not all(isinstance(c, str) and c.isidentifier() for c in cats):
+        raise r.fail("threeway.emergency_categories", "must be a list of category words")
+    tw = Threeway(
+        key=r.string(keys, "threeway", "keys", FEATURE_KEY, default="*9"),
+        target=target,
+        accept_key=r.string(raw, "accept_key", "threeway", FEATURE_KEY, default="*1"),
+        leave_key=r.string(raw, "leave_key", "threeway", FEATURE_KEY, default="*0"),
+        decide_seconds=r.number(raw, "decide_seconds", "threeway", 1, 3600, 120.0),
+        emergency_categories=tuple(cats),
+    )
+    if tw.key in {t.key for t in targets}:
+        raise r.fail("keys.threeway", "is already the key of a transfer target")
+    if tw.accept_key == tw.leave_key:
+        raise r.fail("threeway.leave_key", "must differ from accept_key")
+    return tw
 
 
 def _deadlines(r: _Reader, raw: dict[str, Any]) -> Deadlines:

@@ -23,6 +23,7 @@ from telephony.delivery.client import PeerClient
 from telephony.delivery.outbox import OutboxWorker
 from telephony.metrics import Metrics
 from telephony.supervision.deadlines import Supervisor
+from telephony.threeway.services import ThreewayService
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore
@@ -44,6 +45,7 @@ class Controller:
         self.session: aiohttp.ClientSession | None = None
         self.peers: dict[str, PeerClient] = {}
         self.transfers = TransferService(config, self.calls, self.tickets, self.peers, self.ami.send)
+        self.threeway = ThreewayService(config, self.calls, self.tickets, self.transfers, self.ami.send)
         self.metrics = Metrics()
         self.hub = StreamHub(config.name)
         self.tickets.listeners.append(self.hub.publish)
@@ -84,6 +86,9 @@ class Controller:
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)
         self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)
+        self.agi.route("threeway", self.threeway.agi_threeway)
+        self.agi.route("conf_key", self.threeway.agi_conf_key)
+        self.ami.handlers.append(self.threeway.on_ami_event)
         self.ami.handlers.append(self.transfers.on_ami_event)
 
         runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
@@ -106,6 +111,7 @@ class Controller:
             await asyncio.wait_for(self._shutdown(runner), 10)
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
+        self.threeway.close()
         await self.agi.stop()
         await runner.cleanup()
         self.ami.close()

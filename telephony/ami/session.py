@@ -17,7 +17,8 @@ from telephony.config import AmiConfig
 
 log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
-INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter"}
+INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter", "ConfbridgeJoin",
+               "ConfbridgeLeave"}
 
 
 class AmiSession:

@@ -31,10 +31,11 @@ def _frame(rtp: bytes, sport: int = 6000, dport: int = 6001) -> bytes:
     return eth + ip + udp
 
 
-def rtp_packets(digits: str, tone_ms: int = 100, gap_ms: int = 100, ssrc: int = 0x4C4E4B21) -> list[tuple[int, bytes]]:
+def rtp_packets(digits: str, tone_ms: int = 100, gap_ms: int = 100, ssrc: int = 0x4C4E4B21,
+                seq0: int = 1000, ts0: int = 160000) -> list[tuple[int, bytes]]:
     """(time in ms, RTP packet) for each packet of the digit string."""
     out: list[tuple[int, bytes]] = []
-    seq, ts, clock = 1000, 160000, 0
+    seq, ts, clock = seq0, ts0, 0
     for digit in digits:
         event = EVENTS[digit.upper()]
         steps = max(1, tone_ms // PACKET_MS)
@@ -53,11 +54,13 @@ def rtp_packets(digits: str, tone_ms: int = 100, gap_ms: int = 100, ssrc: int = 
     return out
 
 
-def write_pcap(digits: str, path: Path, tone_ms: int = 100, gap_ms: int = 100) -> Path:
+def write_pcap(digits: str, path: Path, tone_ms: int = 100, gap_ms: int = 100, seq0: int = 1000,
+               ts0: int = 160000) -> Path:
+    """A second key string in the same call needs later seq0/ts0, or the receiver takes it for a repeat."""
     if not digits or any(d.upper() not in EVENTS for d in digits):
         raise ValueError(f"not a DTMF string: {digits!r}")
     data = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-    for ms, rtp in rtp_packets(digits, tone_ms, gap_ms):
+    for ms, rtp in rtp_packets(digits, tone_ms, gap_ms, seq0=seq0, ts0=ts0):
         frame = _frame(rtp)
         data += struct.pack("<IIII", ms // 1000, (ms % 1000) * 1000, len(frame), len(frame)) + frame
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -181,13 +181,16 @@ async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
     rdir.mkdir()
     text = role.sipp.read_text(encoding="utf-8")
     params = dict(role.params)
-    if role.dtmf:
+    for name, pcap, seq0 in ((role.dtmf, "keys.pcap", 1000), (role.dtmf_then, "keys2.pcap", 20000)):
+        if not name:
+            continue
         keys = site["keys"]
-        digits = keys.get(role.dtmf) if isinstance(keys.get(role.dtmf), str) else keys["targets"].get(role.dtmf)
+        digits = keys.get(name) if isinstance(keys.get(name), str) else keys["targets"].get(name)
         if not digits:
-            return 97, f"site {role.site} has no key {role.dtmf!r}"
-        write_pcap(digits * role.dtmf_times, rdir / "keys.pcap")
-        params["keys_pcap"] = "keys.pcap"
+            return 97, f"site {role.site} has no key {name!r}"
+        write_pcap(digits * (role.dtmf_times if pcap == "keys.pcap" else 1), rdir / pcap, seq0=seq0,
+                   ts0=seq0 * 160)
+        params[pcap.replace(".", "_")] = pcap
     for key, value in params.items():
         text = text.replace("{{" + key + "}}", value)
     if "{{" in text:

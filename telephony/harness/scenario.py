@@ -26,6 +26,7 @@ class Role:
     dtmf: str | None  # a key name from the site's `keys`, played as keys.pcap
     calls: bool  # a UAC that dials the site's hotline
     dtmf_times: int = 1  # the key sequence repeated (a double press)
+    dtmf_then: str | None = None  # a second key, played later in the same call as keys2.pcap
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _build(raw: Any, p: Path) -> Scenario:
             raise fail(f"roles[{i}].sipp", f"{sipp} does not exist")
         roles.append(Role(str(r["name"]), str(r["site"]), account, sipp, params,
                           str(r["dtmf"]) if r.get("dtmf") else None, account == "citizen",
-                          int(r.get("dtmf_times", 1))))
+                          int(r.get("dtmf_times", 1)), str(r["dtmf_then"]) if r.get("dtmf_then") else None))
     if not roles:
         raise fail("roles", "at least one role is needed")
     expect = raw.get("expect") or {}

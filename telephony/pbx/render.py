@@ -125,12 +125,28 @@ def _out_routes(config: SiteConfig) -> str:
 
 
 def _features(config: SiteConfig) -> str:
-    return "\n".join(f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name})),default"
-                      for t in config.targets) or "; no transfer targets configured"
+    lines = [f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name})),default"
+             for t in config.targets]
+    if config.targets:
+        lines.append(f"linkage-threeway => {config.threeway.key},self,Gosub(linkage-threeway,s,1),default")
+    return "\n".join(lines) or "; no transfer targets configured"
 
 
 def dynamic_features(config: SiteConfig) -> str:
-    return "#".join(f"linkage-to-{t.name}" for t in config.targets)
+    names = [f"linkage-to-{t.name}" for t in config.targets]
+    return "#".join([*names, "linkage-threeway"] if names else names)
+
+
+def _conf_routes(config: SiteConfig) -> str:
+    """The other platform dialled into a three-way conference: Local/<dial>*<ticket id>@linkage-conf-out."""
+    out = []
+    for t in config.targets:
+        if t.phone is not None:
+            continue
+        skip = len(t.dial) + 1
+        out.append(f"exten => _{t.dial}*X.,1,Dial(PJSIP/{t.dial}@trunk-{t.peer or t.via},{config.ring_timeout},"
+                   f"b(linkage-headers^s^1(${{EXTEN:{skip}}})))\n same => n,Hangup()\n")
+    return "\n".join(out) or "; no targets with a controller"
 
 
 def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
@@ -147,6 +163,8 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
         "AGENT_DIALS": agent_dials(config), "AGENTS": _agents(config),
         "TRUNKS": _trunks(config) + "\n" + _phone_targets(config),
         "FEATURES": _features(config), "DYNAMIC_FEATURES": dynamic_features(config) or "none",
+        "CONF_ROUTES": _conf_routes(config), "ACCEPT_KEY": config.threeway.accept_key,
+        "LEAVE_KEY": config.threeway.leave_key,
         "OUT_ROUTES": _out_routes(config),
     }
 

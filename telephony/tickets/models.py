@@ -29,7 +29,7 @@ STATES = ("created", "delivered", "signed_for", "accepted", "returned", "in_prog
           "followed_up", "closed", "transfer_failed", "cancelled")
 EVENT_TYPES = {"created", "delivered", "offered", "signed_for", "abandoned", "accepted", "returned",
                "in_progress", "resolved", "followed_up", "closed", "transfer_failed", "cancelled", "amended",
-               "overdue", "routed", "transferred"}
+               "overdue", "routed", "transferred", "decided"}
 FLAGS = {"caller_abandoned", "overdue"}
 DRAFT_FIELDS = {"division", "category", "content", "address", "caller_name", "title", "officer_contact"}
 
@@ -87,6 +87,9 @@ class Ticket:
     caller_name: str = ""
     title: str = ""
     officer_contact: str = ""  # 前期出警人员联系方式: officers who attended, on a 110 -> 12345 transfer
+    mode: str = "transfer"  # transfer (one-key, blind) | threeway (三方通话)
+    recording: str = ""  # the call's one recording, made on the caller's channel from the first answer
+    decision: dict[str, str] = field(default_factory=dict)  # three-way outcome: keeper, rule, by
     status: str = "created"
     version: int = 0
     updated_at: str = ""
@@ -112,6 +115,7 @@ class Ticket:
 TICKET_FIELDS = {
     "schema", "id", "direction", "source", "target", "caller_number", "agent_id", "linkedid", "uniqueids",
     "created_at", "division", "category", "content", "address", "caller_name", "title", "officer_contact",
+    "mode", "recording", "decision",
     "status", "version", "updated_at", "offered_to", "signed_for_by", "result", "return_reason", "satisfaction",
     "flags", "path", "sequences", "pending", "history",
 }
@@ -262,6 +266,9 @@ def parse_ticket(data: Any) -> Ticket:
         caller_name=_str(data, "caller_name", limit=TEXT_LIMITS["caller_name"]),
         title=_str(data, "title", limit=TEXT_LIMITS["title"]),
         officer_contact=_str(data, "officer_contact", limit=TEXT_LIMITS["officer_contact"]),
+        mode=_str(data, "mode", re.compile(r"^(transfer|threeway)?$")) or "transfer",
+        recording=_str(data, "recording", re.compile(r"^[A-Za-z0-9._-]{0,100}$")),
+        decision=_decision(data.get("decision", {})),
         status=status,
         version=_int(data, "version"),
         updated_at=_time(data, "updated_at", required=False),
@@ -276,6 +283,12 @@ def parse_ticket(data: Any) -> Ticket:
         pending=pending,
         history=history,
     )
+
+
+def _decision(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not set(value) <= {"keeper", "rule", "by"}:
+        raise InvalidInput("field 'decision' must be an object of keeper, rule and by", field="decision")
+    return {k: _str(value, k, re.compile(r"^[0-9A-Za-z_/ -]{0,64}$")) for k in value}
 
 
 def parse_draft(data: Any) -> dict[str, str]:

@@ -76,14 +76,15 @@ class TicketService:
 
     async def create(self, *, target_site: str, target_platform: str, caller_number: str, agent_id: str,
                      linkedid: str, uniqueids: list[str], draft: dict[str, str],
-                     path: list[str] | None = None) -> Ticket:
+                     path: list[str] | None = None, mode: str = "transfer", recording: str = "") -> Ticket:
         created = now_iso()
         for _ in range(5):
             ticket = Ticket(
                 id=new_ticket_id(self.config.division), direction=f"{self.config.platform}->{target_platform}",
                 source=Party(self.config.platform, self.config.name), target=Party(target_platform, target_site),
                 caller_number=caller_number, agent_id=agent_id, linkedid=linkedid, uniqueids=uniqueids,
-                created_at=created, updated_at=created, path=path or [self.config.name, target_site])
+                created_at=created, updated_at=created, path=path or [self.config.name, target_site], mode=mode,
+                recording=recording)
             for key, value in draft.items():
                 if key in DRAFT_FIELDS:  # validated by parse_draft when the agent typed it
                     setattr(ticket, key, value)

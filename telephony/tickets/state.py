@@ -6,7 +6,8 @@
 
 Informational events keep the state: offered (a phone rings), abandoned (the caller hung up before anyone
 signed for it: flag caller_abandoned), amended (ticket fields corrected), overdue (supervision flag),
-routed (the receiving city site moved the ticket on to the county site that owns its division).
+routed (the receiving city site moved the ticket on to the county site that owns its division), decided (the
+outcome of a three-way call: who keeps the caller, by which rule).
 
 Who may record what: the receiving platform signs for, accepts, returns, works and resolves; the sending
 platform follows up, closes, cancels and declares a transfer failed. A local request that breaks these rules
@@ -44,6 +45,7 @@ RULES: dict[str, tuple[str, str | None, frozenset[str] | None]] = {
     "overdue": (ANY, None, None),
     "routed": (RECEIVER, None, EARLY),
     "transferred": (SENDER, None, None),
+    "decided": (ANY, None, None),
 }
 REQUIRED = {"returned": "reason", "resolved": "result", "followed_up": "satisfaction", "transfer_failed": "reason"}
 SATISFACTION = ("satisfied", "basically_satisfied", "dissatisfied")
@@ -145,6 +147,8 @@ def _effects(ticket: Ticket, event: Event) -> None:
         for key, value in p.items():
             if key in DRAFT_FIELDS:
                 setattr(ticket, key, str(value))
+    elif event.type == "decided":
+        ticket.decision = {k: str(p.get(k, "")) for k in ("keeper", "rule", "by")}
     elif event.type == "routed" and isinstance(p.get("site"), str):
         ticket.target.site = p["site"]
         if p["site"] not in ticket.path:

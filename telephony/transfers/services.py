@@ -57,7 +57,8 @@ class TransferService:
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, on the receiving side
 
     # ---- sending side -------------------------------------------------------------------------------
-    async def start_transfer(self, call: Call, agent_uniqueid: str, target: Target) -> tuple[Ticket, str]:
+    async def start_transfer(self, call: Call, agent_uniqueid: str, target: Target,
+                             mode: str = "transfer") -> tuple[Ticket, str]:
         """Build and store the ticket; returns it and the transfer extension. Shared by key and HTTP."""
         if call.transferring:
             raise Conflict("this call is already being transferred", ticket_id=call.ticket_id or "")
@@ -73,7 +74,8 @@ class TransferService:
             ticket = await self.tickets.create(
                 target_site=target.name, target_platform=target.platform, caller_number=caller_number,
                 agent_id=agent_id if agent_id.isdigit() else "", linkedid=call.linkedid,
-                uniqueids=sorted(call.legs), draft=self.drafts.pop(call.linkedid, {}), path=path)
+                uniqueids=sorted(call.legs), draft=self.drafts.pop(call.linkedid, {}), path=path, mode=mode,
+                recording=f"linkage-{caller.uniqueid}.wav" if caller else "")
         except Exception:
             call.transferring = False
             raise

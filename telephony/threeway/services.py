@@ -1,0 +1,202 @@
+"""The three-way call and its negotiation.
+
+The agent's key runs the `threeway` AGI: the ticket is stored (mode threeway), then over AMI the caller and the
+agent are redirected into a ConfBridge named after the ticket and the other platform is dialled into it over the
+trunk with the ticket (Local/<dial>*<id>@linkage-conf-out: the same headers and push as a one-key transfer).
+
+Inside the conference either agent may press "my platform takes it" (the other agent is released) or "I leave".
+The plan's rules decide when the agents do not: if both agents leave, or `decide_seconds` pass, the platform that
+first received the call keeps the caller — unless the matter is an emergency, when 110 keeps it. The outcome,
+who decided and which rule applied are a `decided` event on the ticket, which the other side receives too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from telephony.agi.server import AgiRequest
+from telephony.calls.registry import CHANNEL, UNIQUEID, CallRegistry
+from telephony.config import SiteConfig
+from telephony.errors import LinkageError
+from telephony.tickets.models import TICKET_ID
+from telephony.tickets.services import TicketService
+from telephony.transfers.services import AmiSend, TransferService
+
+log = structlog.get_logger("threeway")
+HOOK_SETTLE = 0.2
+FAR = re.compile(r"^(Local/[0-9*]+@linkage-conf-out-[0-9a-f]+;1|PJSIP/trunk-[0-9A-Za-z_-]+-[0-9a-f]+)$")
+
+
+@dataclass
+class Room:
+    ticket_id: str
+    caller: str  # channel names
+    agent: str
+    agent_id: str
+    far_dial: str
+    members: dict[str, str] = field(default_factory=dict)  # channel -> uniqueid, while in the conference
+    far: str = ""
+    decided: bool = False
+    agents_left: set[str] = field(default_factory=set)
+    timer: asyncio.Task[None] | None = None
+
+
+class ThreewayService:
+    def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService,
+                 transfers: TransferService, ami_send: AmiSend) -> None:
+        self.config = config
+        self.calls = calls
+        self.tickets = tickets
+        self.transfers = transfers
+        self.ami_send = ami_send
+        self.rooms: dict[str, Room] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)  # owned until done; cancelled on shutdown by close()
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+    # ---- starting -----------------------------------------------------------------------------------
+    async def agi_threeway(self, request: AgiRequest) -> None:
+        linkedid = request.arg(0)
+        structlog.contextvars.bind_contextvars(call_id=linkedid)
+        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
+        target = self.config.target(self.config.threeway.target)
+        agent_leg = call.legs.get(request.uniqueid) if call else None
+        caller_leg = next((g for g in call.legs.values() if g.uniqueid != request.uniqueid), None) if call else None
+        if call is None or target is None or agent_leg is None or caller_leg is None or target.phone is not None:
+            log.warning("threeway.refused", reason="unknown call, agent or target")
+            return
+        try:
+            ticket, exten = await self.transfers.start_transfer(call, request.uniqueid, target, mode="threeway")
+        except LinkageError as exc:
+            log.warning("threeway.refused", reason=exc.message)
+            return
+        room = Room(ticket.id, caller_leg.channel, agent_leg.channel, ticket.agent_id, exten)
+        self.rooms[ticket.id] = room
+        self._spawn(self._assemble(room))
+
+    async def _assemble(self, room: Room) -> None:
+        structlog.contextvars.bind_contextvars(ticket_id=room.ticket_id)
+        if not (CHANNEL.match(room.caller) and CHANNEL.match(room.agent)):
+            return
+        # The agent's channel is still inside the feature's Gosub when the AGI answers; an async goto landing
+        # there drops the agent ("An async goto just messed up our execution location"). The hook returns within
+        # milliseconds of the AGI, so wait a little before moving both channels.
+        await asyncio.sleep(HOOK_SETTLE)
+        await self.ami_send({"Action": "Redirect", "Channel": room.caller, "Context": "linkage-conf-caller",
+                             "Exten": room.ticket_id, "Priority": "1", "ExtraChannel": room.agent,
+                             "ExtraContext": "linkage-conf-agent", "ExtraExten": room.ticket_id,
+                             "ExtraPriority": "1"})
+        # Only config values and the digits-only ticket id reach Originate (CVE-2024-42365).
+        await self.ami_send({"Action": "Originate", "Channel": f"Local/{room.far_dial}@linkage-conf-out",
+                             "Context": "linkage-conf-agent", "Exten": room.ticket_id, "Priority": "1",
+                             "Timeout": str(self.config.ring_timeout * 1000), "Async": "true"})
+        log.info("threeway.started", far=room.far_dial.split("*")[0])
+        room.timer = self._spawn(self._deadline(room))
+
+    async def _deadline(self, room: Room) -> None:
+        await asyncio.sleep(self.config.threeway.decide_seconds)
+        if not room.decided:
+            await self._by_rule(room, "timeout")
+
+    # ---- negotiation --------------------------------------------------------------------------------
+    async def agi_conf_key(self, request: AgiRequest) -> None:
+        action, ticket_id, uniqueid = request.arg(0), request.arg(1), request.arg(2)
+        room = self.rooms.get(ticket_id) if TICKET_ID.match(ticket_id) else None
+        structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
+        if room is None or action != "accept" or room.decided:
+            log.warning("threeway.key_ignored", action=action, reason="no open negotiation")
+            return
+        channel = next((c for c, u in room.members.items() if u == uniqueid), "")
+        if channel == room.agent:
+            await self._decide(room, self.config.platform, "agreed", f"{self.config.name}/{room.agent_id}")
+        elif channel and channel == room.far:
+            target = self.config.target(self.config.threeway.target)
+            await self._decide(room, target.platform if target else "", "agreed", f"{target.name if target else ''}")
+        else:
+            log.warning("threeway.key_ignored", reason="pressed by a channel that is not an agent")
+
+    def _emergency(self, category: str) -> bool:
+        return category in self.config.threeway.emergency_categories
+
+    async def _by_rule(self, room: Room, why: str) -> None:
+        ticket = await self.tickets.store.get(room.ticket_id)
+        if ticket is None:
+            return
+        if self._emergency(ticket.category):
+            keeper, rule = "110", "emergency_110"  # 110及时派警先行处置
+        else:
+            keeper, rule = ticket.source.platform, "first_receiver"  # 首接先行受理
+        await self._decide(room, keeper, rule, why)
+
+    async def _decide(self, room: Room, keeper: str, rule: str, by: str) -> None:
+        if room.decided:
+            return
+        room.decided = True
+        if room.timer is not None and room.timer is not asyncio.current_task():
+            room.timer.cancel()
+        try:
+            await self.tickets.record(room.ticket_id, "decided", "", {"keeper": keeper, "rule": rule, "by": by})
+        except LinkageError as exc:
+            log.warning("threeway.not_recorded", reason=exc.message)
+        log.info("threeway.decided", keeper=keeper, rule=rule, by=by)
+        ours = keeper == self.config.platform
+        release = room.far if ours else room.agent
+        if release and release in room.members:
+            await self.ami_send({"Action": "ConfbridgeKick", "Conference": room.ticket_id, "Channel": release})
+        keeper_present = (room.agent if ours else room.far) in room.members
+        if not keeper_present and room.caller in room.members:
+            # the keeper's agent already left: bring the caller to that platform instead of leaving them alone
+            if ours:
+                await self.ami_send({"Action": "Redirect", "Channel": room.caller, "Context": "linkage-ring",
+                                     "Exten": room.ticket_id, "Priority": "1"})
+            else:
+                await self.ami_send({"Action": "Redirect", "Channel": room.caller, "Context": "linkage-out",
+                                     "Exten": room.far_dial, "Priority": "1"})
+
+    async def on_ami_event(self, event: dict[str, str]) -> None:
+        name = event.get("Event", "")
+        if name not in ("ConfbridgeJoin", "ConfbridgeLeave"):
+            return
+        room = self.rooms.get(event.get("Conference", ""))
+        if room is None:
+            return
+        channel, uniqueid = event.get("Channel", ""), event.get("Uniqueid", "")
+        structlog.contextvars.bind_contextvars(ticket_id=room.ticket_id)
+        if name == "ConfbridgeJoin":
+            room.members[channel] = uniqueid
+            if FAR.match(channel):
+                room.far = channel
+            return
+        room.members.pop(channel, None)
+        if channel in (room.agent, room.far):
+            room.agents_left.add(channel)
+        if channel == room.caller:
+            if not room.decided:
+                room.decided = True
+                if room.timer is not None:
+                    room.timer.cancel()
+                await self._record(room, {"keeper": "", "rule": "caller_left", "by": "caller"})
+            self.rooms.pop(room.ticket_id, None)
+        elif not room.decided and room.far and room.agent in room.agents_left and room.far in room.agents_left:
+            await self._by_rule(room, "both_left")
+        if not room.members:
+            self.rooms.pop(room.ticket_id, None)
+
+    async def _record(self, room: Room, payload: dict[str, str]) -> None:
+        try:
+            await self.tickets.record(room.ticket_id, "decided", "", payload)
+        except LinkageError as exc:
+            log.warning("threeway.not_recorded", reason=exc.message)
