@@ -51,7 +51,8 @@ class Controller:
         self.tickets.listeners.append(self.hub.publish)
         self.tickets.listeners.append(self._count)
         self.supervisor = Supervisor(config, self.tickets, self.metrics)
-        self.api = Api(config, self.tickets, self.transfers, self.calls, self.health, self.metrics, self.hub)
+        self.api = Api(config, self.tickets, self.transfers, self.calls, self.health, self.metrics, self.hub,
+                       self.threeway)
 
     def _count(self, ticket: Ticket, event: Event) -> None:
         origin = "local" if event.actor.get("site") == self.config.name else "remote"

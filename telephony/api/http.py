@@ -26,6 +26,7 @@ from telephony.calls.registry import UNIQUEID, CallRegistry
 from telephony.config import SiteConfig
 from telephony.errors import InvalidInput, LinkageError, NotFound, PayloadTooLarge, Unauthorized
 from telephony.metrics import Metrics
+from telephony.threeway.services import ThreewayService
 from telephony.tickets import queries
 from telephony.tickets.models import AGENT, EVENT_TYPES, TICKET_ID, parse_draft, parse_event, parse_payload
 from telephony.tickets.services import TicketService
@@ -42,7 +43,7 @@ LOCAL_TRANSITIONS = EVENT_TYPES - {"created", "delivered", "offered", "abandoned
 class Api:
     def __init__(self, config: SiteConfig, tickets: TicketService, transfers: TransferService,
                  calls: CallRegistry, health: Callable[[], Awaitable[dict[str, Any]]], metrics: Metrics,
-                 hub: StreamHub) -> None:
+                 hub: StreamHub, conference: ThreewayService) -> None:
         self.config = config
         self.tickets = tickets
         self.transfers = transfers
@@ -50,6 +51,7 @@ class Api:
         self.health_check = health
         self.metrics = metrics
         self.hub = hub
+        self.conference = conference
         self.tokens = {config.api_token}
 
     def app(self) -> web.Application:
@@ -67,6 +69,7 @@ class Api:
         r.add_get("/v1/calls", self.list_calls)
         r.add_put("/v1/calls/{linkedid}/draft", self.put_draft)
         r.add_post("/v1/calls/{linkedid}/transfer", self.transfer)
+        r.add_post("/v1/calls/{linkedid}/threeway", self.threeway)
         r.add_get("/v1/stream", self.stream)
         return app
 
@@ -191,6 +194,16 @@ class Api:
             raise InvalidInput("field 'target' must be a string", field="target")
         ticket = await self.transfers.http_transfer(linkedid, target, self._agent(body))
         return web.json_response({"ticket_id": ticket.id, "status": ticket.status}, status=202)
+
+    async def threeway(self, request: web.Request) -> web.Response:
+        linkedid = request.match_info["linkedid"]
+        if not UNIQUEID.match(linkedid):
+            raise InvalidInput("linkedid has an invalid format")
+        body = await self._json(request)
+        if not isinstance(body, dict) or not set(body) <= {"agent"}:
+            raise InvalidInput("body is {agent}")
+        ticket = await self.conference.http_threeway(linkedid, self._agent(body))
+        return web.json_response({"ticket_id": ticket.id, "conference": ticket.id}, status=202)
 
     async def amend(self, request: web.Request) -> web.Response:
         ticket_id = self._ticket_id(request)

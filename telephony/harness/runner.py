@@ -159,10 +159,12 @@ async def _act(action: Action, desc: dict[str, Any], result: Result) -> None:
             result.failures.append(f"action at {action.at}s: expected one bridged call on {action.site}, "
                                    f"found {len(bridged)}")
             return
-        if action.transfer is not None:
-            url = f"{site['http']}/v1/calls/{bridged[0]['linkedid']}/transfer"
-            status, reply = await asyncio.to_thread(_call, url, site["token"], "POST", action.transfer)
-            result.timeline.append((time.time(), action.site, f"console: transfer button -> HTTP {status}"))
+        if action.transfer is not None or action.threeway is not None:
+            verb = "transfer" if action.transfer is not None else "threeway"
+            url = f"{site['http']}/v1/calls/{bridged[0]['linkedid']}/{verb}"
+            status, reply = await asyncio.to_thread(_call, url, site["token"], "POST",
+                                                    action.transfer if action.transfer is not None else action.threeway)
+            result.timeline.append((time.time(), action.site, f"console: {verb} button -> HTTP {status}"))
             if status != (action.expect or 200) and not (action.expect is None and status == 202):
                 result.failures.append(f"console transfer on {action.site} got HTTP {status}: {reply}")
             return

@@ -22,8 +22,8 @@ import structlog
 from telephony.agi.server import AgiRequest
 from telephony.calls.registry import CHANNEL, UNIQUEID, CallRegistry
 from telephony.config import SiteConfig
-from telephony.errors import LinkageError
-from telephony.tickets.models import TICKET_ID
+from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
+from telephony.tickets.models import TICKET_ID, Ticket
 from telephony.tickets.services import TicketService
 from telephony.transfers.services import AmiSend, TransferService
 
@@ -71,21 +71,37 @@ class ThreewayService:
     async def agi_threeway(self, request: AgiRequest) -> None:
         linkedid = request.arg(0)
         structlog.contextvars.bind_contextvars(call_id=linkedid)
-        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
-        target = self.config.target(self.config.threeway.target)
-        agent_leg = call.legs.get(request.uniqueid) if call else None
-        caller_leg = next((g for g in call.legs.values() if g.uniqueid != request.uniqueid), None) if call else None
-        if call is None or target is None or agent_leg is None or caller_leg is None or target.phone is not None:
-            log.warning("threeway.refused", reason="unknown call, agent or target")
-            return
         try:
-            ticket, exten = await self.transfers.start_transfer(call, request.uniqueid, target, mode="threeway")
+            await self.start(linkedid, request.uniqueid)
         except LinkageError as exc:
             log.warning("threeway.refused", reason=exc.message)
-            return
+
+    async def http_threeway(self, linkedid: str, agent: str) -> Ticket:
+        """The console's three-way button: the same path as the key."""
+        call = self.calls.get(linkedid)
+        if call is None:
+            raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        leg = next((g for g in call.legs.values() if g.endpoint == f"agent{agent}"), None)
+        if leg is None:
+            raise InvalidInput(f"agent {agent} is not on that call", linkedid=linkedid)
+        return await self.start(linkedid, leg.uniqueid)
+
+    async def start(self, linkedid: str, agent_uniqueid: str) -> Ticket:
+        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
+        target = self.config.target(self.config.threeway.target)
+        agent_leg = call.legs.get(agent_uniqueid) if call else None
+        caller_leg = next((g for g in call.legs.values() if g.uniqueid != agent_uniqueid), None) if call else None
+        if call is None or agent_leg is None or caller_leg is None:
+            raise InvalidInput("a three-way call needs an answered call between a caller and this agent")
+        if target is None or target.phone is not None:
+            raise InvalidInput("the three-way target must be a platform with a controller")
+        if call.bridged_at is None:
+            raise Conflict("the call is not answered yet", linkedid=linkedid)
+        ticket, exten = await self.transfers.start_transfer(call, agent_uniqueid, target, mode="threeway")
         room = Room(ticket.id, caller_leg.channel, agent_leg.channel, ticket.agent_id, exten)
         self.rooms[ticket.id] = room
         self._spawn(self._assemble(room))
+        return ticket
 
     async def _assemble(self, room: Room) -> None:
         structlog.contextvars.bind_contextvars(ticket_id=room.ticket_id)
