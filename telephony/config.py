@@ -98,6 +98,9 @@ class Threeway:
     accept_key: str = "*1"  # "my platform takes it": the other agent is released
     leave_key: str = "*0"  # "I leave"
     decide_seconds: float = 120.0
+    consult_key: str = "*7"  # attended (consultative) transfer to the three-way target
+    consult_abort: str = "*1"  # features.conf atxferabort: cancel, the caller comes back
+    consult_complete: str = "*2"  # features.conf atxfercomplete (hanging up completes it too)
     emergency_categories: tuple[str, ...] = ("report",)  # danger to life or property: 110 keeps the caller
 
 
@@ -357,10 +360,13 @@ def _threeway(r: _Reader, raw: dict[str, Any], targets: tuple[Target, ...], keys
         accept_key=r.string(raw, "accept_key", "threeway", FEATURE_KEY, default="*1"),
         leave_key=r.string(raw, "leave_key", "threeway", FEATURE_KEY, default="*0"),
         decide_seconds=r.number(raw, "decide_seconds", "threeway", 1, 3600, 120.0),
+        consult_key=r.string(keys, "consult", "keys", FEATURE_KEY, default="*7"),
+        consult_abort=r.string(raw, "consult_abort", "threeway", FEATURE_KEY, default="*1"),
+        consult_complete=r.string(raw, "consult_complete", "threeway", FEATURE_KEY, default="*2"),
         emergency_categories=tuple(cats),
     )
-    if tw.key in {t.key for t in targets}:
-        raise r.fail("keys.threeway", "is already the key of a transfer target")
+    if tw.key in {t.key for t in targets} or tw.consult_key in {t.key for t in targets} | {tw.key}:
+        raise r.fail("keys.threeway", "the three-way and consult keys must differ from each other and the targets'")
     if tw.accept_key == tw.leave_key:
         raise r.fail("threeway.leave_key", "must differ from accept_key")
     return tw

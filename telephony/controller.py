@@ -89,6 +89,8 @@ class Controller:
         self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)
         self.agi.route("threeway", self.threeway.agi_threeway)
         self.agi.route("conf_key", self.threeway.agi_conf_key)
+        self.agi.route("consult", self.threeway.agi_consult)
+        self.agi.route("consult_out", self.threeway.agi_consult_out)
         self.ami.handlers.append(self.threeway.on_ami_event)
         self.ami.handlers.append(self.transfers.on_ami_event)
 

@@ -18,7 +18,7 @@ from telephony.config import AmiConfig
 log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
 INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter", "ConfbridgeJoin",
-               "ConfbridgeLeave"}
+               "ConfbridgeLeave", "AttendedTransfer"}
 
 
 class AmiSession:
@@ -74,7 +74,9 @@ class AmiSession:
                     log.exception("ami.handler_failed", event_name=event.get("Event"))
 
     async def send(self, action: dict[str, str]) -> Any:
-        return await asyncio.wait_for(self.manager.send_action(action), 5.0)
+        # as_list=False: every action we send has one response. Left to guess, panoramisk waits for more after
+        # "... successfully queued" (Atxfer, async Originate) and swallows the call's events with that ActionID.
+        return await asyncio.wait_for(self.manager.send_action(action, as_list=False), 5.0)
 
     def close(self) -> None:
         self.closing = True

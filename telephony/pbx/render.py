@@ -129,12 +129,13 @@ def _features(config: SiteConfig) -> str:
              for t in config.targets]
     if config.targets:
         lines.append(f"linkage-threeway => {config.threeway.key},self,Gosub(linkage-threeway,s,1),default")
+        lines.append(f"linkage-consult => {config.threeway.consult_key},self,Gosub(linkage-consult,s,1),default")
     return "\n".join(lines) or "; no transfer targets configured"
 
 
 def dynamic_features(config: SiteConfig) -> str:
     names = [f"linkage-to-{t.name}" for t in config.targets]
-    return "#".join([*names, "linkage-threeway"] if names else names)
+    return "#".join([*names, "linkage-threeway", "linkage-consult"] if names else names)
 
 
 def _conf_routes(config: SiteConfig) -> str:
@@ -164,7 +165,8 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
         "TRUNKS": _trunks(config) + "\n" + _phone_targets(config),
         "FEATURES": _features(config), "DYNAMIC_FEATURES": dynamic_features(config) or "none",
         "CONF_ROUTES": _conf_routes(config), "ACCEPT_KEY": config.threeway.accept_key,
-        "LEAVE_KEY": config.threeway.leave_key,
+        "LEAVE_KEY": config.threeway.leave_key, "ATXFER_ABORT": config.threeway.consult_abort,
+        "ATXFER_COMPLETE": config.threeway.consult_complete,
         "OUT_ROUTES": _out_routes(config),
     }
 

@@ -55,6 +55,8 @@ class ThreewayService:
         self.transfers = transfers
         self.ami_send = ami_send
         self.rooms: dict[str, Room] = {}
+        self.consults: dict[str, str] = {}  # ticket id -> the consultation's Local channel (once it dials)
+        self.slots: dict[str, tuple[str, str]] = {}  # 4-digit consult slot -> (<dial>*<ticket id>, ticket id)
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -127,6 +129,71 @@ class ThreewayService:
         if not room.decided:
             await self._by_rule(room, "timeout")
 
+    # ---- attended (consultative) transfer ------------------------------------------------------------
+    async def agi_consult(self, request: AgiRequest) -> None:
+        """The consult key: the ticket is stored (mode attended), then Asterisk's attended transfer takes the
+        agent to the other platform while the caller hears music. Hanging up (or the complete key) completes
+        it; the abort key cancels it and brings the caller back — the ticket records which."""
+        linkedid = request.arg(0)
+        structlog.contextvars.bind_contextvars(call_id=linkedid)
+        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
+        target = self.config.target(self.config.threeway.target)
+        leg = call.legs.get(request.uniqueid) if call else None
+        if call is None or leg is None or target is None or target.phone is not None:
+            log.warning("consult.refused", reason="unknown call, agent or target")
+            return
+        try:
+            ticket, exten = await self.transfers.start_transfer(call, request.uniqueid, target, mode="attended")
+        except LinkageError as exc:
+            log.warning("consult.refused", reason=exc.message)
+            return
+        slot = next(f"{n:04d}" for n in range(1000, 10000) if f"{n:04d}" not in self.slots)
+        self.slots[slot] = (exten, ticket.id)
+        self._spawn(self._consult(ticket.id, leg.channel, slot))
+
+    async def _consult(self, ticket_id: str, agent_channel: str, slot: str) -> None:
+        structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
+        await asyncio.sleep(HOOK_SETTLE)
+        if CHANNEL.match(agent_channel):
+            await self.ami_send({"Action": "Atxfer", "Channel": agent_channel, "Exten": slot,
+                                 "Context": "linkage-consult-out"})
+            log.info("consult.started")
+
+    async def agi_consult_out(self, request: AgiRequest) -> None:
+        """The consultation call asks which ticket its 4-digit slot stands for (see linkage-consult-out)."""
+        found = self.slots.pop(request.arg(0), None)
+        if found is None:
+            log.warning("consult.unknown_slot")
+            return
+        exten, ticket_id = found
+        self.consults[ticket_id] = request.channel.rsplit(";", 1)[0]  # Local/<slot>@linkage-consult-out-N
+        await request.set_variable("LINKAGE_CONSULT", exten)
+
+    async def _on_consult_event(self, event: dict[str, str]) -> None:
+        name = event.get("Event", "")
+        for ticket_id, local in list(self.consults.items()):
+            if not any(v.startswith(local + ";") for v in event.values()):
+                continue
+            structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
+            if name == "AttendedTransfer" and event.get("Result") == "Success":
+                self.consults.pop(ticket_id, None)
+                await self._record_consult(ticket_id, "transferred", {"mode": "attended", "result": "completed"})
+            elif name == "Hangup" and event.get("Channel", "").endswith(";1"):
+                self.consults.pop(ticket_id, None)
+                call = self.calls.call_of(event.get("Uniqueid", ""))
+                if call is not None:
+                    call.transferring = False
+                await self._record_consult(ticket_id, "cancelled",
+                                           {"reason": "the consultation ended without a transfer; the caller "
+                                                      "is back with the agent"})
+
+    async def _record_consult(self, ticket_id: str, event_type: str, payload: dict[str, str]) -> None:
+        try:
+            ticket = await self.tickets.record(ticket_id, event_type, "", payload)
+            log.info("consult.outcome", outcome=event_type, status=ticket.status)
+        except LinkageError as exc:
+            log.warning("consult.not_recorded", reason=exc.message)
+
     # ---- negotiation --------------------------------------------------------------------------------
     async def agi_conf_key(self, request: AgiRequest) -> None:
         action, ticket_id, uniqueid = request.arg(0), request.arg(1), request.arg(2)
@@ -184,6 +251,8 @@ class ThreewayService:
 
     async def on_ami_event(self, event: dict[str, str]) -> None:
         name = event.get("Event", "")
+        if self.consults and name in ("AttendedTransfer", "Hangup"):
+            await self._on_consult_event(event)
         if name not in ("ConfbridgeJoin", "ConfbridgeLeave"):
             return
         room = self.rooms.get(event.get("Conference", ""))

@@ -87,7 +87,7 @@ class Ticket:
     caller_name: str = ""
     title: str = ""
     officer_contact: str = ""  # 前期出警人员联系方式: officers who attended, on a 110 -> 12345 transfer
-    mode: str = "transfer"  # transfer (one-key, blind) | threeway (三方通话)
+    mode: str = "transfer"  # transfer (one-key, blind) | threeway (三方通话) | attended (consultative)
     recording: str = ""  # the call's one recording, made on the caller's channel from the first answer
     decision: dict[str, str] = field(default_factory=dict)  # three-way outcome: keeper, rule, by
     status: str = "created"
@@ -266,7 +266,7 @@ def parse_ticket(data: Any) -> Ticket:
         caller_name=_str(data, "caller_name", limit=TEXT_LIMITS["caller_name"]),
         title=_str(data, "title", limit=TEXT_LIMITS["title"]),
         officer_contact=_str(data, "officer_contact", limit=TEXT_LIMITS["officer_contact"]),
-        mode=_str(data, "mode", re.compile(r"^(transfer|threeway)?$")) or "transfer",
+        mode=_str(data, "mode", re.compile(r"^(transfer|threeway|attended)?$")) or "transfer",
         recording=_str(data, "recording", re.compile(r"^[A-Za-z0-9._-]{0,100}$")),
         decision=_decision(data.get("decision", {})),
         status=status,
