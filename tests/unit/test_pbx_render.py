@@ -45,7 +45,9 @@ def test_dialplan_routes_out_to_110(files: dict[str, str], config: SiteConfig) -
     assert f"Dial(PJSIP/110@trunk-110,{config.ring_timeout + 5},rb(linkage-headers^s^1(${{LINKAGE_ID}})))" \
         in dialplan
     assert "exten => 12345,1," in dialplan  # the hotline
-    assert f"Dial(PJSIP/agent1001&PJSIP/agent1002,{config.ring_timeout},b(linkage-agent-leg^s^1))" in dialplan
+    # t: the agent may be the transferer of the consult key's attended transfer
+    assert f"Dial(PJSIP/agent1001&PJSIP/agent1002,{config.ring_timeout},tb(linkage-agent-leg^s^1))" in dialplan
+    assert "Goto(linkage-recall,${LINKAGE_ID},1)" in dialplan  # a failed transfer recalls the caller
 
 
 def test_applicationmap_has_one_feature_per_target(files: dict[str, str]) -> None:
@@ -54,6 +56,8 @@ def test_applicationmap_has_one_feature_per_target(files: dict[str, str]) -> Non
     assert [line for line in features if line.startswith("linkage-")] == [
         "linkage-to-110 => *8,self,Gosub(linkage-onekey,s,1(110)),default",
         "linkage-to-120 => *2,self,Gosub(linkage-onekey,s,1(120)),default",
+        "linkage-threeway => *9,self,Gosub(linkage-threeway,s,1),default",
+        "linkage-consult => *7,self,Gosub(linkage-consult,s,1),default",
     ]
 
 
@@ -66,7 +70,7 @@ def test_feature_keys_come_from_the_targets(config: SiteConfig) -> None:
 
 
 def test_agent_legs_enable_every_target_feature(files: dict[str, str], config: SiteConfig) -> None:
-    assert dynamic_features(config) == "linkage-to-110#linkage-to-120"
+    assert dynamic_features(config) == "linkage-to-110#linkage-to-120#linkage-threeway#linkage-consult"
     assert "exten => s,1,Set(DYNAMIC_FEATURES=linkage-to-110#linkage-to-120)" in files["linkage.conf"]
 
 
