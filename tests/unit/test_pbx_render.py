@@ -71,7 +71,8 @@ def test_feature_keys_come_from_the_targets(config: SiteConfig) -> None:
 
 def test_agent_legs_enable_every_target_feature(files: dict[str, str], config: SiteConfig) -> None:
     assert dynamic_features(config) == "linkage-to-110#linkage-to-120#linkage-threeway#linkage-consult"
-    assert "exten => s,1,Set(DYNAMIC_FEATURES=linkage-to-110#linkage-to-120)" in files["linkage.conf"]
+    assert "exten => s,1,Set(DYNAMIC_FEATURES=linkage-to-110#linkage-to-120#linkage-threeway#linkage-consult)" \
+        in files["linkage.conf"]
 
 
 def test_phone_only_target_gets_an_endpoint_and_a_direct_route(files: dict[str, str], config: SiteConfig) -> None:
