@@ -4,6 +4,7 @@ PY := $(VENV)/bin/python
 RUN_ARGS ?=
 
 .PHONY: setup run test unit scenarios lint typecheck bench lab-up lab-down lab-describe clean
+BENCH_N ?= 30
 
 setup:            ## Debian packages, Python environment, Asterisk 22 root filesystem (idempotent)
 	bash scripts/setup.sh all
@@ -25,6 +26,9 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+
+bench: setup      ## one-key transfer latency vs a pure-dialplan baseline, interleaved; writes bench/results and BENCHMARKS.md
+	$(PY) -m telephony.bench.latency --n $(BENCH_N)
 
 lab-up: setup
 	$(PY) -m telephony lab up

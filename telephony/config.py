@@ -128,6 +128,7 @@ class SiteConfig:
     targets: tuple[Target, ...] = ()
     deadlines: Deadlines = Deadlines()
     threeway: Threeway = Threeway()
+    bench_key: str = ""  # lab/bench only: a pure-dialplan blind transfer to the first target, the baseline
     parent: str = ""
     source_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -214,7 +215,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     if not isinstance(raw, dict):
         raise r.fail("(top)", "must be a mapping")
     known = {"site", "pbx", "controller", "redis", "keys", "accounts", "peers", "transfer", "delivery", "targets",
-             "supervision", "threeway"}
+             "supervision", "threeway", "bench"}
     unknown = set(raw) - known
     if unknown:
         raise r.fail(sorted(unknown)[0], "unknown key")
@@ -295,6 +296,8 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         targets=targets,
         deadlines=deadlines,
         threeway=threeway,
+        bench_key=r.string(r.optional(raw, "bench"), "baseline_key", "bench", re.compile(r"^([*#0-9]{1,4})?$"),
+                           default=""),
         parent=r.string(site, "parent", "site", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default=""),
         source_file=source,
     )

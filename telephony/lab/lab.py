@@ -113,6 +113,7 @@ class Lab:
                          "agents": [{"id": a, "host": HOST, "port": b + 81 + i} for i, a in enumerate(plan.agents)]},
             "peers": peers,
             "transfer": {"ring_timeout": 8},
+            "bench": {"baseline_key": "*5"},
         }
 
     def site_config(self, plan: SitePlan) -> SiteConfig:
@@ -140,6 +141,7 @@ class Lab:
                 "keys": {"onekey": c.onekey, "threeway": c.threeway.key, "accept": c.threeway.accept_key,
                          "leave": c.threeway.leave_key, "consult": c.threeway.consult_key,
                          "consult_abort": c.threeway.consult_abort, "consult_complete": c.threeway.consult_complete,
+                         **({"bench_baseline": c.bench_key} if c.bench_key else {}),
                          "targets": {t.name: t.key for t in c.targets}},
                 "targets": {t.name: {"platform": t.platform, "key": t.key, "dial": t.dial,
                                      **({"phone": {"host": t.phone.host, "port": t.phone.port}} if t.phone else {}),

@@ -127,6 +127,8 @@ def _out_routes(config: SiteConfig) -> str:
 def _features(config: SiteConfig) -> str:
     lines = [f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name})),default"
              for t in config.targets]
+    if config.targets and config.bench_key:
+        lines.append(f"linkage-bench-baseline => {config.bench_key},self,Gosub(linkage-bench,s,1),default")
     if config.targets:
         lines.append(f"linkage-threeway => {config.threeway.key},self,Gosub(linkage-threeway,s,1),default")
         lines.append(f"linkage-consult => {config.threeway.consult_key},self,Gosub(linkage-consult,s,1),default")
@@ -135,7 +137,22 @@ def _features(config: SiteConfig) -> str:
 
 def dynamic_features(config: SiteConfig) -> str:
     names = [f"linkage-to-{t.name}" for t in config.targets]
+    if names and config.bench_key:
+        names.append("linkage-bench-baseline")
     return "#".join([*names, "linkage-threeway", "linkage-consult"] if names else names)
+
+
+def _bench(config: SiteConfig) -> str:
+    """Bench only: the same blind transfer done by the dialplan alone — no AGI, no ticket, no controller on
+    either PBX — so `make bench` can compare against it in the same run."""
+    if not config.bench_key or not config.targets or config.targets[0].phone is not None:
+        return "; no bench baseline (bench.baseline_key unset)"
+    t = config.targets[0]
+    return (f"[linkage-bench]\nexten => s,1,BlindTransfer(bench,linkage-bench-out)\n same => n,Return()\n\n"
+            f"[linkage-bench-out]\nexten => bench,1,Dial(PJSIP/8{t.dial}@trunk-{t.peer or t.via},"
+            f"{config.ring_timeout + 5},r)\n same => n,Hangup()\n\n"
+            f"[linkage-from-trunk]\nexten => _8XXX.,1,Dial({agent_dials(config)},{config.ring_timeout},r)\n"
+            f" same => n,Hangup()\n")
 
 
 def _conf_routes(config: SiteConfig) -> str:
@@ -164,7 +181,7 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
         "AGENT_DIALS": agent_dials(config), "AGENTS": _agents(config),
         "TRUNKS": _trunks(config) + "\n" + _phone_targets(config),
         "FEATURES": _features(config), "DYNAMIC_FEATURES": dynamic_features(config) or "none",
-        "CONF_ROUTES": _conf_routes(config), "ACCEPT_KEY": config.threeway.accept_key,
+        "CONF_ROUTES": _conf_routes(config), "BENCH": _bench(config), "ACCEPT_KEY": config.threeway.accept_key,
         "LEAVE_KEY": config.threeway.leave_key, "ATXFER_ABORT": config.threeway.consult_abort,
         "ATXFER_COMPLETE": config.threeway.consult_complete,
         "OUT_ROUTES": _out_routes(config),

@@ -1,0 +1,205 @@
+"""Transfer latency: the one-key transfer against a pure-dialplan blind transfer of the same call path (no AGI,
+no ticket, no controller on either PBX), interleaved in one run on the same lab.
+
+Measured from the agent's last DTMF end packet to the INVITE arriving at the far agent. For the one-key path it
+also records whether the far controller held the ticket before that INVITE (its `delivered` time)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from telephony.bench.capture import TransferCapture
+from telephony.harness.runner import MEDIA_BASE, run_scenario
+from telephony.harness.scenario import Role, Scenario
+from telephony.lab.lab import Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+SIPP = ROOT / "tests" / "scenarios" / "sipp"
+
+
+@dataclass
+class Sample:
+    mode: str
+    index: int
+    latency_ms: float | None
+    ticket_before_ring: bool | None
+
+
+def _scenario(key: str) -> Scenario:
+    roles = [
+        Role("agent-110", "110", "agents[0]", SIPP / "agent_answer.xml", {"ring": "100"}, None, False),
+        Role("agent-12345", "12345", "agents[0]", SIPP / "agent_onekey.xml", {"talk": "400"}, key, False),
+        Role("citizen", "12345", "citizen", SIPP / "citizen_call.xml", {"caller": "13900000000", "hold": "1600"},
+             None, True),
+    ]
+    return Scenario(f"bench-{key}", "", ROOT, 20, 0.5, roles)
+
+
+def _delivered_at(site: dict[str, Any], ticket_id: str) -> float | None:
+    req = urllib.request.Request(f"{site['http']}/v1/tickets/{ticket_id}",
+                                 headers={"Authorization": f"Bearer {site['token']}"})
+    with urllib.request.urlopen(req, timeout=3) as resp:
+        ticket = json.loads(resp.read())
+    at = next((e["at"] for e in ticket["history"] if e["type"] == "delivered"), None)
+    return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() if at else None
+
+
+def run(n: int, out_dir: Path) -> dict[str, Any]:
+    lab = Lab()
+    desc = lab.up(log=lambda m: None)
+    capture = TransferCapture(MEDIA_BASE + 4 * 1, desc["sites"]["110"]["accounts"]["agents"][0]["port"])
+    capture.start()
+    samples: list[Sample] = []
+    try:
+        for i in range(n):
+            order = ("onekey", "bench_baseline") if i % 2 == 0 else ("bench_baseline", "onekey")
+            for key in order:
+                capture.reset()
+                result = run_scenario(copy.deepcopy(_scenario(key)), desc)
+                marks = capture.marks
+                latency = None
+                if result.ok and marks.dtmf_end and marks.invites:
+                    last = marks.dtmf_end[-1]
+                    after = [t for t in marks.invites if t >= last]
+                    latency = (after[0] - last) * 1000 if after else None
+                before = None
+                if key == "onekey" and result.tickets.get("12345") and marks.invites:
+                    delivered = _delivered_at(desc["sites"]["110"], result.tickets["12345"][0]["id"])
+                    before = delivered is not None and delivered <= marks.invites[-1]
+                samples.append(Sample("onekey" if key == "onekey" else "baseline", i, latency, before))
+    finally:
+        capture.stop()
+    return summarise(samples, out_dir, n)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summarise(samples: list[Sample], out_dir: Path, n: int) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    with open(out_dir / f"latency-{stamp}.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["mode", "index", "latency_ms", "ticket_before_ring"])
+        for s in samples:
+            w.writerow([s.mode, s.index, "" if s.latency_ms is None else f"{s.latency_ms:.3f}",
+                        "" if s.ticket_before_ring is None else int(s.ticket_before_ring)])
+    stats: dict[str, Any] = {"date": stamp, "n_per_mode": n, "machine": machine()}
+    for mode in ("onekey", "baseline"):
+        vals = [s.latency_ms for s in samples if s.mode == mode and s.latency_ms is not None]
+        stats[mode] = {"ok": len(vals), "failed": sum(1 for s in samples if s.mode == mode) - len(vals),
+                       "p50": statistics.median(vals) if vals else None, "p95": _pct(vals, 0.95) if vals else None,
+                       "p99": _pct(vals, 0.99) if vals else None}
+    one, base = stats["onekey"], stats["baseline"]
+    if one["p50"] and base["p50"]:
+        stats["ratio_p50"] = one["p50"] / base["p50"]
+        stats["p99_minus_baseline_ms"] = one["p99"] - base["p99"]
+    flags = [s.ticket_before_ring for s in samples if s.mode == "onekey" and s.ticket_before_ring is not None]
+    stats["ticket_before_ring_share"] = sum(flags) / len(flags) if flags else None
+    _plot(samples, out_dir / f"latency-{stamp}.png")
+    (out_dir / f"latency-{stamp}.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def machine() -> dict[str, str]:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    asterisk = subprocess.run(["chroot", str(Lab().rootfs), "/usr/sbin/asterisk", "-V"], capture_output=True,
+                              text=True, check=False).stdout.strip()
+    return {"cpu": cpu, "cores": str(os.cpu_count() or 0), "kernel": platform.release(), "python": platform.python_version(), "asterisk": asterisk}
+
+
+def _plot(samples: list[Sample], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for mode, colour in (("baseline", "tab:gray"), ("onekey", "tab:blue")):
+        vals = sorted(s.latency_ms for s in samples if s.mode == mode and s.latency_ms is not None)
+        if vals:
+            ax.plot(vals, [(i + 1) / len(vals) for i in range(len(vals))], label=mode, color=colour)
+    ax.set_xlabel("last DTMF digit -> INVITE at the far agent (ms)")
+    ax.set_ylabel("share of transfers")
+    ax.set_title("One-key transfer vs pure-dialplan blind transfer (same lab, interleaved)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="linkage bench")
+    parser.add_argument("--n", type=int, default=30, help="transfers per mode")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    t0 = time.monotonic()
+    stats = run(args.n, Path(args.out))
+    stats["wall_seconds"] = round(time.monotonic() - t0, 1)
+    print(json.dumps(stats, indent=2))
+    write_markdown(stats, ROOT / "BENCHMARKS.md", f"make bench BENCH_N={args.n}")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def write_markdown(stats: dict[str, Any], path: Path, command: str) -> None:
+    one, base = stats["onekey"], stats["baseline"]
+    m = stats["machine"]
+    ratio = stats.get("ratio_p50")
+    share = stats.get("ticket_before_ring_share")
+    text = f"""# Benchmarks
+
+Current summary of `{command}` (the full series is in `bench/results/`, one CSV, JSON and PNG per run).
+
+- date: {stats['date']}; machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']},
+  {m['asterisk']}; wall time {stats.get('wall_seconds', 'n/a')} s
+- measured: from the agent's last DTMF end packet (RFC 4733) to the INVITE arriving at the far agent, captured on
+  `lo` by one listener; one-key transfer (FastAGI decision, ticket stored with fsync, BlindTransfer, trunk with
+  ticket headers, far FastAGI routing) against a pure-dialplan blind transfer of the same call path (no AGI, no
+  ticket, no controller on either PBX), interleaved in one run, {stats['n_per_mode']} transfers each
+
+| path | transfers ok | failed | p50 ms | p95 ms | p99 ms |
+|---|---|---|---|---|---|
+| one-key | {one['ok']} | {one['failed']} | {_fmt(one['p50'])} | {_fmt(one['p95'])} | {_fmt(one['p99'])} |
+| pure dialplan (baseline) | {base['ok']} | {base['failed']} | {_fmt(base['p50'])} | {_fmt(base['p95'])} | {_fmt(base['p99'])} |
+
+- ratio of medians (one-key / baseline): {_fmt(ratio) if ratio is None else f'{ratio:.2f}'} (target ≤ 1.10)
+- p99 one-key minus p99 baseline: {_fmt(stats.get('p99_minus_baseline_ms'))} ms (target ≤ 20 ms)
+- far controller held the ticket before the far agent's INVITE: {'n/a' if share is None else f'{share:.0%}'} of
+  one-key transfers (target ≥ 99 %)
+
+Not measured yet (issue 6): sustained transfers per second, controller CPU and memory per transfer, AMI ingestion
+rate, the 30-minute soak. The machines are shared and noisy: compare ratios and medians, not single values.
+"""
+    path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
