@@ -124,7 +124,8 @@ def machine() -> dict[str, str]:
         pass
     asterisk = subprocess.run(["chroot", str(Lab().rootfs), "/usr/sbin/asterisk", "-V"], capture_output=True,
                               text=True, check=False).stdout.strip()
-    return {"cpu": cpu, "cores": str(os.cpu_count() or 0), "kernel": platform.release(), "python": platform.python_version(), "asterisk": asterisk}
+    return {"cpu": cpu, "cores": str(os.cpu_count() or 0), "kernel": platform.release(),
+            "python": platform.python_version(), "asterisk": asterisk}
 
 
 def _plot(samples: list[Sample], path: Path) -> None:
@@ -169,6 +170,10 @@ def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
 
 
+def _row(name: str, s: dict[str, Any]) -> str:
+    return f"| {name} | {s['ok']} | {s['failed']} | {_fmt(s['p50'])} | {_fmt(s['p95'])} | {_fmt(s['p99'])} |"
+
+
 def write_markdown(stats: dict[str, Any], path: Path, command: str) -> None:
     one, base = stats["onekey"], stats["baseline"]
     m = stats["machine"]
@@ -187,8 +192,8 @@ Current summary of `{command}` (the full series is in `bench/results/`, one CSV,
 
 | path | transfers ok | failed | p50 ms | p95 ms | p99 ms |
 |---|---|---|---|---|---|
-| one-key | {one['ok']} | {one['failed']} | {_fmt(one['p50'])} | {_fmt(one['p95'])} | {_fmt(one['p99'])} |
-| pure dialplan (baseline) | {base['ok']} | {base['failed']} | {_fmt(base['p50'])} | {_fmt(base['p95'])} | {_fmt(base['p99'])} |
+{_row("one-key", one)}
+{_row("pure dialplan (baseline)", base)}
 
 - ratio of medians (one-key / baseline): {_fmt(ratio) if ratio is None else f'{ratio:.2f}'} (target ≤ 1.10)
 - p99 one-key minus p99 baseline: {_fmt(stats.get('p99_minus_baseline_ms'))} ms (target ≤ 20 ms)
