@@ -124,6 +124,7 @@ class SiteConfig:
     peers: tuple[Peer, ...]
     ring_timeout: int = 30
     fetch_timeout: float = 0.5
+    overflow: str = ""  # a peer (county seats) that takes an emergency this site's agents could not answer
     push_delay: float = 0.0  # seconds before a new ticket's first push: lab and fault drills only
     targets: tuple[Target, ...] = ()
     deadlines: Deadlines = Deadlines()
@@ -292,6 +293,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         peers=tuple(peers),
         ring_timeout=r.integer(transfer, "ring_timeout", "transfer", 1, 600, default=30),
         fetch_timeout=r.number(transfer, "fetch_timeout", "transfer", 0.05, 10, 0.5),
+        overflow=_overflow(r, transfer, peers),
         push_delay=r.number(delivery, "push_delay", "delivery", 0, 3600, 0.0),
         targets=targets,
         deadlines=deadlines,
@@ -301,6 +303,13 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         parent=r.string(site, "parent", "site", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default=""),
         source_file=source,
     )
+
+
+def _overflow(r: _Reader, transfer: dict[str, Any], peers: list[Peer]) -> str:
+    name = r.string(transfer, "overflow", "transfer", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default="")
+    if name and name not in {p.name for p in peers}:
+        raise r.fail("transfer.overflow", f"{name!r} is not a configured peer")
+    return name
 
 
 def _level(r: _Reader, data: dict[str, Any], path: str) -> str:

@@ -87,6 +87,7 @@ class Controller:
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)
         self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)
+        self.agi.route("overflow", self.transfers.agi_overflow)
         self.agi.route("threeway", self.threeway.agi_threeway)
         self.agi.route("conf_key", self.threeway.agi_conf_key)
         self.agi.route("consult", self.threeway.agi_consult)

@@ -112,7 +112,7 @@ class Lab:
             "accounts": {"citizen": {"host": HOST, "port": b + 70, "dial": plan.platform},
                          "agents": [{"id": a, "host": HOST, "port": b + 81 + i} for i, a in enumerate(plan.agents)]},
             "peers": peers,
-            "transfer": {"ring_timeout": 8},
+            "transfer": {"ring_timeout": 8, **({"overflow": "110-370811"} if plan.name == "110" else {})},
             "bench": {"baseline_key": "*5"},
         }
 

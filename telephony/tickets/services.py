@@ -149,14 +149,14 @@ class TicketService:
             await self._commit(ticket, event)
             return ticket
 
-    async def route_to(self, ticket_id: str, site: str) -> Ticket:
+    async def route_to(self, ticket_id: str, site: str, reason: str = "division") -> Ticket:
         """Hand a ticket we received on to another site (the county that owns its division): the ticket itself
         goes to the new site, the `routed` event to the others; both in the same atomic step."""
         async with self._lock(ticket_id):
             ticket = await self._get(ticket_id)
-            probe = Event("0" * 32, ticket_id, "routed", now_iso(), self.actor(), {"site": site})
+            probe = Event("0" * 32, ticket_id, "routed", now_iso(), self.actor(), {"site": site, "reason": reason})
             check(ticket, probe)
-            event = self._local_event(ticket, "routed", "", {"site": site})
+            event = self._local_event(ticket, "routed", "", {"site": site, "reason": reason})
             apply_event(ticket, event)
             others = self.neighbours(ticket, exclude=site)
             outgoing: list[tuple[str, dict[str, Any]]] = [(s, {"kind": "event", "body": event.to_dict()})

@@ -202,6 +202,30 @@ class TransferService:
         except LinkageError as exc:
             log.warning("route_in.push_down_failed", error=exc.message)
 
+    async def agi_overflow(self, request: AgiRequest) -> None:
+        """Nobody here answered a linked call. An emergency goes on to the overflow group (county seats), once;
+        anything else ends here and the sender recalls its caller."""
+        ticket_id, status = request.arg(0), request.arg(1).upper()
+        structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
+        peer = self.config.peer(self.config.overflow) if self.config.overflow else None
+        if peer is None or status not in ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION"):
+            return
+        ticket = await self.tickets.store.get(ticket_id) if TICKET_ID.match(ticket_id) else None
+        if ticket is None or ticket.target.site != self.config.name or peer.name in ticket.path:
+            return
+        if ticket.category not in self.config.threeway.emergency_categories:
+            log.info("overflow.not_emergency", dial_status=status)
+            return
+        try:
+            await self.tickets.route_to(ticket_id, peer.name, reason=f"overflow: {status.lower()}")
+        except LinkageError as exc:
+            log.warning("overflow.refused", reason=exc.message)
+            return
+        log.warning("overflow.routed", to=peer.name, dial_status=status)
+        self.inbound.pop(request.uniqueid, None)
+        await request.set_variable("LINKAGE_RELAY", "1")
+        await request.set_variable("LINKAGE_DEST", f"PJSIP/{peer.dial}@trunk-{peer.name}")
+
     def _pick_agent(self) -> str:
         """The first agent, in configured order, with no live call leg; the first agent if all are busy."""
         busy = {leg.endpoint for call in self.calls.calls.values() for leg in call.legs.values()}
