@@ -39,3 +39,30 @@ def test_far_controller_down_the_call_still_goes_and_the_ticket_waits(desc: dict
     status, theirs = call("GET", f"{s110['http']}/v1/tickets/{ticket_id}", s110["token"])
     assert status == 200 and [e["type"] for e in theirs["history"]] == ["created", "delivered"]
     assert theirs["history"][1]["payload"] == {"via": "push"}
+
+
+def test_overdue_detection_survives_a_controller_restart(lab: Any, desc: dict[str, Any]) -> None:
+    """The 110 controller is restarted while a linked call rings: the reloaded supervisor still raises the
+    sign-for alert on time (deadlines are derived from the stored tickets, not kept in memory)."""
+    import threading
+
+    env = {"LINKAGE_SUPERVISION__SIGNED_FOR": "3"}
+    scenario = load(SCENARIOS / "overdue_alert.yaml")
+    scenario.controller_env = {}  # restarted here, so the mid-call restart below cannot overlap another
+    scenario.roles[0] = type(scenario.roles[0])(**{**scenario.roles[0].__dict__, "params": {"ring": "6000"}})
+    scenario.roles[2] = type(scenario.roles[2])(**{**scenario.roles[2].__dict__,
+                                                   "params": {"caller": "13300000017", "hold": "8500"}})
+    scenario.tickets = [TicketExpectation("110", 1, None, None, {"flags": ["overdue"]}, {"overdue": {
+        "state": "signed_for"}})]
+    lab.restart_controller("110", env=env)
+    restarter = threading.Timer(2.6, lambda: lab.restart_controller("110", env=env))
+    restarter.start()
+    try:
+        result = run_scenario(scenario, desc, lab)
+    finally:
+        restarter.join()
+        lab.restart_controller("110")
+    print(result.report())
+    assert result.ok, result.report()
+    log = Path(desc["sites"]["110"]["logs"]["controller"]).read_text()
+    assert log.count('"event": "controller.started"') >= 2 and '"supervision.overdue"' in log
