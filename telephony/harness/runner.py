@@ -216,6 +216,26 @@ async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
     return code, errors.strip()
 
 
+def _udp_bound() -> set[int]:
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        ports |= {int(line.split()[1].rsplit(":", 1)[1], 16) for line in lines if line.strip()}
+    return ports
+
+
+async def _wait_bound(ports: list[int], timeout: float) -> None:
+    """Callers start only once every UAS role has bound its SIP port: an INVITE sent earlier is lost and
+    retransmitted seconds later (seen on a loaded machine: a SIPp that took seconds to start)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not set(ports) <= _udp_bound():
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)
+
+
 def _matches(event: dict[str, str], match: dict[str, str]) -> bool:
     """Exact header matches; a value ending in `*` matches by prefix."""
     return all(event.get(k, "").startswith(v[:-1]) if v.endswith("*") else event.get(k) == v
@@ -284,7 +304,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
         for i, role in uas:
             tasks[role.name] = asyncio.create_task(_run_role(role, i, desc, workdir, scenario.budget))
             result.timeline.append((time.time(), role.site, f"sipp {role.name} listening ({role.sipp.name})"))
-        await asyncio.sleep(0.3)
+        await _wait_bound([int(_account(desc["sites"][r.site], r)["port"]) for _, r in uas], 10.0)
         for i, role in uac:
             tasks[role.name] = asyncio.create_task(_run_role(role, i, desc, workdir, scenario.budget))
             result.timeline.append((time.time(), role.site, f"sipp {role.name} calls ({role.sipp.name})"))

@@ -56,6 +56,7 @@ def test_applicationmap_has_one_feature_per_target(files: dict[str, str]) -> Non
     assert [line for line in features if line.startswith("linkage-")] == [
         "linkage-to-110 => *8,self,Gosub(linkage-onekey,s,1(110)),default",
         "linkage-to-120 => *2,self,Gosub(linkage-onekey,s,1(120)),default",
+        "linkage-bench-baseline => *5,self,Gosub(linkage-bench,s,1),default",  # the lab enables the bench key
         "linkage-threeway => *9,self,Gosub(linkage-threeway,s,1),default",
         "linkage-consult => *7,self,Gosub(linkage-consult,s,1),default",
     ]
@@ -70,9 +71,9 @@ def test_feature_keys_come_from_the_targets(config: SiteConfig) -> None:
 
 
 def test_agent_legs_enable_every_target_feature(files: dict[str, str], config: SiteConfig) -> None:
-    assert dynamic_features(config) == "linkage-to-110#linkage-to-120#linkage-threeway#linkage-consult"
-    assert "exten => s,1,Set(DYNAMIC_FEATURES=linkage-to-110#linkage-to-120#linkage-threeway#linkage-consult)" \
-        in files["linkage.conf"]
+    features = "linkage-to-110#linkage-to-120#linkage-bench-baseline#linkage-threeway#linkage-consult"
+    assert dynamic_features(config) == features
+    assert f"exten => s,1,Set(DYNAMIC_FEATURES={features})" in files["linkage.conf"]
 
 
 def test_phone_only_target_gets_an_endpoint_and_a_direct_route(files: dict[str, str], config: SiteConfig) -> None:

@@ -368,7 +368,7 @@ async def test_route_to_hands_the_ticket_down_to_the_county(site_a: Site, site_b
     assert await site_b.store.get(ticket.id) == routed
     to_sender = await site_b.outbox("12345")
     assert [(m["kind"], m["body"]["type"]) for m in to_sender] == [("event", "delivered"), ("event", "routed")]
-    assert to_sender[1]["body"]["payload"] == {"site": COUNTY}
+    assert to_sender[1]["body"]["payload"] == {"site": COUNTY, "reason": "division"}
     [to_county] = await site_b.outbox(COUNTY)
     assert to_county["kind"] == "ticket" and parse_ticket(to_county["body"]) == routed
     assert site_b.notified[-2:] == ["12345", COUNTY]
