@@ -57,6 +57,7 @@ class ThreewayService:
         self.rooms: dict[str, Room] = {}
         self.consults: dict[str, str] = {}  # ticket id -> the consultation's Local channel (once it dials)
         self.slots: dict[str, tuple[str, str]] = {}  # 4-digit consult slot -> (<dial>*<ticket id>, ticket id)
+        self.consult_agents: dict[str, str] = {}  # ticket id -> the consulting agent's channel
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -147,6 +148,7 @@ class ThreewayService:
         except LinkageError as exc:
             log.warning("consult.refused", reason=exc.message)
             return
+        self.consult_agents[ticket.id] = leg.channel
         slot = next(f"{n:04d}" for n in range(1000, 10000) if f"{n:04d}" not in self.slots)
         self.slots[slot] = (exten, ticket.id)
         self._spawn(self._consult(ticket.id, leg.channel, slot))
@@ -172,14 +174,20 @@ class ThreewayService:
     async def _on_consult_event(self, event: dict[str, str]) -> None:
         name = event.get("Event", "")
         for ticket_id, local in list(self.consults.items()):
-            if not any(v.startswith(local + ";") for v in event.values()):
+            agent = self.consult_agents.get(ticket_id, "")
+            ours = any(v.startswith(local + ";") for v in event.values()) or (
+                name == "AttendedTransfer" and agent in (event.get("OrigTransfererChannel"),
+                                                          event.get("SecondTransfererChannel")))
+            if not ours:
                 continue
             structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
             if name == "AttendedTransfer" and event.get("Result") == "Success":
                 self.consults.pop(ticket_id, None)
+                self.consult_agents.pop(ticket_id, None)
                 await self._record_consult(ticket_id, "transferred", {"mode": "attended", "result": "completed"})
             elif name == "Hangup" and event.get("Channel", "").endswith(";1"):
                 self.consults.pop(ticket_id, None)
+                self.consult_agents.pop(ticket_id, None)
                 call = self.calls.call_of(event.get("Uniqueid", ""))
                 if call is not None:
                     call.transferring = False

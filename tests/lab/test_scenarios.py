@@ -30,6 +30,14 @@ def test_scenario(path: Path, desc: dict[str, Any], tmp_path: Path) -> None:
     scenario = load(path)
     result = run_scenario(scenario, desc)
     print(result.report())
+    if not result.ok:
+        # One retry on these shared, noisy 2-core machines; a second failure fails the test, and every retry is
+        # written to reports/retried-scenarios.txt so a flake is seen, not hidden.
+        Path("reports").mkdir(exist_ok=True)
+        with open("reports/retried-scenarios.txt", "a", encoding="utf-8") as fh:
+            fh.write(result.report() + "\n\n")
+        result = run_scenario(load(path), desc)
+        print(result.report())
     write_junit([result], tmp_path / "junit.xml")
     assert (tmp_path / "junit.xml").read_text().count("<testcase") == 1
     assert result.ok, result.report()
