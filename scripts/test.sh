@@ -9,8 +9,13 @@ mkdir -p reports
 "$VENV/bin/ruff" check telephony tests || exit 1
 "$VENV/bin/mypy" || exit 1
 
+rm -f reports/retried-scenarios.txt
 "$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest.xml "$@" tests
 rc=$?
+if [ -s reports/retried-scenarios.txt ]; then
+  echo "test.sh: these scenarios failed once and were retried:" >&2
+  grep -E '^scenario ' reports/retried-scenarios.txt >&2
+fi
 if [ "$rc" -eq 5 ]; then
   echo "test.sh: pytest collected no tests; failing" >&2
   exit 1
