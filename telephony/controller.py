@@ -116,7 +116,6 @@ class Controller:
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
         self.threeway.close()
-        self.transfers.close()
         await self.agi.stop()
         await runner.cleanup()
         self.ami.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,7 @@ from telephony.calls.registry import CHANNEL, NUMBER, UNIQUEID, Call, CallRegist
 from telephony.config import SiteConfig, Target
 from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
-from telephony.tickets.models import TICKET_ID, Event, Ticket, parse_ticket
+from telephony.tickets.models import TICKET_ID, Ticket, parse_ticket
 from telephony.tickets.services import TicketService
 
 log = structlog.get_logger("transfers")
@@ -56,9 +55,6 @@ class TransferService:
         self.ami_send = ami_send
         self.drafts: dict[str, dict[str, str]] = {}
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, on the receiving side
-        self.settled: dict[str, float] = {}  # trunk channels whose call was answered or given up
-        self.tasks: set[asyncio.Task[None]] = set()
-        tickets.listeners.append(self._on_ticket)
 
     # ---- sending side -------------------------------------------------------------------------------
     async def start_transfer(self, call: Call, agent_uniqueid: str, target: Target,
@@ -190,11 +186,12 @@ class TransferService:
             if peer is not None:
                 log.info("route_in.relay", to=peer.name)
                 return Route(f"PJSIP/{peer.dial}@trunk-{peer.name}", True)
-        county_name = self._county_for(ticket) if ticket is not None else None
-        county = self.config.peer(county_name) if county_name else None
-        if ticket is not None and county is not None:
-            await self._route_down(ticket, county.name)
-            return Route(f"PJSIP/{county.dial}@trunk-{county.name}", True)
+        if ticket is not None and self.config.level == "city" and ticket.division:
+            county = next((p for p in self.config.peers if p.level == "county" and p.division == ticket.division
+                           and p.platform == self.config.platform), None)
+            if county is not None:
+                await self._route_down(ticket, county.name)
+                return Route(f"PJSIP/{county.dial}@trunk-{county.name}", True)
         return Route(f"PJSIP/agent{self._pick_agent()}", False)
 
     async def _route_down(self, ticket: Ticket, county: str) -> None:
@@ -229,57 +226,6 @@ class TransferService:
         await request.set_variable("LINKAGE_RELAY", "1")
         await request.set_variable("LINKAGE_DEST", f"PJSIP/{peer.dial}@trunk-{peer.name}")
 
-    # ---- receiving side: the fast path ---------------------------------------------------------------
-    def _on_ticket(self, ticket: Ticket, event: Event) -> None:
-        """A ticket pushed to us (the usual case: the push beats the call) gets its route prepared at once, as
-        a dialplan global the trunk context reads — no FastAGI round trip when the call arrives. Relays and
-        push-downs keep the AGI path."""
-        if (event.type != "delivered" or event.payload.get("via") != "push" or self.ami_send is None
-                or ticket.target.site != self.config.name or self._county_for(ticket) is not None):
-            return
-        task = asyncio.get_running_loop().create_task(self._prepare(ticket.id, f"PJSIP/agent{self._pick_agent()}"))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _prepare(self, ticket_id: str, dest: str) -> None:
-        variable = f"LINKAGE_ROUTE_{ticket_id}"  # digits-only id, agent from config: safe in a global
-        try:
-            await self.ami_send({"Action": "Setvar", "Variable": variable, "Value": dest})
-            await asyncio.sleep(max(60.0, self.config.ring_timeout * 4.0))
-            await self.ami_send({"Action": "Setvar", "Variable": variable, "Value": ""})  # never came: tidy
-        except (TimeoutError, ConnectionError) as exc:
-            log.warning("route.prepare_failed", error=str(exc))
-
-    def close(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-
-    def _county_for(self, ticket: Ticket) -> str | None:
-        if self.config.level != "city" or not ticket.division:
-            return None
-        return next((p.name for p in self.config.peers if p.level == "county" and p.division == ticket.division
-                     and p.platform == self.config.platform), None)
-
-    def _ticket_of(self, event: dict[str, str]) -> str | None:
-        """The ticket of a linked call's trunk channel: from route_in, or the channel's LINKAGE_ID (fast path)."""
-        uniqueid = event.get("Uniqueid", "")
-        found = self.inbound.get(uniqueid)
-        if found is not None or uniqueid in self.settled or not event.get("Channel", "").startswith("PJSIP/trunk-"):
-            return found
-        var = event.get("ChanVariable", "")
-        ticket_id = var.removeprefix("LINKAGE_ID=") if var.startswith("LINKAGE_ID=") else ""
-        if not TICKET_ID.match(ticket_id) or not endpoint_of(event.get("DestChannel", "")).startswith("agent"):
-            return None
-        self.inbound[uniqueid] = ticket_id
-        return ticket_id
-
-    def _settle(self, uniqueid: str) -> None:
-        self.inbound.pop(uniqueid, None)
-        self.settled[uniqueid] = time.monotonic()
-        if len(self.settled) > 2000:
-            cutoff = time.monotonic() - 3600
-            self.settled = {k: v for k, v in self.settled.items() if v > cutoff}
-
     def _pick_agent(self) -> str:
         """The first agent, in configured order, with no live call leg; the first agent if all are busy."""
         busy = {leg.endpoint for call in self.calls.calls.values() for leg in call.legs.values()}
@@ -312,7 +258,7 @@ class TransferService:
         name = event.get("Event")
         if name not in ("DialBegin", "DialEnd"):
             return
-        ticket_id = self._ticket_of(event)
+        ticket_id = self.inbound.get(event.get("Uniqueid", ""))
         if ticket_id is None:
             return
         agent = endpoint_of(event.get("DestChannel", "")).removeprefix("agent")
@@ -323,10 +269,10 @@ class TransferService:
             if name == "DialBegin":
                 await self.tickets.record(ticket_id, "offered", agent)
             elif status == "ANSWER":
-                self._settle(event.get("Uniqueid", ""))
+                self.inbound.pop(event.get("Uniqueid", ""), None)
                 await self.tickets.record(ticket_id, "signed_for", agent)
             elif status in ("CANCEL", "NOANSWER", "BUSY", "CONGESTION", "CHANUNAVAIL"):
-                self._settle(event.get("Uniqueid", ""))
+                self.inbound.pop(event.get("Uniqueid", ""), None)
                 reason = "caller hung up while the phone rang" if status == "CANCEL" else "not answered"
                 await self.tickets.record(ticket_id, "abandoned", agent,
                                           {"reason": reason, "dial_status": status.lower()})
