@@ -28,7 +28,15 @@ from telephony.errors import InvalidInput, LinkageError, NotFound, PayloadTooLar
 from telephony.metrics import Metrics
 from telephony.threeway.services import ThreewayService
 from telephony.tickets import queries
-from telephony.tickets.models import AGENT, EVENT_TYPES, TICKET_ID, parse_draft, parse_event, parse_payload
+from telephony.tickets.models import (
+    AGENT,
+    EVENT_TYPES,
+    TICKET_ID,
+    parse_draft,
+    parse_event,
+    parse_payload,
+    parse_ticket,
+)
 from telephony.tickets.services import TicketService
 from telephony.transfers.services import TransferService
 
@@ -135,8 +143,6 @@ class Api:
 
     # ---- peer side ----------------------------------------------------------------------------------
     async def receive_ticket(self, request: web.Request) -> web.Response:
-        from telephony.tickets.models import parse_ticket
-
         ticket = parse_ticket(await self._json(request))
         if self.config.name not in (ticket.path or [ticket.target.site]):
             raise InvalidInput(f"ticket is addressed to site {ticket.target.site}, not {self.config.name}")

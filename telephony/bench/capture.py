@@ -4,14 +4,10 @@ agent's SIP port."""
 
 from __future__ import annotations
 
-import socket
 import struct
-import threading
-import time
 from dataclasses import dataclass, field
 
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
+from telephony.harness.loopback import UdpListener
 
 
 @dataclass
@@ -26,40 +22,23 @@ class TransferCapture:
         self.sip_port = far_agent_sip_port
         self.marks = Marks()
         self._seen_end: set[int] = set()  # RTP timestamps of digits whose end was seen
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        self.sock.bind(("lo", 0))
-        self.sock.settimeout(0.2)
-        self.running = True
-        self.thread = threading.Thread(target=self._run, name="bench-capture", daemon=True)
+        self.listener = UdpListener(self._on_udp, name="bench-capture")
 
     def start(self) -> None:
-        self.thread.start()
+        self.listener.start()
 
     def stop(self) -> None:
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
+        self.listener.stop()
 
     def reset(self) -> None:
         self.marks = Marks()
         self._seen_end = set()
 
-    def _run(self) -> None:
-        while self.running:
-            try:
-                frame, addr = self.sock.recvfrom(65535)
-            except (TimeoutError, OSError):
-                continue
-            now = time.time()
-            if addr[2] == PACKET_OUTGOING or len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
-                continue
-            udp = 14 + (frame[14] & 0x0F) * 4
-            sport, dport = struct.unpack("!HH", frame[udp:udp + 4])
-            payload = frame[udp + 8:]
-            if dport == self.sip_port and payload.startswith(b"INVITE "):
-                self.marks.invites.append(now)
-            elif sport == self.media_port and len(payload) >= 16 and payload[1] & 0x7F == 101:
-                ts = struct.unpack("!I", payload[4:8])[0]
-                if payload[13] & 0x80 and ts not in self._seen_end:
-                    self._seen_end.add(ts)
-                    self.marks.dtmf_end.append(now)
+    def _on_udp(self, now: float, sport: int, dport: int, payload: bytes) -> None:
+        if dport == self.sip_port and payload.startswith(b"INVITE "):
+            self.marks.invites.append(now)
+        elif sport == self.media_port and len(payload) >= 16 and payload[1] & 0x7F == 101:
+            ts = struct.unpack("!I", payload[4:8])[0]
+            if payload[13] & 0x80 and ts not in self._seen_end:
+                self._seen_end.add(ts)
+                self.marks.dtmf_end.append(now)

@@ -7,14 +7,10 @@ SIPp itself cannot inspect received audio, so this reads packets with an AF_PACK
 from __future__ import annotations
 
 import itertools
-import socket
-import struct
-import threading
-import time
 from dataclasses import dataclass
 
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
+from telephony.harness.loopback import UdpListener
+
 QUIET = {0xFF, 0x7F, 0xFE, 0x7E}  # G.711 mu-law values at or next to zero
 
 
@@ -25,41 +21,25 @@ class Packet:
 
 
 class RtpSniffer:
+    """The RTP a role receives on its media port, each packet marked audible or quiet."""
+
     def __init__(self, port: int) -> None:
         self.port = port
         self.packets: list[Packet] = []
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        self.sock.bind(("lo", 0))
-        self.sock.settimeout(0.2)
-        self.running = True
-        self.thread = threading.Thread(target=self._run, name=f"rtp-sniffer-{port}", daemon=True)
+        self.listener = UdpListener(self._on_udp, name=f"rtp-sniffer-{port}")
 
     def start(self) -> None:
-        self.thread.start()
+        self.listener.start()
 
     def stop(self) -> None:
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
+        self.listener.stop()
 
-    def _run(self) -> None:
-        while self.running:
-            try:
-                frame, addr = self.sock.recvfrom(4096)
-            except (TimeoutError, OSError):
-                continue
-            if addr[2] == PACKET_OUTGOING or len(frame) < 14 + 20 + 8 + 12:
-                continue
-            if frame[12:14] != b"\x08\x00" or frame[23] != 17:
-                continue
-            ihl = (frame[14] & 0x0F) * 4
-            udp = 14 + ihl
-            dport = struct.unpack("!H", frame[udp + 2:udp + 4])[0]
-            if dport != self.port:
-                continue
-            payload = frame[udp + 8 + 12:]
-            loud = sum(1 for b in payload if b not in QUIET)
-            self.packets.append(Packet(time.time(), loud > len(payload) // 10))
+    def _on_udp(self, now: float, _: int, dport: int, payload: bytes) -> None:
+        if dport != self.port or len(payload) <= 12:
+            return
+        audio = payload[12:]
+        loud = sum(1 for b in audio if b not in QUIET)
+        self.packets.append(Packet(now, loud > len(audio) // 10))
 
 
 def check_window(packets: list[Packet], start: float, end: float, max_gap_ms: float,

@@ -1,0 +1,46 @@
+"""UDP packets on the loopback interface, read with an AF_PACKET socket (root) from a thread, one clock for all:
+the harness's RTP check and the benchmark's packet timestamps both build on it."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+Handler = Callable[[float, int, int, bytes], None]  # (time, source port, destination port, UDP payload)
+
+
+class UdpListener:
+    def __init__(self, handler: Handler, name: str = "udp-listener") -> None:
+        self.handler = handler
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.2)
+        self.running = True
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+    def _run(self) -> None:
+        while self.running:
+            try:
+                frame, addr = self.sock.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            now = time.time()
+            # each loopback packet is seen twice (out and in): keep the incoming copy; IPv4 + UDP only
+            if addr[2] == PACKET_OUTGOING or len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+                continue
+            udp = 14 + (frame[14] & 0x0F) * 4
+            sport, dport = struct.unpack("!HH", frame[udp:udp + 4])
+            self.handler(now, sport, dport, frame[udp + 8:])
