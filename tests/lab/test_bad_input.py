@@ -118,3 +118,48 @@ def test_agi_for_unknown_call_keeps_the_call_with_the_agent(lab: Lab, desc: dict
     while time.time() < deadline and "onekey.unknown_call" not in log.read_text()[size:]:
         time.sleep(0.05)
     assert "onekey.unknown_call" in log.read_text()[size:]
+
+
+def test_console_requests_for_calls_that_do_not_exist_change_nothing(desc: dict[str, Any]) -> None:
+    site = desc["sites"]["12345"]
+    before = count(site)
+    base = f"{site['http']}/v1/calls"
+    cases = [
+        ("POST", f"{base}/pbx12345-1.1/transfer", {"agent": "1001", "target": "110"}, 404),
+        ("POST", f"{base}/pbx12345-1.1/threeway", {"agent": "1001"}, 404),
+        ("PUT", f"{base}/pbx12345-1.1/draft", {"content": "x"}, 404),
+        ("POST", f"{base}/bad%0D%0Aid/transfer", {"agent": "1001"}, 400),
+        ("POST", f"{base}/pbx12345-1.1/transfer", {"agent": "1001", "evil": "${EXTEN}"}, 400),
+        ("POST", f"{base}/pbx12345-1.1/transfer", {"agent": "10a1"}, 400),
+        ("POST", f"{base}/pbx12345-1.1/threeway", {}, 400),
+        ("PUT", f"{base}/pbx12345-1.1/draft", {"division": "12"}, 400),
+    ]
+    for method, url, body, status in cases:
+        got, data = call(method, url, site["token"], json.dumps(body).encode())
+        assert got == status, (url, body, data)
+        assert data["message"]
+    assert count(site) == before
+
+
+def test_conference_key_outside_a_conference_is_ignored_with_a_log_line(desc: dict[str, Any]) -> None:
+    """'My platform takes it' for a conference that is not negotiating: nothing is sent back, nothing changes."""
+    site = desc["sites"]["12345"]
+    port = site["sip"]["port"] - 60 + 573
+    log = Path(site["logs"]["controller"])
+    size = log.stat().st_size
+
+    async def ask() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"agi_network: yes\nagi_request: agi://127.0.0.1/conf_key\nagi_channel: PJSIP/agent1001-9\n"
+                     b"agi_uniqueid: pbx12345-9.9\nagi_arg_1: accept\nagi_arg_2: 37080020260101000000000009\n"
+                     b"agi_arg_3: pbx12345-9.9\n\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        return data
+
+    assert asyncio.run(ask()) == b""
+    deadline = time.time() + 3
+    while time.time() < deadline and "threeway.key_ignored" not in log.read_text()[size:]:
+        time.sleep(0.05)
+    assert "threeway.key_ignored" in log.read_text()[size:]
