@@ -105,7 +105,8 @@ class Controller:
                  agi=self.config.agi.port)
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self.ami.run()), group.create_task(self.supervisor.run())]
+                tasks = [group.create_task(self.ami.run()), group.create_task(self.supervisor.run()),
+                         group.create_task(self.ami.resync()), group.create_task(self.ami.watchdog())]
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
                 await stop.wait()
                 log.info("controller.stopping")

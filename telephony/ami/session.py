@@ -30,9 +30,11 @@ class AmiSession:
         self.logged_in = asyncio.Event()
         self.events_seen = 0
         self.closing = False
+        self.resync_needed = asyncio.Event()
+        self.missed_pings = 0
         self.manager = Manager(
             host=config.host, port=config.port, username=config.username, secret=config.secret,
-            ping_delay=config.ping_interval, ping_interval=config.ping_interval, reconnect_timeout=1,
+            ping_delay=3600, ping_interval=3600, reconnect_timeout=1,  # our watchdog pings and checks replies
             log=logging.getLogger("panoramisk"), on_login=self._on_login, on_disconnect=self._on_disconnect,
         )
         self.manager.register_event("*", self._on_event)
@@ -40,6 +42,7 @@ class AmiSession:
     def _on_login(self, _: Any) -> None:
         log.info("ami.logged_in", host=self.config.host, port=self.config.port)
         self.logged_in.set()
+        self.resync_needed.set()  # the calls that live now are Asterisk's to tell, not our memory's
 
     def _on_disconnect(self, manager: Any, exc: Exception | None) -> None:
         log.warning("ami.disconnected", error=str(exc) if exc else "")
@@ -72,6 +75,40 @@ class AmiSession:
                     await handler(event)
                 except Exception:
                     log.exception("ami.handler_failed", event_name=event.get("Event"))
+
+    async def resync(self) -> None:
+        """Owned task: after every login, rebuild the call registry from CoreShowChannels."""
+        while True:
+            await self.resync_needed.wait()
+            self.resync_needed.clear()
+            try:
+                reply = await asyncio.wait_for(
+                    self.manager.send_action({"Action": "CoreShowChannels"}, as_list=True), 5.0)
+            except (TimeoutError, ConnectionError) as exc:
+                log.warning("ami.resync_failed", error=str(exc))
+                continue
+            channels = [{str(k): str(v) for k, v in m.items() if isinstance(v, str)}
+                        for m in (reply if isinstance(reply, list) else []) if m.get("Event") == "CoreShowChannel"]
+            log.info("ami.resynced", calls=self.calls.resync(channels), channels=len(channels))
+
+    async def watchdog(self) -> None:
+        """Owned task: panoramisk never checks ping replies, so a hung AMI would go unnoticed until TCP closes.
+        Two unanswered pings in a row drop the connection; the reconnect and a resync follow."""
+        while True:
+            await asyncio.sleep(self.config.ping_interval)
+            if not self.logged_in.is_set():
+                continue
+            try:
+                await asyncio.wait_for(self.manager.send_action({"Action": "Ping"}, as_list=False),
+                                       self.config.ping_interval)
+                self.missed_pings = 0
+            except (TimeoutError, ConnectionError):
+                self.missed_pings += 1
+                log.warning("ami.ping_unanswered", missed=self.missed_pings)
+                if self.missed_pings >= 2 and self.manager.protocol is not None:
+                    self.missed_pings = 0
+                    self.logged_in.clear()
+                    self.manager.protocol.transport.close()
 
     async def send(self, action: dict[str, str]) -> Any:
         # as_list=False: every action we send has one response. Left to guess, panoramisk waits for more after

@@ -80,6 +80,27 @@ class CallRegistry:
                 self.calls.pop(linkedid, None)
         return call
 
+    def resync(self, channels: list[dict[str, str]]) -> int:
+        """Replace what we know with Asterisk's own list (CoreShowChannel events), after a reconnect or a
+        controller restart. What we knew of calls that still exist (their ticket, a transfer in progress) is kept;
+        calls that vanished meanwhile are dropped, so nothing stays "in transfer" forever."""
+        old = self.calls
+        self.clear()
+        for ch in channels:
+            uniqueid, linkedid, channel = ch.get("Uniqueid", ""), ch.get("Linkedid", ""), ch.get("Channel", "")
+            if not (UNIQUEID.match(uniqueid) and UNIQUEID.match(linkedid) and CHANNEL.match(channel)):
+                continue
+            number = ch.get("CallerIDNum", "")
+            call = self.calls.setdefault(linkedid, Call(linkedid))
+            call.legs[uniqueid] = Leg(uniqueid, channel, number if NUMBER.match(number) else "",
+                                      endpoint_of(channel), time.time(), ch.get("ChannelStateDesc", ""))
+            self.by_uniqueid[uniqueid] = linkedid
+            if ch.get("BridgeId") and call.bridged_at is None:
+                call.bridged_at = time.time()
+            if linkedid in old:
+                call.ticket_id, call.transferring = old[linkedid].ticket_id, old[linkedid].transferring
+        return len(self.calls)
+
     def get(self, linkedid: str) -> Call | None:
         return self.calls.get(linkedid)
 

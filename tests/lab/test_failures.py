@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,64 @@ def test_overdue_detection_survives_a_controller_restart(lab: Any, desc: dict[st
     assert result.ok, result.report()
     log = Path(desc["sites"]["110"]["logs"]["controller"]).read_text()
     assert log.count('"event": "controller.started"') >= 2 and '"supervision.overdue"' in log
+
+
+def test_controller_restarted_mid_call_still_transfers_it(lab: Any, desc: dict[str, Any]) -> None:
+    """The 12345 controller is killed and restarted while a citizen talks to an agent. On login it rebuilds its
+    calls from Asterisk (CoreShowChannels), so the agent's key press afterwards still transfers the call."""
+    import threading
+
+    scenario = load(SCENARIOS / "onekey_happy.yaml")
+    scenario.actions = []
+    scenario.roles[1] = type(scenario.roles[1])(**{**scenario.roles[1].__dict__, "params": {"talk": "3500"}})
+    scenario.roles[2] = type(scenario.roles[2])(**{**scenario.roles[2].__dict__,
+                                                   "params": {"caller": "13912300031", "hold": "6500"}})
+    scenario.media = []
+    scenario.tickets = [TicketExpectation("12345", 1, "signed_for", ["created", "delivered", "offered",
+                                                                    "signed_for"], {}, {})]
+    restarter = threading.Timer(1.2, lambda: lab.restart_controller("12345"))
+    restarter.start()
+    try:
+        result = run_scenario(scenario, desc, lab)
+    finally:
+        restarter.join()
+    print(result.report())
+    assert result.ok, result.report()
+    log = Path(desc["sites"]["12345"]["logs"]["controller"]).read_text()
+    assert '"ami.resynced"' in log
+
+
+def test_a_hung_ami_is_detected_and_the_controller_reconnects(lab: Any, desc: dict[str, Any]) -> None:
+    """Asterisk stops answering (SIGSTOP, the TCP connection stays open): unanswered pings are noticed, the
+    controller drops the connection, reports not ready, and logs in again once Asterisk answers."""
+    import os
+    import signal
+    import urllib.request
+
+    from telephony.lab.processes import alive
+
+    proc = next(p for p in lab._state() if p.name == "asterisk-12345")
+    assert alive(proc)
+    site = desc["sites"]["12345"]
+    log = Path(site["logs"]["controller"])
+    size = log.stat().st_size
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        deadline = time.time() + 20  # two unanswered pings (ping_interval 2 s each way), then the drop
+        while time.time() < deadline and '"ami.disconnected"' not in log.read_text()[size:]:
+            time.sleep(0.2)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    text = log.read_text()[size:]
+    assert '"ami.ping_unanswered"' in text and '"ami.disconnected"' in text
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{site['http']}/v1/health", timeout=2) as resp:
+                if json.loads(resp.read())["ami"]:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.3)
+    assert '"ami.logged_in"' in log.read_text()[size:]
+    assert '"ami.resynced"' in log.read_text()[size:]
