@@ -3,8 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_ARGS ?=
 
-.PHONY: setup run test unit scenarios lint typecheck bench lab-up lab-down lab-describe clean
+.PHONY: setup run test unit scenarios lint typecheck bench bench-load lab-up lab-down lab-describe clean
 BENCH_N ?= 30
+BENCH_RATES ?= 1,2,4,8
+BENCH_SECONDS ?= 15
 
 setup:            ## Debian packages, Python environment, Asterisk 22 root filesystem (idempotent)
 	bash scripts/setup.sh all
@@ -29,6 +31,9 @@ typecheck: setup
 
 bench: setup      ## one-key transfer latency vs a pure-dialplan baseline, interleaved; writes bench/results and BENCHMARKS.md
 	$(PY) -m telephony.bench.latency --n $(BENCH_N)
+
+bench-load: setup ## sustained transfers per second, one-key vs baseline: bench/results/load-*.json
+	$(PY) -m telephony.bench.load --rates $(BENCH_RATES) --seconds $(BENCH_SECONDS)
 
 lab-up: setup
 	$(PY) -m telephony lab up

@@ -1,0 +1,141 @@
+"""Sustained load: SIPp-driven transfers per second, one-key against the pure-dialplan baseline, each rate held
+for a fixed time; failures, tickets, and the controllers' CPU time and memory.
+
+Every call: a citizen calls 12345, agent 1001 answers, presses the key (the one-key code or the bench baseline
+key), the 110 agent answers, the citizen hangs up. One SIPp process per role handles all calls of a step."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from telephony.harness.dtmf import write_pcap
+from telephony.lab.lab import Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+SIPP = ROOT / "tests" / "scenarios" / "sipp"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _xml(name: str, params: dict[str, str], workdir: Path) -> Path:
+    text = (SIPP / name).read_text(encoding="utf-8")
+    for k, v in params.items():
+        text = text.replace("{{" + k + "}}", v)
+    out = workdir / name
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def _cpu_and_rss(pid: int) -> tuple[float, int]:
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(stat[11]) + int(stat[12])) / TICKS  # utime + stime, seconds
+    rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))  # type: ignore[union-attr]
+    return cpu, rss
+
+
+def _count_tickets(site: dict[str, Any], since: float, status: str | None = None) -> int:
+    q = f"since={since:.3f}&page_size=1" + (f"&status={status}" if status else "")
+    req = urllib.request.Request(f"{site['http']}/v1/tickets?{q}", headers={"Authorization": f"Bearer {site['token']}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return int(json.loads(resp.read())["total"])
+
+
+def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: Path) -> dict[str, Any]:
+    s12345, s110 = desc["sites"]["12345"], desc["sites"]["110"]
+    total = max(1, int(rate * seconds))
+    digits = s12345["keys"].get(key) or s12345["keys"]["targets"][key]
+    write_pcap(digits, workdir / "keys.pcap")
+    agent = s12345["accounts"]["agents"][0]
+    cit = s12345["accounts"]["citizen"]
+    common = ["-timeout", f"{int(seconds + 30)}s", "-nostdin", "-trace_stat"]
+    # Every 110 agent is played (the one-key path rings the first idle one, so concurrent calls spread out);
+    # they run until stopped and report their successful calls in their stat files.
+    procs = {f"far{i}": subprocess.Popen(
+        ["sipp", "-sf", str(_xml("agent_answer.xml", {"ring": "100"}, workdir)), "-i", far["host"], "-p",
+         str(far["port"]), "-mp", str(44000 + 10 * i), "-m", "100000", "-stf", f"far{i}.csv", *common],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i, far in enumerate(s110["accounts"]["agents"])}
+    procs["agent"] = subprocess.Popen(
+        ["sipp", "-sf", str(_xml("agent_onekey.xml", {"talk": "300", "keys_pcap": "keys.pcap"}, workdir)),
+         "-i", agent["host"], "-p", str(agent["port"]), "-mp", "44100", "-m", str(total), "-stf", "agent.csv",
+         *common], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    procs_by_name = {p.name: p for p in Lab()._state()}
+    pids = {n: procs_by_name[f"controller-{n}"].pid for n in ("12345", "110")}
+    before = {n: _cpu_and_rss(pid) for n, pid in pids.items()}
+    begin = time.time()
+    citizen = subprocess.run(["sipp", f"{s12345['sip']['host']}:{s12345['sip']['port']}", "-sf",
+                              str(_xml("citizen_call.xml", {"caller": "13900000000", "hold": "2500"}, workdir)),
+                              "-s", cit["dial"], "-i", cit["host"], "-p", str(cit["port"]), "-mp", "44200",
+                              "-r", str(rate), "-rp", "1000", "-m", str(total), "-stf", "citizen.csv", *common],
+                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+                             timeout=seconds + 60)
+    try:
+        procs["agent"].wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        procs["agent"].kill()
+    time.sleep(2)  # the far calls end and feedback is in flight
+    for _name, p in procs.items():
+        if p.poll() is None:
+            p.terminate()  # these SIPp processes are ours: stopped by pid
+        p.wait()
+    after = {n: _cpu_and_rss(pid) for n, pid in pids.items()}
+    answered = sum(_successful(workdir / f"far{i}.csv") for i in range(len(s110["accounts"]["agents"])))
+    result: dict[str, Any] = {"key": key, "rate": rate, "calls": total, "citizen_exit": citizen.returncode,
+                              "agent_exit": procs["agent"].returncode, "far_answered": answered}
+    if key == "onekey":
+        result["tickets_created"] = _count_tickets(s12345, begin - 1)
+        result["tickets_signed_for_at_110"] = _count_tickets(s110, begin - 1, "signed_for")
+    for n in pids:
+        result[f"cpu_ms_per_call_{n}"] = round((after[n][0] - before[n][0]) * 1000 / total, 2)
+        result[f"rss_kb_{n}"] = after[n][1]
+    result["ok"] = citizen.returncode == 0 and answered >= total and (
+        key != "onekey" or result["tickets_signed_for_at_110"] == total)
+    return result
+
+
+def _successful(stat_file: Path) -> int:
+    """SIPp's cumulative successful calls, from the last line of its -trace_stat CSV."""
+    try:
+        lines = stat_file.read_text().splitlines()
+    except OSError:
+        return 0
+    if len(lines) < 2:
+        return 0
+    header, last = lines[0].split(";"), lines[-1].split(";")
+    return int(last[header.index("SuccessfulCall(C)")]) if "SuccessfulCall(C)" in header else 0
+
+
+def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="linkage bench load")
+    parser.add_argument("--rates", default="1,2,4,8")
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    lab = Lab()
+    desc = lab.up(log=lambda m: None)
+    results = []
+    for rate in [float(r) for r in args.rates.split(",")]:
+        for key in ("onekey", "bench_baseline"):
+            with tempfile.TemporaryDirectory(prefix="linkage-load-") as tmp:
+                r = step(desc, key, rate, args.seconds, Path(tmp))
+            print(json.dumps(r), flush=True)
+            results.append(r)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (out / f"load-{stamp}.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
