@@ -3,10 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_ARGS ?=
 
-.PHONY: setup run test unit scenarios lint typecheck bench bench-load lab-up lab-down lab-describe clean
+.PHONY: setup run test unit scenarios lint typecheck bench bench-load bench-soak lab-up lab-down lab-describe clean
 BENCH_N ?= 30
 BENCH_RATES ?= 1,2,4,8
 BENCH_SECONDS ?= 15
+BENCH_SOAK_MINUTES ?= 30
 
 setup:            ## Debian packages, Python environment, Asterisk 22 root filesystem (idempotent)
 	bash scripts/setup.sh all
@@ -34,6 +35,9 @@ bench: setup      ## one-key transfer latency vs a pure-dialplan baseline, inter
 
 bench-load: setup ## sustained transfers per second, one-key vs baseline: bench/results/load-*.json
 	$(PY) -m telephony.bench.load --rates $(BENCH_RATES) --seconds $(BENCH_SECONDS)
+
+bench-soak: setup ## BENCH_SOAK_MINUTES (30) at 1 transfer/s: memory growth and lost tickets: bench/results/soak-*.json
+	$(PY) -m telephony.bench.soak --minutes $(BENCH_SOAK_MINUTES)
 
 lab-up: setup
 	$(PY) -m telephony lab up
