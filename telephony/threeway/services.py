@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ class ThreewayService:
         self.ami_send = ami_send
         self.rooms: dict[str, Room] = {}
         self.consults: dict[str, str] = {}  # ticket id -> the consultation's Local channel (once it dials)
-        self.slots: dict[str, tuple[str, str]] = {}  # 4-digit consult slot -> (<dial>*<ticket id>, ticket id)
+        self.slots: dict[str, tuple[str, str, float]] = {}  # 4-digit slot -> (<dial>*<ticket id>, ticket id, when)
         self.consult_agents: dict[str, str] = {}  # ticket id -> the consulting agent's channel
         self.tasks: set[asyncio.Task[Any]] = set()
 
@@ -149,8 +150,13 @@ class ThreewayService:
             log.warning("consult.refused", reason=exc.message)
             return
         self.consult_agents[ticket.id] = leg.channel
-        slot = next(f"{n:04d}" for n in range(1000, 10000) if f"{n:04d}" not in self.slots)
-        self.slots[slot] = (exten, ticket.id)
+        now = time.monotonic()
+        self.slots = {k: v for k, v in self.slots.items() if now - v[2] < 120}  # consultations never dialled
+        slot = next((f"{n:04d}" for n in range(1000, 10000) if f"{n:04d}" not in self.slots), None)
+        if slot is None:
+            log.warning("consult.refused", reason="no free consultation slot")
+            return
+        self.slots[slot] = (exten, ticket.id, now)
         self._spawn(self._consult(ticket.id, leg.channel, slot))
 
     async def _consult(self, ticket_id: str, agent_channel: str, slot: str) -> None:
@@ -167,7 +173,7 @@ class ThreewayService:
         if found is None:
             log.warning("consult.unknown_slot")
             return
-        exten, ticket_id = found
+        exten, ticket_id, _ = found
         self.consults[ticket_id] = request.channel.rsplit(";", 1)[0]  # Local/<slot>@linkage-consult-out-N
         await request.set_variable("LINKAGE_CONSULT", exten)
 

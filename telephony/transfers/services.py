@@ -157,6 +157,8 @@ class TransferService:
     def set_draft(self, linkedid: str, draft: dict[str, str]) -> dict[str, str]:
         if self.calls.get(linkedid) is None:
             raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        if len(self.drafts) > 1000:  # drafts of calls that ended without a transfer
+            self.drafts = {k: v for k, v in self.drafts.items() if k in self.calls.calls}
         merged = {**self.drafts.get(linkedid, {}), **draft}
         self.drafts[linkedid] = merged
         return merged
@@ -256,6 +258,9 @@ class TransferService:
 
     async def on_ami_event(self, event: dict[str, str]) -> None:
         name = event.get("Event")
+        if name == "Hangup":  # a linked call that ended before any dial outcome
+            self.inbound.pop(event.get("Uniqueid", ""), None)
+            return
         if name not in ("DialBegin", "DialEnd"):
             return
         ticket_id = self.inbound.get(event.get("Uniqueid", ""))
