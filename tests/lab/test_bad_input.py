@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from telephony.lab.lab import Lab
-
 
 def call(method: str, url: str, token: str | None, body: bytes | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -96,28 +94,36 @@ def test_bad_event_and_unknown_ticket(desc: dict[str, Any]) -> None:
     assert got == 404
 
 
-def test_agi_for_unknown_call_keeps_the_call_with_the_agent(lab: Lab, desc: dict[str, Any]) -> None:
-    """Speak FastAGI to the real controller as Asterisk would, for a call it does not know: it must not
-    answer with a transfer target, and it must log why."""
-    site = desc["sites"]["12345"]
+def speak_agi(site: dict[str, Any], script: str, channel: str, uniqueid: str, args: list[str],
+              expect_log: str) -> bytes:
+    """Speak FastAGI to the real controller as Asterisk would; return what it answered and wait for the log line."""
     port = site["sip"]["port"] - 60 + 573
     log = Path(site["logs"]["controller"])
     size = log.stat().st_size
+    head = f"agi_network: yes\nagi_request: agi://127.0.0.1/{script}\nagi_channel: {channel}\n" \
+           f"agi_uniqueid: {uniqueid}\n" + "".join(f"agi_arg_{i}: {a}\n" for i, a in enumerate(args, 1)) + "\n"
 
     async def ask() -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"agi_network: yes\nagi_request: agi://127.0.0.1/onekey\n"
-                     b"agi_channel: PJSIP/agent1001-1\nagi_uniqueid: pbx12345-1.2\nagi_arg_1: pbx12345-999.9\n\n")
+        writer.write(head.encode())
         await writer.drain()
         data = await asyncio.wait_for(reader.read(), 5)
         writer.close()
         return data
 
-    assert asyncio.run(ask()) == b""  # no SET VARIABLE LINKAGE_XFER: the dialplan keeps the call
+    answer = asyncio.run(ask())
     deadline = time.time() + 3
-    while time.time() < deadline and "onekey.unknown_call" not in log.read_text()[size:]:
+    while time.time() < deadline and expect_log not in log.read_text()[size:]:
         time.sleep(0.05)
-    assert "onekey.unknown_call" in log.read_text()[size:]
+    assert expect_log in log.read_text()[size:]
+    return answer
+
+
+def test_agi_for_unknown_call_keeps_the_call_with_the_agent(desc: dict[str, Any]) -> None:
+    """For a call the controller does not know it must not answer with a transfer target, and must log why."""
+    answer = speak_agi(desc["sites"]["12345"], "onekey", "PJSIP/agent1001-1", "pbx12345-1.2", ["pbx12345-999.9"],
+                       "onekey.unknown_call")
+    assert answer == b""  # no SET VARIABLE LINKAGE_XFER: the dialplan keeps the call
 
 
 def test_console_requests_for_calls_that_do_not_exist_change_nothing(desc: dict[str, Any]) -> None:
@@ -143,23 +149,6 @@ def test_console_requests_for_calls_that_do_not_exist_change_nothing(desc: dict[
 
 def test_conference_key_outside_a_conference_is_ignored_with_a_log_line(desc: dict[str, Any]) -> None:
     """'My platform takes it' for a conference that is not negotiating: nothing is sent back, nothing changes."""
-    site = desc["sites"]["12345"]
-    port = site["sip"]["port"] - 60 + 573
-    log = Path(site["logs"]["controller"])
-    size = log.stat().st_size
-
-    async def ask() -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"agi_network: yes\nagi_request: agi://127.0.0.1/conf_key\nagi_channel: PJSIP/agent1001-9\n"
-                     b"agi_uniqueid: pbx12345-9.9\nagi_arg_1: accept\nagi_arg_2: 37080020260101000000000009\n"
-                     b"agi_arg_3: pbx12345-9.9\n\n")
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 5)
-        writer.close()
-        return data
-
-    assert asyncio.run(ask()) == b""
-    deadline = time.time() + 3
-    while time.time() < deadline and "threeway.key_ignored" not in log.read_text()[size:]:
-        time.sleep(0.05)
-    assert "threeway.key_ignored" in log.read_text()[size:]
+    answer = speak_agi(desc["sites"]["12345"], "conf_key", "PJSIP/agent1001-9", "pbx12345-9.9",
+                       ["accept", "37080020260101000000000009", "pbx12345-9.9"], "threeway.key_ignored")
+    assert answer == b""
