@@ -62,6 +62,7 @@ class Peer:
     dial: str  # the number sent over the trunk
     level: str = "city"
     division: str = ""  # a county peer owns the tickets of its division code (市级互转, push-down)
+    secrets: tuple[str, ...] = ()  # shared signing secrets (whsec_…), newest first; both sites hold the same list
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
             dial=r.string(p_raw, "dial", p, DIAL),
             level=_level(r, p_raw, p),
             division=r.string(p_raw, "division", p, re.compile(r"^([0-9]{6})?$"), default=""),
+            secrets=_secrets(r, p_raw, p),
         ))
 
     onekey = r.string(keys, "onekey", "keys", FEATURE_KEY, default="*8")
@@ -303,6 +305,16 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         parent=r.string(site, "parent", "site", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default=""),
         source_file=source,
     )
+
+
+def _secrets(r: _Reader, data: dict[str, Any], path: str) -> tuple[str, ...]:
+    raw = data.get("secrets")
+    if not isinstance(raw, list) or not raw or len(raw) > 4:
+        raise r.fail(f"{path}.secrets", "must be a list of 1-4 signing secrets (whsec_ + base64), newest first")
+    for i, s in enumerate(raw):
+        if not isinstance(s, str) or not re.match(r"^whsec_[A-Za-z0-9+/=]{20,200}$", s):
+            raise r.fail(f"{path}.secrets[{i}]", "is not whsec_ followed by base64 of at least 15 bytes")
+    return tuple(raw)
 
 
 def _overflow(r: _Reader, transfer: dict[str, Any], peers: list[Peer]) -> str:

@@ -81,7 +81,7 @@ class Controller:
             loop.add_signal_handler(sig, stop.set)
         self.session = aiohttp.ClientSession()
         for peer in self.config.peers:
-            client = PeerClient(self.session, peer)
+            client = PeerClient(self.session, peer, self.config.name)
             self.peers[peer.name] = client
             self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay)
         self.agi.route("onekey", self.transfers.agi_onekey)

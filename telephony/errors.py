@@ -50,3 +50,8 @@ class Conflict(LinkageError):
 class Forbidden(LinkageError):
     error_id = "forbidden"
     status = 403
+
+
+class Replayed(LinkageError):
+    error_id = "replayed"
+    status = 409

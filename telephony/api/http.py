@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,8 +25,17 @@ from aiohttp import web
 from telephony.api.stream import StreamHub, sse
 from telephony.calls.registry import UNIQUEID, CallRegistry
 from telephony.config import SiteConfig
-from telephony.errors import InvalidInput, LinkageError, NotFound, PayloadTooLarge, Unauthorized
+from telephony.errors import (
+    Forbidden,
+    InvalidInput,
+    LinkageError,
+    NotFound,
+    PayloadTooLarge,
+    Replayed,
+    Unauthorized,
+)
 from telephony.metrics import Metrics
+from telephony.security import signing
 from telephony.threeway.services import ThreewayService
 from telephony.tickets import queries
 from telephony.tickets.models import (
@@ -42,6 +52,9 @@ from telephony.transfers.services import TransferService
 
 log = structlog.get_logger("http")
 MAX_BODY = 64 * 1024
+REPLAY_MEMORY = 3600  # seconds: well past the 5-minute signature tolerance
+PEER_ROUTE = re.compile(r"^/v1/tickets(/[0-9]{20,32}/events)?$")
+TICKET_ROUTE = re.compile(r"^/v1/tickets/[0-9]{20,32}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = {"/v1/health", "/metrics"}
 LOCAL_TRANSITIONS = EVENT_TYPES - {"created", "delivered", "offered", "abandoned", "overdue", "routed",
@@ -86,9 +99,17 @@ class Api:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(http=f"{request.method} {request.path}")
         try:
-            if request.path not in PUBLIC:
-                self._authorize(request)
-            return await handler(request)
+            if request.path in PUBLIC:
+                return await handler(request)
+            seen_key = await self._authenticate(request)
+            if seen_key is None:
+                return await handler(request)
+            if await self.tickets.store.redis.exists(seen_key):
+                raise Replayed("this message id was already processed; nothing changed")
+            response = await handler(request)
+            if response.status < 300:  # remembered only once processed, so a failed attempt can be retried
+                await self.tickets.store.redis.set(seen_key, "1", ex=REPLAY_MEMORY)
+            return response
         except LinkageError as exc:
             self.metrics.inc("linkage_http_refused_total", status=str(exc.status))
             log.info("http.refused", status=exc.status, error=exc.error_id, reason=exc.message)
@@ -102,11 +123,25 @@ class Api:
             body = {"error": "http_error", "message": exc.reason, "details": {}}
             return web.json_response(body, status=exc.status)
 
-    def _authorize(self, request: web.Request) -> None:
+    async def _authenticate(self, request: web.Request) -> str | None:
+        """Peer routes need a peer's signature; reading a ticket takes a signature or a console token; the
+        rest a console token. Returns the replay key of a signed request."""
+        peer_route = request.method == "POST" and PEER_ROUTE.match(request.path) is not None
+        signed = "webhook-signature" in request.headers
+        if peer_route or (signed and request.method == "GET" and TICKET_ROUTE.match(request.path)):
+            site = request.headers.get("linkage-site", "")
+            peer = self.config.peer(site)
+            if peer is None:
+                raise Unauthorized("linkage-site names no configured peer")
+            if request.content_length is not None and request.content_length > MAX_BODY:
+                raise PayloadTooLarge(f"body larger than {MAX_BODY} bytes")
+            message_id = signing.verify(peer.secrets, request.headers, await request.read())
+            return f"linkage:seen:{site}:{message_id}"
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip()
         if not token or not any(hmac.compare_digest(token, t) for t in self.tokens):
             raise Unauthorized("missing or wrong bearer token")
+        return None
 
     async def _json(self, request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -144,6 +179,9 @@ class Api:
     # ---- peer side ----------------------------------------------------------------------------------
     async def receive_ticket(self, request: web.Request) -> web.Response:
         ticket = parse_ticket(await self._json(request))
+        sender = request.headers.get("linkage-site", "")
+        if sender != ticket.source.site and sender not in ticket.path:
+            raise Forbidden(f"site {sender} may not push a ticket that neither comes from it nor passed through it")
         if self.config.name not in (ticket.path or [ticket.target.site]):
             raise InvalidInput(f"ticket is addressed to site {ticket.target.site}, not {self.config.name}")
         if ticket.source.site == self.config.name:
@@ -157,7 +195,7 @@ class Api:
         event = parse_event(await self._json(request))
         if event.ticket_id != ticket_id:
             raise InvalidInput("event ticket_id does not match the URL")
-        ticket, outcome = await self.tickets.apply_remote(event)
+        ticket, outcome = await self.tickets.apply_remote(event, sender=request.headers.get("linkage-site", ""))
         return web.json_response({"id": ticket.id, "status": ticket.status, "outcome": outcome,
                                   "applied": outcome == "applied"}, status=202 if outcome == "queued" else 200)
 

@@ -20,6 +20,7 @@ from telephony.delivery.client import PeerClient, PeerError
 from telephony.tickets.store import PREFIX, outbox_key
 
 log = structlog.get_logger("delivery")
+NOT_FOUND_TRIES = 4
 
 
 class OutboxWorker:
@@ -57,7 +58,9 @@ class OutboxWorker:
             try:
                 await self.client.send(message)
             except PeerError as exc:
-                if exc.permanent:
+                # The peer does not know the ticket: messages go in order on this link, so the ticket was never
+                # ours to give it. A few tries (it may be restoring), then park it rather than block the link.
+                if exc.permanent or (exc.not_found and attempt >= NOT_FOUND_TRIES):
                     log.error("delivery.dead_letter", peer=self.peer, error=str(exc), kind=message.get("kind"))
                     async with self.redis.pipeline(transaction=True) as pipe:
                         pipe.rpush(f"{PREFIX}dead:{self.peer}", raw)

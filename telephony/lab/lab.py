@@ -7,6 +7,7 @@ Site 12345 (the government-service hotline) and site 110 (the police desk), each
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -79,9 +80,11 @@ class Lab:
         path = self.dir / "secrets.json"
         data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         missing = {f"{s.name}.{kind}" for s in SITES for kind in ("ami", "tester", "token")} - set(data)
+        missing |= {f"pair.{a}.{b}" for a in PLANS for b in PLANS if a < b} - set(data)
         if missing:
             for key in missing:
-                data[key] = secrets.token_urlsafe(24) if key.endswith(".token") else secrets.token_hex(12)
+                data[key] = ("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode() if key.startswith("pair.")
+                             else secrets.token_urlsafe(24) if key.endswith(".token") else secrets.token_hex(12))
             self.dir.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(data))
             path.chmod(0o600)
@@ -96,6 +99,7 @@ class Lab:
             peers.append({"name": other.name, "platform": other.platform, "level": other.level,
                           "division": other.division, "url": f"http://{HOST}:{other.base + 80}",
                           "token": sec[f"{other.name}.token"], "trunk": {"host": HOST, "port": other.base + 60},
+                          "secrets": [sec["pair." + ".".join(sorted((plan.name, other.name)))]],
                           "dial": other.platform})
         return {
             "site": {"name": plan.name, "platform": plan.platform, "level": plan.level, "division": plan.division,

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from telephony.config import SiteConfig
-from telephony.errors import Conflict, NotFound
+from telephony.errors import Conflict, Forbidden, NotFound
 from telephony.tickets.models import (
     DRAFT_FIELDS,
     Event,
@@ -168,11 +168,14 @@ class TicketService:
             self._emit(ticket, event)
             return ticket
 
-    async def apply_remote(self, event: Event) -> tuple[Ticket, str]:
-        """An event from a peer: 'applied', 'duplicate' or 'queued' (waiting for an earlier one)."""
+    async def apply_remote(self, event: Event, sender: str | None = None) -> tuple[Ticket, str]:
+        """An event from a peer: 'applied', 'duplicate' or 'queued' (waiting for an earlier one). `sender` is the
+        signing peer, which must be one of the ticket's sites."""
         async with self._lock(event.ticket_id):
             ticket = await self._get(event.ticket_id)
             origin = event.actor.get("site", "")
+            if sender is not None and sender not in {*ticket.path, ticket.source.site, ticket.target.site}:
+                raise Forbidden(f"site {sender} is not a party to this ticket", ticket_id=ticket.id)
             if origin == self.config.name:
                 raise Conflict("an event authored here cannot come back from a peer", ticket_id=ticket.id)
             last = ticket.sequences.get(origin, 0)

@@ -7,10 +7,14 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from telephony.lab.lab import Lab
+from telephony.security import signing
 
 
 def call(method: str, url: str, token: str | None, body: bytes | None = None,
@@ -24,6 +28,18 @@ def call(method: str, url: str, token: str | None, body: bytes | None = None,
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def pair_secret(a: str, b: str) -> str:
+    return Lab().secrets()["pair." + ".".join(sorted((a, b)))]
+
+
+def signed(method: str, url: str, sender: str, receiver: str, body: bytes = b"", message_id: str | None = None,
+           now: float | None = None, secret: str | None = None) -> tuple[int, dict[str, Any]]:
+    """A request as a peer controller sends it: signed with the pair's secret, naming the sender."""
+    headers = signing.headers(sender, [secret or pair_secret(sender, receiver)],
+                              message_id or f"test-{uuid.uuid4().hex}", body, now=now)
+    return call(method, url, None, body or None, headers)
 
 
 def valid_ticket(target: str = "110") -> dict[str, Any]:
@@ -61,20 +77,34 @@ def test_peer_ticket_endpoint_refuses_and_stores_nothing(desc: dict[str, Any], b
                                                           error: str) -> None:
     site = desc["sites"]["110"]
     before = count(site)
-    got, data = call("POST", f"{site['http']}/v1/tickets", site["token"], body)
+    got, data = signed("POST", f"{site['http']}/v1/tickets", "12345", "110", body)
     assert got == status, data
     assert data["error"] == error
     assert data["message"]
     assert count(site) == before
 
 
-def test_unauthenticated_requests_are_refused(desc: dict[str, Any]) -> None:
+def test_unsigned_wrongly_signed_stale_and_replayed_requests_are_refused(desc: dict[str, Any]) -> None:
     site = desc["sites"]["110"]
+    url = f"{site['http']}/v1/tickets"
     before = count(site)
-    for token in (None, "wrong-token-wrong-token"):
-        got, data = call("POST", f"{site['http']}/v1/tickets", token, json.dumps(valid_ticket()).encode())
-        assert got == 401 and data["error"] == "unauthorized"
+    body = json.dumps(valid_ticket()).encode()
+    wrong = "whsec_" + "A" * 32
+    for method_call in (
+        lambda: call("POST", url, site["token"], body),  # a console token is not a peer's signature
+        lambda: call("POST", url, None, body),  # unsigned
+        lambda: signed("POST", url, "12345", "110", body, secret=wrong),  # wrong secret
+        lambda: signed("POST", url, "12345", "110", body, now=time.time() - 400),  # stale
+        lambda: signed("POST", url, "12345", "110", body, now=time.time() + 400),  # from the future
+        lambda: signed("POST", url, "119", "110", body, secret=wrong),  # not a peer
+    ):
+        got, data = method_call()
+        assert got == 401 and data["error"] == "unauthorized", data
     assert count(site) == before
+    # a push signed by a peer for a ticket that neither comes from it nor passed through it
+    got, data = signed("POST", url, "110-370811", "110", body)
+    assert got == 403 and data["error"] == "forbidden"
+
 
 
 def test_bad_event_and_unknown_ticket(desc: dict[str, Any]) -> None:
@@ -83,10 +113,9 @@ def test_bad_event_and_unknown_ticket(desc: dict[str, Any]) -> None:
     event = {"id": "0" * 32, "ticket_id": unknown, "type": "signed_for", "at": "2026-11-29T00:00:00Z",
              "actor": {"platform": "110", "site": "110"}}
     url = f"{site['http']}/v1/tickets/{unknown}/events"
-    got, data = call("POST", url, site["token"], json.dumps(event).encode())
+    got, data = signed("POST", url, "110", "12345", json.dumps(event).encode())
     assert got == 404 and data["error"] == "not_found"
-    got, data = call("POST", f"{site['http']}/v1/tickets/{unknown}/events", site["token"],
-                     json.dumps({**event, "type": "teleport"}).encode())
+    got, data = signed("POST", url, "110", "12345", json.dumps({**event, "type": "teleport"}).encode())
     assert got == 400 and "type" in data["message"]
     got, data = call("GET", f"{site['http']}/v1/tickets/12abc", site["token"])
     assert got == 400

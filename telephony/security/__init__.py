@@ -1,0 +1,1 @@
+"""Security between sites: signed requests (Standard Webhooks style)."""
