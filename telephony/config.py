@@ -57,7 +57,6 @@ class Peer:
     name: str
     platform: str
     url: str
-    token: str
     trunk: HostPort
     dial: str  # the number sent over the trunk
     level: str = "city"
@@ -257,7 +256,6 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
             name=r.string(p_raw, "name", p, SITE_NAME),
             platform=r.string(p_raw, "platform", p, SITE_NAME),
             url=url,
-            token=r.string(p_raw, "token", p, TOKEN),
             trunk=r.hostport(r.section(p_raw, "trunk", p), f"{p}.trunk"),
             dial=r.string(p_raw, "dial", p, DIAL),
             level=_level(r, p_raw, p),

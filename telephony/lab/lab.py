@@ -98,7 +98,7 @@ class Lab:
             other = PLANS[name]
             peers.append({"name": other.name, "platform": other.platform, "level": other.level,
                           "division": other.division, "url": f"http://{HOST}:{other.base + 80}",
-                          "token": sec[f"{other.name}.token"], "trunk": {"host": HOST, "port": other.base + 60},
+                          "trunk": {"host": HOST, "port": other.base + 60},
                           "secrets": [sec["pair." + ".".join(sorted((plan.name, other.name)))]],
                           "dial": other.platform})
         return {

@@ -419,13 +419,14 @@ def test_peer_level_and_division_default(raw: dict[str, Any]) -> None:
     assert (peer.level, peer.division) == ("city", "")
 
 
-def test_lab_sites_know_each_others_tokens_and_keep_them(tmp_path: Path) -> None:
+def test_lab_sites_share_signing_secrets_pairwise_and_keep_them(tmp_path: Path) -> None:
     lab = Lab(rootfs=str(tmp_path))
     raws = {plan.name: lab.site_raw(plan) for plan in SITES}
     for name, raw in raws.items():
         for peer in raw["peers"]:
             other = raws[peer["name"]]
-            assert peer["token"] == other["controller"]["api_token"], (name, peer["name"])
+            back = next(p for p in other["peers"] if p["name"] == name)
+            assert peer["secrets"] == back["secrets"] and peer["secrets"][0].startswith("whsec_"), (name, peer["name"])
             assert (peer["level"], peer["division"]) == (other["site"]["level"], other["site"]["division"])
             assert name in [p["name"] for p in other["peers"]]  # peering is mutual
     assert Lab(rootfs=str(tmp_path)).site_raw(SITES[0]) == raws["12345"]  # secrets survive a new Lab
