@@ -48,7 +48,7 @@ class Agent:
     id: str
     host: str
     port: int
-
+    token: str = ""  # this agent's console token: it may act only for this agent
 
 @dataclass(frozen=True)
 class Peer:
@@ -239,9 +239,14 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         if not isinstance(a, dict):
             raise r.fail(f"accounts.agents[{i}]", "must be a mapping")
         p = f"accounts.agents[{i}]"
-        agents.append(Agent(r.string(a, "id", p, AGENT_ID), r.host(a, "host", p), r.integer(a, "port", p, 1, 65535)))
+        token = r.string(a, "token", p, re.compile(rf"^({TOKEN.pattern[1:-1]})?$"), default="")
+        agents.append(Agent(r.string(a, "id", p, AGENT_ID), r.host(a, "host", p), r.integer(a, "port", p, 1, 65535),
+                            token))
     if len({a.id for a in agents}) != len(agents):
         raise r.fail("accounts.agents", "agent ids must be unique")
+    tokens = [a.token for a in agents if a.token]
+    if len(set(tokens)) != len(tokens):
+        raise r.fail("accounts.agents", "agent tokens must be unique")
 
     peers = []
     peers_raw = raw.get("peers") or []

@@ -73,7 +73,8 @@ class Api:
         self.metrics = metrics
         self.hub = hub
         self.conference = conference
-        self.tokens = {config.api_token}
+        self.tokens = {config.api_token}  # the site's console token: supervisors, may act for any agent
+        self.agent_tokens = {a.token: a.id for a in config.agents if a.token}
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.errors], client_max_size=MAX_BODY)
@@ -139,8 +140,12 @@ class Api:
             return f"linkage:seen:{site}:{message_id}"
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip()
-        if not token or not any(hmac.compare_digest(token, t) for t in self.tokens):
+        if token and any(hmac.compare_digest(token, t) for t in self.tokens):
+            return None
+        agent = next((a for t, a in self.agent_tokens.items() if token and hmac.compare_digest(token, t)), None)
+        if agent is None:
             raise Unauthorized("missing or wrong bearer token")
+        request["agent"] = agent  # an agent's own token: it acts for that agent only
         return None
 
     async def _json(self, request: web.Request) -> Any:
@@ -162,11 +167,20 @@ class Api:
         return ticket_id
 
     @staticmethod
-    def _agent(body: dict[str, Any]) -> str:
+    def _agent(request: web.Request, body: dict[str, Any]) -> str:
         agent = body.get("agent", "")
         if not isinstance(agent, str) or not agent or not AGENT.match(agent):
             raise InvalidInput("field 'agent' (the agent's id, digits) is required", field="agent")
+        own = request.get("agent")
+        if own is not None and own != agent:
+            raise Forbidden(f"this token belongs to agent {own}, not {agent}", agent=own)
         return agent
+
+    @staticmethod
+    def _own_call(request: web.Request, call_legs: list[str]) -> None:
+        own = request.get("agent")
+        if own is not None and f"agent{own}" not in call_legs:
+            raise Forbidden(f"that call is not agent {own}'s", agent=own)
 
     # ---- ops ----------------------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
@@ -208,7 +222,7 @@ class Api:
 
     # ---- agent / CTI side ---------------------------------------------------------------------------
     async def list_calls(self, request: web.Request) -> web.Response:
-        agent = request.query.get("agent")
+        agent = request.get("agent") or request.query.get("agent")  # an agent's token sees its own calls
         calls = []
         for c in self.calls.calls.values():
             legs = [{"uniqueid": leg.uniqueid, "channel": leg.channel, "endpoint": leg.endpoint, "state": leg.state}
@@ -224,6 +238,9 @@ class Api:
         if not UNIQUEID.match(linkedid):
             raise InvalidInput("linkedid has an invalid format")
         draft = parse_draft(await self._json(request))
+        call = self.calls.get(linkedid)
+        if call is not None:
+            self._own_call(request, [leg.endpoint for leg in call.legs.values()])
         return web.json_response({"linkedid": linkedid, "draft": self.transfers.set_draft(linkedid, draft)})
 
     async def transfer(self, request: web.Request) -> web.Response:
@@ -236,7 +253,7 @@ class Api:
         target = body.get("target") or (self.config.targets[0].name if self.config.targets else "")
         if not isinstance(target, str):
             raise InvalidInput("field 'target' must be a string", field="target")
-        ticket = await self.transfers.http_transfer(linkedid, target, self._agent(body))
+        ticket = await self.transfers.http_transfer(linkedid, target, self._agent(request, body))
         return web.json_response({"ticket_id": ticket.id, "status": ticket.status}, status=202)
 
     async def threeway(self, request: web.Request) -> web.Response:
@@ -246,7 +263,7 @@ class Api:
         body = await self._json(request)
         if not isinstance(body, dict) or not set(body) <= {"agent"}:
             raise InvalidInput("body is {agent}")
-        ticket = await self.conference.http_threeway(linkedid, self._agent(body))
+        ticket = await self.conference.http_threeway(linkedid, self._agent(request, body))
         return web.json_response({"ticket_id": ticket.id, "conference": ticket.id}, status=202)
 
     async def amend(self, request: web.Request) -> web.Response:
@@ -255,7 +272,7 @@ class Api:
         if not isinstance(body, dict) or not isinstance(body.get("fields"), dict):
             raise InvalidInput("body is {agent, fields: {…}}")
         fields = parse_draft(body["fields"])
-        ticket = await self.tickets.record(ticket_id, "amended", self._agent(body), dict(fields))
+        ticket = await self.tickets.record(ticket_id, "amended", self._agent(request, body), dict(fields))
         return web.json_response(ticket.to_dict())
 
     async def transition(self, request: web.Request) -> web.Response:
@@ -266,12 +283,12 @@ class Api:
         etype = body.get("type")
         if etype not in LOCAL_TRANSITIONS:
             raise InvalidInput(f"type must be one of {', '.join(sorted(LOCAL_TRANSITIONS))}", field="type")
-        ticket = await self.tickets.record(ticket_id, str(etype), self._agent(body),
+        ticket = await self.tickets.record(ticket_id, str(etype), self._agent(request, body),
                                            parse_payload(body.get("payload", {})))
         return web.json_response(ticket.to_dict())
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        agent = request.query.get("agent")
+        agent = request.get("agent") or request.query.get("agent")  # an agent's token: its own stream only
         if agent is not None and not AGENT.match(agent):
             raise InvalidInput("agent must be digits")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})

@@ -81,6 +81,7 @@ class Lab:
         data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         missing = {f"{s.name}.{kind}" for s in SITES for kind in ("ami", "tester", "token")} - set(data)
         missing |= {f"pair.{a}.{b}" for a in PLANS for b in PLANS if a < b} - set(data)
+        missing |= {f"agent.{a}.token" for s in SITES for a in s.agents} - set(data)
         if missing:
             for key in missing:
                 data[key] = ("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode() if key.startswith("pair.")
@@ -114,7 +115,8 @@ class Lab:
             "keys": {"onekey": plan.targets[0]["key"]},
             "targets": [dict(t) for t in plan.targets],
             "accounts": {"citizen": {"host": HOST, "port": b + 70, "dial": plan.platform},
-                         "agents": [{"id": a, "host": HOST, "port": b + 81 + i} for i, a in enumerate(plan.agents)]},
+                         "agents": [{"id": a, "host": HOST, "port": b + 81 + i, "token": sec[f"agent.{a}.token"]}
+                                    for i, a in enumerate(plan.agents)]},
             "peers": peers,
             "transfer": {"ring_timeout": 8, **({"overflow": "110-370811"} if plan.name == "110" else {})},
             "bench": {"baseline_key": "*5"},
@@ -140,7 +142,7 @@ class Lab:
                 "redis": c.redis_url,
                 "accounts": {
                     "citizen": {"host": c.citizen.host, "port": c.citizen.port, "dial": c.hotline},
-                    "agents": [{"id": a.id, "host": a.host, "port": a.port} for a in c.agents],
+                    "agents": [{"id": a.id, "host": a.host, "port": a.port, "token": a.token} for a in c.agents],
                 },
                 "keys": {"onekey": c.onekey, "threeway": c.threeway.key, "accept": c.threeway.accept_key,
                          "leave": c.threeway.leave_key, "consult": c.threeway.consult_key,

@@ -181,3 +181,21 @@ def test_conference_key_outside_a_conference_is_ignored_with_a_log_line(desc: di
     answer = speak_agi(desc["sites"]["12345"], "conf_key", "PJSIP/agent1001-9", "pbx12345-9.9",
                        ["accept", "37080020260101000000000009", "pbx12345-9.9"], "threeway.key_ignored")
     assert answer == b""
+
+
+def test_an_agent_token_acts_for_that_agent_only(desc: dict[str, Any]) -> None:
+    site = desc["sites"]["12345"]
+    a1001, a1002 = site["accounts"]["agents"][0], site["accounts"]["agents"][1]
+    base = f"{site['http']}/v1/calls/pbx12345-1.1"
+    # 1002's token may not transfer or start a three-way call as 1001, whatever the call
+    got, data = call("POST", f"{base}/transfer", a1002["token"], json.dumps({"agent": "1001"}).encode())
+    assert got == 403 and "1002" in data["message"]
+    got, data = call("POST", f"{base}/threeway", a1002["token"], json.dumps({"agent": "1001"}).encode())
+    assert got == 403
+    # acting as itself it gets the ordinary answer (no such call)
+    got, _ = call("POST", f"{base}/transfer", a1001["token"], json.dumps({"agent": "1001"}).encode())
+    assert got == 404
+    # a made-up token is no token at all
+    assert call("GET", f"{site['http']}/v1/calls", "not-a-real-token-at-all")[0] == 401
+    status, calls = call("GET", f"{site['http']}/v1/calls", a1001["token"])
+    assert status == 200 and all(any(leg["endpoint"] == "agent1001" for leg in c["legs"]) for c in calls["items"])
