@@ -130,6 +130,7 @@ class SiteConfig:
     deadlines: Deadlines = Deadlines()
     threeway: Threeway = Threeway()
     bench_key: str = ""  # lab/bench only: a pure-dialplan blind transfer to the first target, the baseline
+    storage_keys: tuple[str, ...] = ()  # AES-256-GCM keys for tickets at rest (base64 of 32 bytes), newest first
     parent: str = ""
     source_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -216,7 +217,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     if not isinstance(raw, dict):
         raise r.fail("(top)", "must be a mapping")
     known = {"site", "pbx", "controller", "redis", "keys", "accounts", "peers", "transfer", "delivery", "targets",
-             "supervision", "threeway", "bench"}
+             "supervision", "threeway", "bench", "storage"}
     unknown = set(raw) - known
     if unknown:
         raise r.fail(sorted(unknown)[0], "unknown key")
@@ -305,9 +306,20 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         threeway=threeway,
         bench_key=r.string(r.optional(raw, "bench"), "baseline_key", "bench", re.compile(r"^([*#0-9]{1,4})?$"),
                            default=""),
+        storage_keys=_storage_keys(r, r.optional(raw, "storage")),
         parent=r.string(site, "parent", "site", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default=""),
         source_file=source,
     )
+
+
+def _storage_keys(r: _Reader, raw: dict[str, Any]) -> tuple[str, ...]:
+    keys = raw.get("keys", [])
+    if not isinstance(keys, list) or len(keys) > 4:
+        raise r.fail("storage.keys", "must be a list of at most 4 keys, newest first")
+    for i, k in enumerate(keys):
+        if not isinstance(k, str) or not re.match(r"^[A-Za-z0-9+/]{43}=$", k):
+            raise r.fail(f"storage.keys[{i}]", "must be base64 of 32 bytes (44 characters)")
+    return tuple(keys)
 
 
 def _secrets(r: _Reader, data: dict[str, Any], path: str) -> tuple[str, ...]:

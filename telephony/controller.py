@@ -22,6 +22,7 @@ from telephony.config import SiteConfig
 from telephony.delivery.client import PeerClient
 from telephony.delivery.outbox import OutboxWorker
 from telephony.metrics import Metrics
+from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import Supervisor
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.models import Event, Ticket
@@ -36,7 +37,7 @@ class Controller:
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
         self.redis = aioredis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        self.store = TicketStore(self.redis)
+        self.store = TicketStore(self.redis, Sealer(config.storage_keys))
         self.calls = CallRegistry()
         self.workers: dict[str, OutboxWorker] = {}
         self.tickets = TicketService(config, self.store, self._notify)
@@ -83,7 +84,8 @@ class Controller:
         for peer in self.config.peers:
             client = PeerClient(self.session, peer, self.config.name)
             self.peers[peer.name] = client
-            self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay)
+            self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay,
+                                                   sealer=self.store.sealer)
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)
         self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)

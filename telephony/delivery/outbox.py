@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from telephony.delivery.client import PeerClient, PeerError
+from telephony.security.sealing import Sealer
 from telephony.tickets.store import PREFIX, outbox_key
 
 log = structlog.get_logger("delivery")
@@ -25,7 +26,7 @@ NOT_FOUND_TRIES = 4
 
 class OutboxWorker:
     def __init__(self, redis: aioredis.Redis, client: PeerClient, base_delay: float = 0.2,
-                 max_delay: float = 60.0, push_delay: float = 0.0) -> None:
+                 max_delay: float = 60.0, push_delay: float = 0.0, sealer: Sealer | None = None) -> None:
         self.redis = redis
         self.client = client
         self.peer = client.peer.name
@@ -34,6 +35,7 @@ class OutboxWorker:
         self.max_delay = max_delay
         self.sent = 0
         self.push_delay = push_delay
+        self.sealer = sealer or Sealer(())
 
     def notify(self) -> None:
         self.wake.set()
@@ -50,7 +52,7 @@ class OutboxWorker:
                 except TimeoutError:
                     pass
                 continue
-            message: dict[str, Any] = json.loads(raw)
+            message: dict[str, Any] = json.loads(self.sealer.open(raw))
             if self.push_delay and message.get("kind") == "ticket":
                 wait = float(message.get("queued_at", 0)) + self.push_delay - time.time()
                 if wait > 0:

@@ -82,9 +82,11 @@ class Lab:
         missing = {f"{s.name}.{kind}" for s in SITES for kind in ("ami", "tester", "token")} - set(data)
         missing |= {f"pair.{a}.{b}" for a in PLANS for b in PLANS if a < b} - set(data)
         missing |= {f"agent.{a}.token" for s in SITES for a in s.agents} - set(data)
+        missing |= {f"{s.name}.storage" for s in SITES} - set(data)
         if missing:
             for key in missing:
                 data[key] = ("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode() if key.startswith("pair.")
+                             else base64.b64encode(secrets.token_bytes(32)).decode() if key.endswith(".storage")
                              else secrets.token_urlsafe(24) if key.endswith(".token") else secrets.token_hex(12))
             self.dir.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(data))
@@ -120,6 +122,7 @@ class Lab:
             "peers": peers,
             "transfer": {"ring_timeout": 8, **({"overflow": "110-370811"} if plan.name == "110" else {})},
             "bench": {"baseline_key": "*5"},
+            "storage": {"keys": [sec[f"{plan.name}.storage"]]},
         }
 
     def site_config(self, plan: SitePlan) -> SiteConfig:

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from telephony.security.sealing import Sealer
 from telephony.tickets.models import Ticket, parse_ticket
 
 PREFIX = "linkage:"
@@ -55,15 +56,16 @@ def _json(data: Any) -> str:
 
 
 class TicketStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, sealer: Sealer | None = None) -> None:
         self.redis = redis
+        self.sealer = sealer or Sealer(())
         self._put = redis.register_script(PUT_SCRIPT)
 
     async def get(self, ticket_id: str) -> Ticket | None:
         raw = await self.redis.get(ticket_key(ticket_id))
         if raw is None:
             return None
-        return parse_ticket(json.loads(raw))
+        return parse_ticket(json.loads(self.sealer.open(raw)))
 
     async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]] = (),
                   *, create: bool = False) -> bool:
@@ -71,9 +73,9 @@ class TicketStore:
         refused and nothing is written; returns whether it was stored."""
         keys = [ticket_key(ticket.id), f"{PREFIX}tickets", f"{PREFIX}by_linkedid", f"{PREFIX}open"]
         keys += [outbox_key(peer) for peer, _ in outgoing]
-        args = ["1" if create else "0", _json(ticket.to_dict()), str(_score(ticket.created_at)), ticket.id,
-                ticket.linkedid, "0" if ticket.status in FINAL_STATES else "1"]
-        args += [_json(message) for _, message in outgoing]
+        args = ["1" if create else "0", self.sealer.seal(_json(ticket.to_dict())), str(_score(ticket.created_at)),
+                ticket.id, ticket.linkedid, "0" if ticket.status in FINAL_STATES else "1"]
+        args += [self.sealer.seal(_json(message)) for _, message in outgoing]
         return bool(await self._put(keys=keys, args=args))
 
     async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]]) -> bool:
