@@ -15,13 +15,17 @@ SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
 
 
 def _secrets_in_logs(scenario: Scenario, desc: dict[str, Any]) -> list[str]:
-    """Caller numbers and the agent's free text must never reach a controller log in clear."""
+    """Caller numbers and the agent's free text must never reach a controller log or the stores in clear."""
     secrets = [r.params["caller"] for r in scenario.roles if "caller" in r.params]
     secrets += [v for a in scenario.actions for k, v in a.draft.items() if k in ("content", "address", "title")]
     found = []
     for site in desc["sites"].values():
         text = Path(site["logs"]["controller"]).read_text(encoding="utf-8")
         found += [f"{s!r} in {site['logs']['controller']}" for s in secrets if s in text]
+        # nor the Redis append-only files: tickets and queued messages are sealed at rest
+        for aof in (Path(site["dir"]) / "redis").rglob("*.aof"):
+            data = aof.read_bytes()
+            found += [f"{s!r} in {aof}" for s in secrets if s.encode() in data]
     return found
 
 
