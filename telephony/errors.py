@@ -55,3 +55,8 @@ class Forbidden(LinkageError):
 class Replayed(LinkageError):
     error_id = "replayed"
     status = 409
+
+
+class TooManyRequests(LinkageError):
+    error_id = "rate_limited"
+    status = 429

@@ -32,10 +32,12 @@ from telephony.errors import (
     NotFound,
     PayloadTooLarge,
     Replayed,
+    TooManyRequests,
     Unauthorized,
 )
 from telephony.metrics import Metrics
 from telephony.security import signing
+from telephony.security.ratelimit import RateLimiter
 from telephony.threeway.services import ThreewayService
 from telephony.tickets import queries
 from telephony.tickets.models import (
@@ -53,6 +55,7 @@ from telephony.transfers.services import TransferService
 log = structlog.get_logger("http")
 MAX_BODY = 64 * 1024
 REPLAY_MEMORY = 3600  # seconds: well past the 5-minute signature tolerance
+RATE_PER_SECOND, RATE_BURST = 200.0, 400.0  # per peer site / agent / console: far above 24 transfers/s × events
 PEER_ROUTE = re.compile(r"^/v1/tickets(/[0-9]{20,32}/events)?$")
 TICKET_ROUTE = re.compile(r"^/v1/tickets/[0-9]{20,32}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,6 +78,7 @@ class Api:
         self.conference = conference
         self.tokens = {config.api_token}  # the site's console token: supervisors, may act for any agent
         self.agent_tokens = {a.token: a.id for a in config.agents if a.token}
+        self.limiter = RateLimiter(RATE_PER_SECOND, RATE_BURST)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.errors], client_max_size=MAX_BODY)
@@ -103,6 +107,11 @@ class Api:
             if request.path in PUBLIC:
                 return await handler(request)
             seen_key = await self._authenticate(request)
+            caller = request.headers.get("linkage-site", "") if seen_key else request.get("agent") or "console"
+            wait = self.limiter.take(caller)
+            if wait:
+                raise TooManyRequests(f"too many requests from {caller}; retry in {wait:.2f} s",
+                                      retry_after=round(wait, 2))
             if seen_key is None:
                 return await handler(request)
             if await self.tickets.store.redis.exists(seen_key):
@@ -114,7 +123,9 @@ class Api:
         except LinkageError as exc:
             self.metrics.inc("linkage_http_refused_total", status=str(exc.status))
             log.info("http.refused", status=exc.status, error=exc.error_id, reason=exc.message)
-            return web.json_response(exc.to_dict(), status=exc.status)
+            headers = {"Retry-After": str(max(1, round(exc.details["retry_after"])))} \
+                if "retry_after" in exc.details else None
+            return web.json_response(exc.to_dict(), status=exc.status, headers=headers)
         except web.HTTPRequestEntityTooLarge:
             err = PayloadTooLarge(f"body larger than {MAX_BODY} bytes")
             return web.json_response(err.to_dict(), status=413)
