@@ -130,6 +130,8 @@ class SiteConfig:
     deadlines: Deadlines = Deadlines()
     threeway: Threeway = Threeway()
     bench_key: str = ""  # lab/bench only: a pure-dialplan blind transfer to the first target, the baseline
+    rate_per_second: float = 200.0  # API requests per caller (peer site, agent, console) …
+    rate_burst: float = 400.0  # … with this burst
     storage_keys: tuple[str, ...] = ()  # AES-256-GCM keys for tickets at rest (base64 of 32 bytes), newest first
     parent: str = ""
     source_file: str = ""
@@ -307,6 +309,8 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         bench_key=r.string(r.optional(raw, "bench"), "baseline_key", "bench", re.compile(r"^([*#0-9]{1,4})?$"),
                            default=""),
         storage_keys=_storage_keys(r, r.optional(raw, "storage")),
+        rate_per_second=r.number(ctl, "rate_per_second", "controller", 0.1, 100000, 200.0),
+        rate_burst=r.number(ctl, "rate_burst", "controller", 1, 100000, 400.0),
         parent=r.string(site, "parent", "site", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default=""),
         source_file=source,
     )

@@ -55,7 +55,6 @@ from telephony.transfers.services import TransferService
 log = structlog.get_logger("http")
 MAX_BODY = 64 * 1024
 REPLAY_MEMORY = 3600  # seconds: well past the 5-minute signature tolerance
-RATE_PER_SECOND, RATE_BURST = 200.0, 400.0  # per peer site / agent / console: far above 24 transfers/s × events
 PEER_ROUTE = re.compile(r"^/v1/tickets(/[0-9]{20,32}/events)?$")
 TICKET_ROUTE = re.compile(r"^/v1/tickets/[0-9]{20,32}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,7 +77,7 @@ class Api:
         self.conference = conference
         self.tokens = {config.api_token}  # the site's console token: supervisors, may act for any agent
         self.agent_tokens = {a.token: a.id for a in config.agents if a.token}
-        self.limiter = RateLimiter(RATE_PER_SECOND, RATE_BURST)
+        self.limiter = RateLimiter(config.rate_per_second, config.rate_burst)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.errors], client_max_size=MAX_BODY)

@@ -199,3 +199,27 @@ def test_an_agent_token_acts_for_that_agent_only(desc: dict[str, Any]) -> None:
     assert call("GET", f"{site['http']}/v1/calls", "not-a-real-token-at-all")[0] == 401
     status, calls = call("GET", f"{site['http']}/v1/calls", a1001["token"])
     assert status == 200 and all(any(leg["endpoint"] == "agent1001" for leg in c["legs"]) for c in calls["items"])
+
+
+def test_a_flooding_peer_is_rate_limited_with_retry_after(lab: Lab, desc: dict[str, Any]) -> None:
+    site = desc["sites"]["110"]
+    lab.restart_controller("110", env={"LINKAGE_CONTROLLER__RATE_PER_SECOND": "5",
+                                       "LINKAGE_CONTROLLER__RATE_BURST": "10"})
+    try:
+        before = count(site)
+        statuses = []
+        for _ in range(20):
+            req = urllib.request.Request(f"{site['http']}/v1/tickets", data=b"{}", method="POST", headers={
+                "Content-Type": "application/json",
+                **signing.headers("12345", [pair_secret("12345", "110")], f"flood-{uuid.uuid4().hex}", b"{}")})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    statuses.append((resp.status, ""))
+            except urllib.error.HTTPError as exc:
+                statuses.append((exc.code, exc.headers.get("Retry-After", "")))
+        limited = [s for s in statuses if s[0] == 429]
+        assert 5 <= len(limited) <= 12 and all(int(retry) >= 1 for _, retry in limited)
+        assert all(code == 400 for code, _ in statuses[:10])  # within the burst: judged on content (bad body)
+        assert count(site) == before
+    finally:
+        lab.restart_controller("110")
