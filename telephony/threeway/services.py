@@ -244,10 +244,7 @@ class ThreewayService:
         room.decided = True
         if room.timer is not None and room.timer is not asyncio.current_task():
             room.timer.cancel()
-        try:
-            await self.tickets.record(room.ticket_id, "decided", "", {"keeper": keeper, "rule": rule, "by": by})
-        except LinkageError as exc:
-            log.warning("threeway.not_recorded", reason=exc.message)
+        await self._record(room, {"keeper": keeper, "rule": rule, "by": by})
         log.info("threeway.decided", keeper=keeper, rule=rule, by=by)
         ours = keeper == self.config.platform
         release = room.far if ours else room.agent
