@@ -237,13 +237,16 @@ class Lab:
             "chroot", str(self.rootfs), "/usr/sbin/asterisk", "-f", "-n", "-C", f"{inside}/etc/asterisk.conf"],
             self.dir / plan.name / "asterisk.out")
 
-    def stop_asterisk(self, site: str) -> None:
-        """Fault drills: stop one site's PBX by pid (its trunk peers see it go unreachable)."""
+    def _stop_named(self, name: str) -> None:
         procs = self._state()
         for p in procs:
-            if p.name == f"asterisk-{site}":
+            if p.name == name:
                 stop(p)
-        self._save([p for p in procs if p.name != f"asterisk-{site}"])
+        self._save([p for p in procs if p.name != name])
+
+    def stop_asterisk(self, site: str) -> None:
+        """Fault drills: stop one site's PBX by pid (its trunk peers see it go unreachable)."""
+        self._stop_named(f"asterisk-{site}")
 
     def start_asterisk(self, site: str) -> None:
         plan = PLANS[site]
@@ -277,11 +280,7 @@ class Lab:
 
     def stop_controller(self, site: str) -> None:
         """Stop one site's controller by pid (fault drills); `restart_controller` brings it back."""
-        procs = self._state()
-        for p in procs:
-            if p.name == f"controller-{site}":
-                stop(p)
-        self._save([p for p in procs if p.name != f"controller-{site}"])
+        self._stop_named(f"controller-{site}")
 
     def restart_controller(self, site: str, env: dict[str, str] | None = None) -> None:
         """Stop one site's controller by pid and start it again (with extra LINKAGE_* overrides, for drills)."""
