@@ -146,11 +146,6 @@ class SiteConfig:
     def target(self, name: str) -> Target | None:
         return next((t for t in self.targets if t.name == name), None)
 
-    def peer_by_platform(self, platform: str) -> Peer | None:
-        for p in self.peers:
-            if p.platform == platform:
-                return p
-        return None
 
 
 class _Reader:

@@ -36,18 +36,18 @@ log = structlog.get_logger("controller")
 class Controller:
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
+        self.metrics = Metrics()
         self.redis = aioredis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.store = TicketStore(self.redis, Sealer(config.storage_keys))
         self.calls = CallRegistry()
         self.workers: dict[str, OutboxWorker] = {}
         self.tickets = TicketService(config, self.store, self._notify)
-        self.ami = AmiSession(config.ami, self.calls)
-        self.agi = FastAgiServer(config.agi.host, config.agi.port)
+        self.ami = AmiSession(config.ami, self.calls, self.metrics)
+        self.agi = FastAgiServer(config.agi.host, config.agi.port, self.metrics)
         self.session: aiohttp.ClientSession | None = None
         self.peers: dict[str, PeerClient] = {}
         self.transfers = TransferService(config, self.calls, self.tickets, self.peers, self.ami.send)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.transfers, self.ami.send)
-        self.metrics = Metrics()
         self.hub = StreamHub(config.name)
         self.tickets.listeners.append(self.hub.publish)
         self.tickets.listeners.append(self._count)
@@ -85,7 +85,7 @@ class Controller:
             client = PeerClient(self.session, peer, self.config.name)
             self.peers[peer.name] = client
             self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay,
-                                                   sealer=self.store.sealer)
+                                                   sealer=self.store.sealer, metrics=self.metrics)
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)
         self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)

@@ -12,6 +12,7 @@ HELP = {
     "linkage_delivery_retries_total": "Failed delivery attempts that will be retried.",
     "linkage_delivery_dead_total": "Messages parked in the dead-letter list.",
     "linkage_agi_requests_total": "FastAGI requests by script.",
+    "linkage_ami_events_total": "AMI events received from this site's PBX.",
     "linkage_http_refused_total": "HTTP requests refused, by status.",
 }
 

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import structlog
 from panoramisk.utils import parse_agi_result
 
+from telephony.metrics import Metrics
+
 log = structlog.get_logger("agi")
 
 MAX_HEADER_BYTES = 8192
@@ -78,9 +80,10 @@ Handler = Callable[[AgiRequest], Awaitable[None]]
 
 
 class FastAgiServer:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, metrics: Metrics | None = None) -> None:
         self.host = host
         self.port = port
+        self.metrics = metrics or Metrics()
         self.routes: dict[str, Handler] = {}
         self.server: asyncio.Server | None = None
 
@@ -124,6 +127,7 @@ class FastAgiServer:
             request = AgiRequest(headers, reader, writer)
             structlog.contextvars.bind_contextvars(uniqueid=request.uniqueid, agi=request.script)
             handler = self.routes.get(request.script)
+            self.metrics.inc("linkage_agi_requests_total", script=request.script if handler else "unknown")
             if handler is None:
                 log.warning("agi.unknown_route")
                 return

@@ -14,6 +14,7 @@ from panoramisk import Manager
 
 from telephony.calls.registry import CallRegistry
 from telephony.config import AmiConfig
+from telephony.metrics import Metrics
 
 log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
@@ -22,13 +23,13 @@ INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter",
 
 
 class AmiSession:
-    def __init__(self, config: AmiConfig, calls: CallRegistry) -> None:
+    def __init__(self, config: AmiConfig, calls: CallRegistry, metrics: Metrics | None = None) -> None:
         self.config = config
         self.calls = calls
         self.handlers: list[EventHandler] = []
         self.queue: asyncio.Queue[dict[str, str]] = asyncio.Queue(maxsize=100000)
         self.logged_in = asyncio.Event()
-        self.events_seen = 0
+        self.metrics = metrics or Metrics()
         self.closing = False
         self.resync_needed = asyncio.Event()
         self.missed_pings = 0
@@ -53,7 +54,7 @@ class AmiSession:
 
     def _on_event(self, _: Any, message: Any) -> None:
         event = {str(k): str(v) for k, v in message.items() if isinstance(v, str)}
-        self.events_seen += 1
+        self.metrics.inc("linkage_ami_events_total")
         self.calls.on_event(event)
         if event.get("Event") in INTERESTING:
             try:

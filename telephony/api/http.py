@@ -314,6 +314,9 @@ class Api:
                     await response.write(b": keep-alive\n\n")
                     continue
                 counter += 1
+                if sub.dropped:  # too slow to read: say how many it lost, then carry on
+                    await response.write(f"event: dropped\ndata: {sub.dropped}\n\n".encode())
+                    sub.dropped = 0
                 await response.write(sse(message, str(counter)))
         except (ConnectionResetError, asyncio.CancelledError):
             pass

@@ -33,9 +33,6 @@ class Call:
     ticket_id: str | None = None
     transferring: bool = False
 
-    def first_leg(self) -> Leg | None:
-        return self.legs.get(self.linkedid) or (next(iter(self.legs.values())) if self.legs else None)
-
 
 def endpoint_of(channel: str) -> str:
     """PJSIP/agent1001-0000002a -> agent1001."""

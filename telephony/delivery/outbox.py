@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from telephony.delivery.client import PeerClient, PeerError
+from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
 from telephony.tickets.store import PREFIX, outbox_key
 
@@ -26,14 +27,15 @@ NOT_FOUND_TRIES = 4
 
 class OutboxWorker:
     def __init__(self, redis: aioredis.Redis, client: PeerClient, base_delay: float = 0.2,
-                 max_delay: float = 60.0, push_delay: float = 0.0, sealer: Sealer | None = None) -> None:
+                 max_delay: float = 60.0, push_delay: float = 0.0, sealer: Sealer | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.redis = redis
         self.client = client
         self.peer = client.peer.name
         self.wake = asyncio.Event()
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self.sent = 0
+        self.metrics = metrics or Metrics()
         self.push_delay = push_delay
         self.sealer = sealer or Sealer(())
 
@@ -64,6 +66,7 @@ class OutboxWorker:
                 # ours to give it. A few tries (it may be restoring), then park it rather than block the link.
                 if exc.permanent or (exc.not_found and attempt >= NOT_FOUND_TRIES):
                     log.error("delivery.dead_letter", peer=self.peer, error=str(exc), kind=message.get("kind"))
+                    self.metrics.inc("linkage_delivery_dead_total", peer=self.peer)
                     async with self.redis.pipeline(transaction=True) as pipe:
                         pipe.rpush(f"{PREFIX}dead:{self.peer}", raw)
                         pipe.lpop(key)
@@ -75,8 +78,9 @@ class OutboxWorker:
                 delay = exc.retry_after if exc.retry_after is not None else random.uniform(delay / 2, delay)
                 log.warning("delivery.retry", peer=self.peer, attempt=attempt, delay=round(delay, 3),
                             error=str(exc))
+                self.metrics.inc("linkage_delivery_retries_total", peer=self.peer)
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
-            self.sent += 1
+            self.metrics.inc("linkage_delivery_sent_total", peer=self.peer)
             await self.redis.lpop(key)

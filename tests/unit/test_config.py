@@ -57,7 +57,7 @@ def test_valid_lab_mapping_parses(raw: dict[str, Any]) -> None:
     assert c.source_file == SOURCE
     assert len(c.peers) == 1
     peer = c.peer("110")
-    assert peer is not None and peer is c.peer_by_platform("110")
+    assert peer is not None and peer.platform == "110"
     assert (peer.url, peer.dial, peer.trunk.port) == ("http://127.0.0.1:25080", "110", 25060)
     assert (peer.level, peer.division) == ("city", "370800")
     assert c.peer("nope") is None

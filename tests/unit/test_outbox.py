@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from telephony.delivery.client import PeerError
 from telephony.delivery.outbox import OutboxWorker
 from telephony.tickets.store import PREFIX, outbox_key
 
+REDIS_DB = 5  # the unit conftest's `redis` fixture gives this database, emptied
 PEER = Peer("110", "110", "http://127.0.0.1:1", HostPort("127.0.0.1", 1), "110", secrets=("whsec_" + "A" * 24,))
 
 
@@ -32,14 +32,6 @@ class ScriptedPeer:
         outcome = self.script.pop(0) if self.script else None
         if outcome is not None:
             raise outcome
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/5")
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 async def run_until_empty(worker: OutboxWorker, redis: aioredis.Redis, timeout: float = 5) -> None:
@@ -61,8 +53,11 @@ async def queue(redis: aioredis.Redis, *ids: str) -> None:
 async def test_messages_go_in_order_and_a_transient_failure_is_retried(redis: aioredis.Redis) -> None:
     await queue(redis, "a", "b", "c")
     peer = ScriptedPeer([None, PeerError("peer unreachable"), None, None])
-    await run_until_empty(OutboxWorker(redis, peer, base_delay=0.001), redis)
+    worker = OutboxWorker(redis, peer, base_delay=0.001)
+    await run_until_empty(worker, redis)
     assert peer.seen == ["a", "b", "b", "c"]
+    assert worker.metrics.counters["linkage_delivery_sent_total"][(("peer", "110"),)] == 3
+    assert worker.metrics.counters["linkage_delivery_retries_total"][(("peer", "110"),)] == 1
     assert await redis.llen(f"{PREFIX}dead:110") == 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,6 +13,7 @@ from telephony.security.sealing import Sealer
 from telephony.tickets.models import Party, Ticket
 from telephony.tickets.store import TicketStore, outbox_key, ticket_key
 
+REDIS_DB = 6  # the unit conftest's `redis` fixture gives this database, emptied
 OLD = base64.b64encode(os.urandom(32)).decode()
 NEW = base64.b64encode(os.urandom(32)).decode()
 
@@ -23,14 +23,6 @@ def ticket() -> Ticket:
                   target=Party("110", "110"), caller_number="13912345678", agent_id="1001", linkedid="x.1",
                   uniqueids=[], created_at="2026-01-01T00:00:00.000Z", caller_name="张三", address="某小区3号楼",
                   content="有人呼救")
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/6")
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 async def test_nothing_personal_is_stored_in_clear(redis: aioredis.Redis) -> None:
