@@ -3,11 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_ARGS ?=
 
-.PHONY: setup run test unit scenarios lint typecheck bench bench-load bench-soak lab-up lab-down lab-describe clean
+.PHONY: setup run test unit scenarios lint typecheck bench bench-ami bench-load bench-soak lab-up lab-down lab-describe clean
 BENCH_N ?= 30
 BENCH_RATES ?= 1,2,4,8
 BENCH_SECONDS ?= 15
 BENCH_SOAK_MINUTES ?= 30
+BENCH_AMI_REPEAT ?= 5
 
 setup:            ## Debian packages, Python environment, Asterisk 22 root filesystem (idempotent)
 	bash scripts/setup.sh all
@@ -32,6 +33,10 @@ typecheck: setup
 
 bench: setup      ## one-key transfer latency vs a pure-dialplan baseline, interleaved; writes bench/results and BENCHMARKS.md
 	$(PY) -m telephony.bench.latency --n $(BENCH_N)
+	$(PY) -m telephony.bench.ami_ingest --repeat $(BENCH_AMI_REPEAT)
+
+bench-ami: setup  ## AMI ingestion from the recorded transcripts, controller vs bare panoramisk (no lab): bench/results/ami-ingest-*.json
+	$(PY) -m telephony.bench.ami_ingest --repeat $(BENCH_AMI_REPEAT)
 
 bench-load: setup ## sustained transfers per second, one-key vs baseline: bench/results/load-*.json
 	$(PY) -m telephony.bench.load --rates $(BENCH_RATES) --seconds $(BENCH_SECONDS)
