@@ -1,4 +1,5 @@
-"""`linkage` command line: serve a site, run the lab, render config, run scenarios, make the demo call."""
+"""`linkage` command line: serve a site, run the lab, render config, run scenarios, make the demo call, list and
+replay dead letters."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from telephony.errors import LinkageError
+
+if TYPE_CHECKING:
+    from telephony.delivery.deadletters import DeadLetter
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -54,6 +60,77 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dead(args: argparse.Namespace) -> int:
+    from telephony.config import load_site_config
+
+    config = load_site_config(args.config)
+    peers = [p.name for p in config.peers]
+    if args.peer is not None and args.peer not in peers:
+        print(f"linkage: {args.config} has no peer named {args.peer!r} (peers: {', '.join(peers)})",
+              file=sys.stderr)
+        return 2
+    if args.dead_cmd != "list" and args.peer is None:
+        print(f"linkage: dead {args.dead_cmd} needs --peer", file=sys.stderr)
+        return 2
+    if args.dead_cmd == "drop" and (args.index is None or args.all):
+        print("linkage: dead drop takes one --index", file=sys.stderr)
+        return 2
+    if args.dead_cmd == "replay" and (args.index is None) == (not args.all):
+        print("linkage: dead replay takes --index N or --all", file=sys.stderr)
+        return 2
+    if args.dead_cmd == "drop" and not args.yes:
+        print("linkage: dropping a dead letter loses that message for good; add --yes to confirm",
+              file=sys.stderr)
+        return 2
+    return asyncio.run(_dead_run(args, config.redis_url, config.storage_keys, [args.peer] if args.peer else peers))
+
+
+async def _dead_run(args: argparse.Namespace, redis_url: str, keys: tuple[str, ...], peers: list[str]) -> int:
+    import redis.asyncio as aioredis
+
+    from telephony.delivery import deadletters
+    from telephony.security.sealing import Sealer
+    from telephony.tickets.store import STORE_ERRORS
+
+    redis = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    sealer = Sealer(keys)
+    try:
+        if args.dead_cmd == "list":
+            listing = [(peer, await deadletters.entries(redis, sealer, peer)) for peer in peers]
+            print(_dead_listing(listing, args.json))
+        elif args.dead_cmd == "replay":
+            if args.all:
+                moved = await deadletters.replay_all(redis, sealer, peers[0])
+            else:
+                moved = await deadletters.replay_one(redis, sealer, peers[0], args.index)
+            print(f"replayed {moved} message(s) to the tail of peer {peers[0]}'s outbox; a running controller "
+                  "sends them within a second once the messages ahead are delivered")
+        else:
+            await deadletters.drop(redis, peers[0], args.index, confirm=args.yes)
+            print(f"dropped dead letter {args.index} of peer {peers[0]}")
+        return 0
+    except STORE_ERRORS as exc:
+        print(f"linkage: cannot reach Redis (redis.url of {args.config}): {exc.__class__.__name__}",
+              file=sys.stderr)
+        return 1
+    finally:
+        await redis.aclose()
+
+
+def _dead_listing(listing: list[tuple[str, list[DeadLetter]]], as_json: bool) -> str:
+    if as_json:
+        return json.dumps({"peers": [{"peer": peer, "count": len(items), "items": [i.to_dict() for i in items]}
+                                     for peer, items in listing]}, ensure_ascii=False, indent=2)
+    lines = []
+    for peer, items in listing:
+        lines.append(f"peer {peer}: {len(items)} dead letter(s)")
+        for i in items:
+            parked = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(i.parked_at)) if i.parked_at else "-"
+            event = f"{i.event_type} {i.event_id}" if i.kind == "event" else "-"
+            lines.append(f"  [{i.index}] {i.kind} ticket {i.ticket_id} event {event} parked {parked}: {i.error}")
+    return "\n".join(lines)
+
+
 def _scenario(args: argparse.Namespace) -> int:
     from telephony.harness.runner import run_files
 
@@ -86,6 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--tester-secret", default="changeme1")
     p.set_defaults(func=_config)
+
+    p = sub.add_parser("dead", help="list, replay or drop the messages a peer refused for good")
+    p.add_argument("dead_cmd", choices=["list", "replay", "drop"])
+    p.add_argument("--config", required=True, help="the site's YAML config file")
+    p.add_argument("--peer", help="one peer (list: default all; replay and drop: required)")
+    p.add_argument("--index", type=int, help="the entry's index, as listed")
+    p.add_argument("--all", action="store_true", help="replay: every entry of the peer, in order")
+    p.add_argument("--yes", action="store_true", help="drop: confirm the message is to be lost")
+    p.add_argument("--json", action="store_true", help="list: as JSON")
+    p.set_defaults(func=_dead)
 
     p = sub.add_parser("scenario", help="run declarative SIPp scenarios against the lab")
     p.add_argument("scenario_cmd", choices=["run"])

@@ -41,6 +41,8 @@ class AmiConfig:
     username: str
     secret: str
     ping_interval: float = 5.0
+    reconnect_min: float = 0.5  # seconds before the first reconnect attempt; doubles (with jitter) …
+    reconnect_max: float = 30.0  # … up to this, and starts over after a successful login
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,9 @@ class SiteConfig:
     bench_key: str = ""  # lab/bench only: a pure-dialplan blind transfer to the first target, the baseline
     rate_per_second: float = 200.0  # API requests per caller (peer site, agent, console) …
     rate_burst: float = 400.0  # … with this burst
+    # How long a processed peer message id is remembered. Longer than the sender's retry window (days), so a
+    # late retry of a message whose answer was lost is still recognised as a replay.
+    replay_window: float = 8 * 86400.0
     storage_keys: tuple[str, ...] = ()  # AES-256-GCM keys for tickets at rest (base64 of 32 bytes), newest first
     parent: str = ""
     source_file: str = ""
@@ -214,7 +219,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     if not isinstance(raw, dict):
         raise r.fail("(top)", "must be a mapping")
     known = {"site", "pbx", "controller", "redis", "keys", "accounts", "peers", "transfer", "delivery", "targets",
-             "supervision", "threeway", "bench", "storage"}
+             "supervision", "threeway", "bench", "storage", "security"}
     unknown = set(raw) - known
     if unknown:
         raise r.fail(sorted(unknown)[0], "unknown key")
@@ -283,6 +288,8 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
             username=r.string(ami, "username", "pbx.ami", USERNAME),
             secret=r.string(ami, "secret", "pbx.ami", SECRET),
             ping_interval=r.number(ami, "ping_interval", "pbx.ami", 0.5, 60, 5.0),
+            reconnect_min=r.number(ami, "reconnect_min", "pbx.ami", 0.05, 60, 0.5),
+            reconnect_max=_reconnect_max(r, ami),
         ),
         agi=r.hostport(r.section(pbx, "agi", "pbx"), "pbx.agi"),
         http=r.hostport(r.section(ctl, "http", "controller"), "controller.http"),
@@ -306,9 +313,19 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         storage_keys=_storage_keys(r, r.optional(raw, "storage")),
         rate_per_second=r.number(ctl, "rate_per_second", "controller", 0.1, 100000, 200.0),
         rate_burst=r.number(ctl, "rate_burst", "controller", 1, 100000, 400.0),
+        # At least the signature tolerance (a replay inside it must be caught), at most a quarter year of ids.
+        replay_window=r.number(r.optional(raw, "security"), "replay_window", "security", 600, 90 * 86400,
+                               8 * 86400.0),
         parent=r.string(site, "parent", "site", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default=""),
         source_file=source,
     )
+
+
+def _reconnect_max(r: _Reader, ami: dict[str, Any]) -> float:
+    value = r.number(ami, "reconnect_max", "pbx.ami", 0.05, 3600, 30.0)
+    if value < r.number(ami, "reconnect_min", "pbx.ami", 0.05, 60, 0.5):
+        raise r.fail("pbx.ami.reconnect_max", "must not be below pbx.ami.reconnect_min")
+    return value
 
 
 def _storage_keys(r: _Reader, raw: dict[str, Any]) -> tuple[str, ...]:

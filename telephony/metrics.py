@@ -20,13 +20,13 @@ HELP = {
 class Metrics:
     def __init__(self) -> None:
         self.counters: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(lambda: defaultdict(float))
-        self.gauges: dict[str, float] = {}
+        self.gauges: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         self.counters[name][tuple(sorted(labels.items()))] += amount
 
-    def set(self, name: str, value: float) -> None:
-        self.gauges[name] = value
+    def set(self, name: str, value: float, **labels: str) -> None:
+        self.gauges[name][tuple(sorted(labels.items()))] = value
 
     def render(self) -> str:
         lines = []
@@ -37,12 +37,17 @@ class Metrics:
             lines.append(f"# TYPE {name} counter")
             series = self.counters.get(name) or {(): 0.0}
             for labels, value in sorted(series.items()):
-                label = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
-                lines.append(f"{name}{{{label}}} {_num(value)}" if label else f"{name} {_num(value)}")
-        for name, value in sorted(self.gauges.items()):
+                lines.append(_sample(name, labels, value))
+        for name, series in sorted(self.gauges.items()):
             lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {_num(value)}")
+            for labels, value in sorted(series.items()):
+                lines.append(_sample(name, labels, value))
         return "\n".join(lines) + "\n"
+
+
+def _sample(name: str, labels: tuple[tuple[str, str], ...], value: float) -> str:
+    label = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
+    return f"{name}{{{label}}} {_num(value)}" if label else f"{name} {_num(value)}"
 
 
 def _num(value: float) -> str:

@@ -1,5 +1,9 @@
 """The AMI session (panoramisk): log in, feed every event to the call registry in arrival order, and hand
 call events to the services through one queue consumed by one owned task (so handlers see events in order).
+
+Reconnecting is ours, not panoramisk's: its fixed timers (after a lost connection and after a refused connect)
+are taken out, and one timer at a time waits an exponential, jittered delay from pbx.ami.reconnect_min to
+reconnect_max, starting over after a successful login.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 import structlog
 from panoramisk import Manager
 
+from telephony import backoff
 from telephony.calls.registry import CallRegistry
 from telephony.config import AmiConfig
 from telephony.metrics import Metrics
@@ -20,6 +25,38 @@ log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
 INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter", "ConfbridgeJoin",
                "ConfbridgeLeave", "AttendedTransfer"}
+CONNECT_TIMEOUT = 10.0  # seconds for the TCP connect: a host that drops SYNs would otherwise hold it for minutes
+
+
+def reconnect_delay(attempt: int, config: AmiConfig, rand: Callable[[], float] | None = None) -> float:
+    """Seconds before reconnect attempt n (1, 2, …): never below reconnect_min, never above reconnect_max."""
+    jittered = backoff.delay(attempt, config.reconnect_min, config.reconnect_max, *([rand] if rand else []))
+    return max(config.reconnect_min, jittered)
+
+
+class _Manager(Manager):  # type: ignore[misc]  # panoramisk has no type hints
+    """panoramisk's Manager without its own reconnect timers: it reports a failed connect and a lost
+    connection, and the session decides when to try again."""
+
+    pinger: asyncio.TimerHandle | None
+
+    def __init__(self, on_connect_failed: Callable[[BaseException], None], **config: Any) -> None:
+        super().__init__(**config)
+        self.on_connect_failed = on_connect_failed
+
+    def connection_made(self, f: asyncio.Future[Any]) -> None:
+        error = TimeoutError("connect timed out") if f.cancelled() else f.exception()
+        if error is not None:
+            self.loop.call_soon(self.on_connect_failed, error)
+            return
+        super().connection_made(f)
+
+    def connection_lost(self, exc: Any) -> None:
+        self._connected = False
+        if self.pinger:
+            self.pinger.cancel()
+            self.pinger = None
+        self.loop.call_soon(self.on_disconnect, self, exc)
 
 
 def event_dict(message: Any) -> dict[str, str]:
@@ -43,24 +80,46 @@ class AmiSession:
         self.closing = False
         self.resync_needed = asyncio.Event()
         self.missed_pings = 0
-        self.manager = Manager(
+        self.attempt = 0  # reconnect attempts since the last login
+        self.retry: asyncio.TimerHandle | None = None  # the one pending reconnect: never two loops at once
+        self.manager = _Manager(
+            self._on_connect_failed,
             host=config.host, port=config.port, username=config.username, secret=config.secret,
-            ping_delay=3600, ping_interval=3600, reconnect_timeout=1,  # our watchdog pings and checks replies
+            ping_delay=3600, ping_interval=3600,  # our watchdog pings and checks replies
             log=logging.getLogger("panoramisk"), on_login=self._on_login, on_disconnect=self._on_disconnect,
         )
         self.manager.register_event("*", self._on_event)
 
     def _on_login(self, _: Any) -> None:
         log.info("ami.logged_in", host=self.config.host, port=self.config.port)
+        self.attempt = 0
         self.logged_in.set()
         self.resync_needed.set()  # the calls that live now are Asterisk's to tell, not our memory's
 
     def _on_disconnect(self, manager: Any, exc: Exception | None) -> None:
         log.warning("ami.disconnected", error=str(exc) if exc else "")
         self.logged_in.clear()
-        if not self.closing:
-            # panoramisk only reconnects from a failed connect; start one here, after a pause.
-            asyncio.get_running_loop().call_later(1.0, manager.connect)
+        self._schedule_reconnect()
+
+    def _on_connect_failed(self, exc: BaseException) -> None:
+        log.warning("ami.connect_failed", error=str(exc) or exc.__class__.__name__)
+        self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if self.closing or self.retry is not None:
+            return
+        self.attempt += 1
+        delay = reconnect_delay(self.attempt, self.config)
+        log.warning("ami.reconnect_scheduled", delay=round(delay, 3), attempt=self.attempt)
+        self.retry = asyncio.get_running_loop().call_later(delay, self._connect)
+
+    def _connect(self) -> None:
+        self.retry = None
+        if self.closing:
+            return
+        task = self.manager.connect()
+        # A timed-out connect is cancelled; the manager reports it as a failed connect, which schedules the next.
+        asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, lambda: task.done() or task.cancel())
 
     def _on_event(self, _: Any, message: Any) -> None:
         event = event_dict(message)
@@ -73,7 +132,7 @@ class AmiSession:
                 log.error("ami.queue_full", event_name=event.get("Event"))
 
     async def start(self) -> None:
-        self.manager.connect()
+        self._connect()
 
     async def run(self) -> None:
         """Owned by the controller's task group: deliver queued events to handlers, one at a time."""
@@ -128,4 +187,7 @@ class AmiSession:
 
     def close(self) -> None:
         self.closing = True
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
         self.manager.close()

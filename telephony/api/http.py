@@ -5,7 +5,7 @@
   transitions, the event stream (SSE) for screen pops;
 - query: tickets by status, time, division, category, direction (paginated), one ticket with its history,
   bulk export (JSON lines, CSV);
-- ops: health, Prometheus metrics.
+- ops: health, Prometheus metrics, dead letters (list, replay) for supervisors.
 Every body is size-bounded, parsed strictly and validated before anything is stored; errors are JSON with a
 stable error id and a message for the person reading it.
 """
@@ -25,6 +25,7 @@ from aiohttp import web
 from telephony.api.stream import StreamHub, sse
 from telephony.calls.registry import UNIQUEID, CallRegistry
 from telephony.config import SiteConfig
+from telephony.delivery import deadletters
 from telephony.errors import (
     Forbidden,
     InvalidInput,
@@ -50,11 +51,11 @@ from telephony.tickets.models import (
     parse_ticket,
 )
 from telephony.tickets.services import TicketService
+from telephony.tickets.store import STORE_ERRORS
 from telephony.transfers.services import TransferService
 
 log = structlog.get_logger("http")
 MAX_BODY = 64 * 1024
-REPLAY_MEMORY = 3600  # seconds: well past the 5-minute signature tolerance
 PEER_ROUTE = re.compile(r"^/v1/tickets(/[0-9]{20,32}/events)?$")
 TICKET_ROUTE = re.compile(r"^/v1/tickets/[0-9]{20,32}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -96,6 +97,8 @@ class Api:
         r.add_post("/v1/calls/{linkedid}/transfer", self.transfer)
         r.add_post("/v1/calls/{linkedid}/threeway", self.threeway)
         r.add_get("/v1/stream", self.stream)
+        r.add_get("/v1/dead-letters", self.dead_letters)
+        r.add_post("/v1/dead-letters/{peer}/replay", self.replay_dead_letters)
         return app
 
     @web.middleware
@@ -117,7 +120,9 @@ class Api:
                 raise Replayed("this message id was already processed; nothing changed")
             response = await handler(request)
             if response.status < 300:  # remembered only once processed, so a failed attempt can be retried
-                await self.tickets.store.redis.set(seen_key, "1", ex=REPLAY_MEMORY)
+                # The sender retries the same message id for days (a peer down over a long weekend), so a
+                # window shorter than that would let a late retry of a processed message through again.
+                await self.tickets.store.redis.set(seen_key, "1", ex=round(self.config.replay_window))
             return response
         except LinkageError as exc:
             self.metrics.inc("linkage_http_refused_total", status=str(exc.status))
@@ -198,7 +203,51 @@ class Api:
         return web.json_response(state, status=200 if state.get("ok") else 503)
 
     async def prometheus(self, request: web.Request) -> web.Response:
+        try:  # read at scrape time: the CLI may have replayed or dropped some since
+            for peer in self.config.peers:
+                count = await deadletters.count(self.tickets.store.redis, peer.name)
+                self.metrics.set("linkage_delivery_dead_letters", count, peer=peer.name)
+        except STORE_ERRORS:
+            pass  # Redis is down: the page still answers, /v1/health says why
         return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+    def _supervisor(self, request: web.Request) -> None:
+        if request.get("agent") is not None:
+            raise Forbidden("dead letters are for supervisors: use the site's console token")
+
+    def _peer(self, name: str) -> str:
+        if self.config.peer(name) is None:
+            raise NotFound(f"no configured peer named {name!r}"[:120])
+        return name
+
+    async def dead_letters(self, request: web.Request) -> web.Response:
+        self._supervisor(request)
+        if not set(request.query) <= {"peer"}:
+            raise InvalidInput("the only query parameter is peer")
+        names = [self._peer(request.query["peer"])] if "peer" in request.query else \
+            [p.name for p in self.config.peers]
+        store = self.tickets.store
+        peers = []
+        for name in names:
+            items = await deadletters.entries(store.redis, store.sealer, name)
+            peers.append({"peer": name, "count": len(items), "items": [i.to_dict() for i in items]})
+        return web.json_response({"peers": peers})
+
+    async def replay_dead_letters(self, request: web.Request) -> web.Response:
+        self._supervisor(request)
+        peer = self._peer(request.match_info["peer"])
+        body = await self._json(request)
+        store = self.tickets.store
+        if isinstance(body, dict) and set(body) == {"all"} and body["all"] is True:
+            moved = await deadletters.replay_all(store.redis, store.sealer, peer)
+        elif isinstance(body, dict) and set(body) == {"index"} and type(body["index"]) is int \
+                and body["index"] >= 0:
+            moved = await deadletters.replay_one(store.redis, store.sealer, peer, body["index"])
+        else:
+            raise InvalidInput('body is {"index": N} (N >= 0, as listed) or {"all": true}')
+        log.info("delivery.dead_replayed", peer=peer, count=moved, by="console")
+        self.tickets.notify(peer)  # the peer's worker sends at once instead of at its next poll
+        return web.json_response({"peer": peer, "replayed": moved})
 
     # ---- peer side ----------------------------------------------------------------------------------
     async def receive_ticket(self, request: web.Request) -> web.Response:

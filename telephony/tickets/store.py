@@ -13,11 +13,14 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from telephony.security.sealing import Sealer
 from telephony.tickets.models import Ticket, parse_ticket
 
 PREFIX = "linkage:"
+# What Redis being away looks like to a caller: the store is unavailable, nothing is wrong with the data.
+STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 # KEYS: ticket key, tickets zset, by_linkedid hash, open set, then one outbox list per message
 # ARGV: create flag, body, score, ticket id, linkedid, open flag, then one message per outbox key

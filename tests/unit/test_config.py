@@ -430,3 +430,32 @@ def test_lab_sites_share_signing_secrets_pairwise_and_keep_them(tmp_path: Path) 
             assert (peer["level"], peer["division"]) == (other["site"]["level"], other["site"]["division"])
             assert name in [p["name"] for p in other["peers"]]  # peering is mutual
     assert Lab(rootfs=str(tmp_path)).site_raw(SITES[0]) == raws["12345"]  # secrets survive a new Lab
+
+
+# ---- resilience settings ---------------------------------------------------------------------------------
+
+def test_reconnect_and_replay_window_defaults(raw: dict[str, Any]) -> None:
+    c = parse_site_config(raw, SOURCE)
+    assert (c.ami.reconnect_min, c.ami.reconnect_max) == (0.5, 30.0)
+    assert c.replay_window == 8 * 86400  # longer than the sender retries
+
+
+def test_reconnect_and_replay_window_are_read(raw: dict[str, Any]) -> None:
+    raw["pbx"]["ami"].update(reconnect_min=1, reconnect_max=60)
+    raw["security"] = {"replay_window": 30 * 86400}
+    c = parse_site_config(raw, SOURCE)
+    assert (c.ami.reconnect_min, c.ami.reconnect_max, c.replay_window) == (1.0, 60.0, 30 * 86400)
+
+
+@pytest.mark.parametrize("ami, security, key", [
+    ({"reconnect_min": 0}, {}, "pbx.ami.reconnect_min"),
+    ({"reconnect_max": "30"}, {}, "pbx.ami.reconnect_max"),
+    ({"reconnect_min": 5, "reconnect_max": 2}, {}, "pbx.ami.reconnect_max"),
+    ({}, {"replay_window": 60}, "security.replay_window"),  # shorter than the signature tolerance allows
+    ({}, {"replay_window": True}, "security.replay_window"),
+])
+def test_bad_reconnect_or_replay_window_names_the_key(raw: dict[str, Any], ami: dict[str, Any],
+                                                      security: dict[str, Any], key: str) -> None:
+    raw["pbx"]["ami"].update(ami)
+    raw["security"] = security
+    assert_names(config_error(raw), key)

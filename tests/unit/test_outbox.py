@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from structlog.testing import capture_logs
+from throwaway import ThrowawayRedis
 
+from telephony import backoff
 from telephony.config import HostPort, Peer
 from telephony.delivery import outbox as outbox_module
 from telephony.delivery.client import PeerError
+from telephony.delivery.deadletters import open_entry
 from telephony.delivery.outbox import OutboxWorker
+from telephony.security.sealing import Sealer
 from telephony.tickets.store import PREFIX, outbox_key
 
 REDIS_DB = 5  # the unit conftest's `redis` fixture gives this database, emptied
@@ -68,7 +75,7 @@ async def test_a_ticket_the_peer_does_not_know_is_parked_after_a_few_tries(redis
     peer = ScriptedPeer([PeerError("peer answered 404", not_found=True)] * 4)
     await run_until_empty(OutboxWorker(redis, peer, base_delay=0.001), redis)
     assert peer.seen[:4] == ["orphan"] * 4 and peer.seen[-1] == "next"  # the link is not blocked forever
-    dead = [json.loads(m)["body"]["id"] for m in await redis.lrange(f"{PREFIX}dead:110", 0, -1)]
+    dead = [open_entry(Sealer(()), m)[0]["body"]["id"] for m in await redis.lrange(f"{PREFIX}dead:110", 0, -1)]
     assert dead == ["orphan"]
 
 
@@ -87,3 +94,81 @@ async def test_retry_after_is_honoured(redis: aioredis.Redis) -> None:
     start = loop.time()
     await run_until_empty(OutboxWorker(redis, peer, base_delay=0.001), redis)
     assert peer.seen == ["slow", "slow"] and loop.time() - start >= 0.3
+
+
+async def test_retry_after_is_bounded_by_the_configured_max(redis: aioredis.Redis) -> None:
+    await queue(redis, "slow")
+    peer = ScriptedPeer([PeerError("peer answered 429", retry_after=3600), None])
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await run_until_empty(OutboxWorker(redis, peer, base_delay=0.001, max_delay=0.05), redis)
+    assert peer.seen == ["slow", "slow"] and loop.time() - start < 2
+
+
+def test_backoff_delays_grow_and_cap() -> None:
+    top = [backoff.delay(n, 0.2, 60, rand=lambda: 1.0) for n in range(1, 40)]
+    low = [backoff.delay(n, 0.2, 60, rand=lambda: 0.0) for n in range(1, 40)]
+    assert top[:5] == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2])
+    assert all(b >= a for a, b in itertools.pairwise(top)) and max(top) == 60
+    assert low == pytest.approx([t / 2 for t in top])  # the jitter stays in [d/2, d]: never zero
+    assert backoff.delay(10**6, 0.2, 60) <= 60  # days of retries cannot overflow the exponent
+
+
+async def test_the_worker_outlives_a_redis_outage_and_resends_what_it_could_not_pop(tmp_path: Path) -> None:
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    client = aioredis.from_url(server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        await queue(client, "a", "b")
+
+        class DropsRedisAfterTheFirstSend(ScriptedPeer):
+            async def send(self, message: dict[str, Any]) -> None:
+                await super().send(message)
+                if len(self.seen) == 1:
+                    server.stop()  # the peer has "a", but the worker cannot pop it
+
+        peer = DropsRedisAfterTheFirstSend([])
+        worker = OutboxWorker(client, peer, base_delay=0.01)
+        with capture_logs() as logs:
+            task = asyncio.create_task(worker.run())
+            await asyncio.sleep(1.0)
+            assert not task.done()
+            assert peer.seen == ["a"]
+            server.start()
+            deadline = asyncio.get_running_loop().time() + 10
+            while peer.seen[-1:] != ["b"] and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            assert not task.done()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert peer.seen == ["a", "a", "b"]  # "a" again: the receiver answers it as a replay
+        assert await client.llen(outbox_key("110")) == 0
+        events = [e["event"] for e in logs]
+        assert events.count("delivery.store_unavailable") == 1 and "delivery.store_available" in events
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_a_worker_started_while_redis_is_down_waits_for_it(tmp_path: Path) -> None:
+    server = ThrowawayRedis(tmp_path)  # not started yet: the port is closed
+    client = aioredis.from_url(server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    peer = ScriptedPeer([])
+    worker = OutboxWorker(client, peer, base_delay=0.01)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.5)
+        assert not task.done()
+        server.start()
+        await queue(client, "late")
+        worker.notify()
+        deadline = asyncio.get_running_loop().time() + 10
+        while not peer.seen and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert peer.seen == ["late"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()
+        server.stop()
