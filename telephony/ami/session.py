@@ -99,6 +99,7 @@ class AmiSession:
     def _on_disconnect(self, manager: Any, exc: Exception | None) -> None:
         log.warning("ami.disconnected", error=str(exc) if exc else "")
         self.logged_in.clear()
+        self.calls.live = False  # events are being missed: key presses take the AGI's word for the call
         self._schedule_reconnect()
 
     def _on_connect_failed(self, exc: BaseException) -> None:
@@ -160,6 +161,7 @@ class AmiSession:
             channels = [{str(k): str(v) for k, v in m.items() if isinstance(v, str)}
                         for m in (reply if isinstance(reply, list) else []) if m.get("Event") == "CoreShowChannel"]
             log.info("ami.resynced", calls=self.calls.resync(channels), channels=len(channels))
+            self.calls.live = self.logged_in.is_set()
 
     async def watchdog(self) -> None:
         """Owned task: panoramisk never checks ping replies, so a hung AMI would go unnoticed until TCP closes.

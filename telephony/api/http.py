@@ -130,6 +130,11 @@ class Api:
             headers = {"Retry-After": str(max(1, round(exc.details["retry_after"])))} \
                 if "retry_after" in exc.details else None
             return web.json_response(exc.to_dict(), status=exc.status, headers=headers)
+        except STORE_ERRORS as exc:  # Redis restarting: nothing was written; the caller (or peer) retries
+            log.warning("http.store_unavailable", error=exc.__class__.__name__)
+            body = {"error": "store_unavailable", "message": "the ticket store is unavailable; retry shortly",
+                    "details": {}}
+            return web.json_response(body, status=503, headers={"Retry-After": "1"})
         except web.HTTPRequestEntityTooLarge:
             err = PayloadTooLarge(f"body larger than {MAX_BODY} bytes")
             return web.json_response(err.to_dict(), status=413)

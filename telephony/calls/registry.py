@@ -32,6 +32,7 @@ class Call:
     bridged_at: float | None = None
     ticket_id: str | None = None
     transferring: bool = False
+    recovered: bool = False  # first seen in a resync: an earlier run of the controller may hold its ticket
 
 
 def endpoint_of(channel: str) -> str:
@@ -46,6 +47,7 @@ class CallRegistry:
         self.calls: dict[str, Call] = {}
         self.by_uniqueid: dict[str, str] = {}
         self.max_calls = max_calls
+        self.live = False  # True while the AMI link is up and this registry was rebuilt from Asterisk since
 
     def on_event(self, event: dict[str, str]) -> Call | None:
         name = event.get("Event", "")
@@ -88,7 +90,8 @@ class CallRegistry:
             if not (UNIQUEID.match(uniqueid) and UNIQUEID.match(linkedid) and CHANNEL.match(channel)):
                 continue
             number = ch.get("CallerIDNum", "")
-            call = self.calls.setdefault(linkedid, Call(linkedid))
+            call = self.calls.setdefault(linkedid, Call(linkedid, recovered=linkedid not in old or
+                                                         old[linkedid].recovered))
             call.legs[uniqueid] = Leg(uniqueid, channel, number if NUMBER.match(number) else "",
                                       endpoint_of(channel), time.time(), ch.get("ChannelStateDesc", ""))
             self.by_uniqueid[uniqueid] = linkedid
@@ -97,6 +100,21 @@ class CallRegistry:
             if linkedid in old:
                 call.ticket_id, call.transferring = old[linkedid].ticket_id, old[linkedid].transferring
         return len(self.calls)
+
+    def adopt(self, linkedid: str, agent_uniqueid: str, agent_channel: str, caller_number: str) -> Call | None:
+        """A key press on a call we never heard of (the AMI link was down when it started): take what the AGI
+        request says — the agent's leg, the call's linkedid, which is the citizen's own channel id, and the
+        caller ID Dial gave the agent's channel — so the transfer does not wait for AMI. The next resync
+        replaces it with Asterisk's full picture."""
+        if not (UNIQUEID.match(linkedid) and UNIQUEID.match(agent_uniqueid) and CHANNEL.match(agent_channel)):
+            return None
+        now = time.time()
+        call = Call(linkedid, bridged_at=now, recovered=True)
+        call.legs[linkedid] = Leg(linkedid, "", caller_number if NUMBER.match(caller_number) else "", "", now)
+        call.legs[agent_uniqueid] = Leg(agent_uniqueid, agent_channel, "", endpoint_of(agent_channel), now, "Up")
+        self.calls[linkedid] = call
+        self.by_uniqueid[linkedid] = self.by_uniqueid[agent_uniqueid] = linkedid
+        return call
 
     def get(self, linkedid: str) -> Call | None:
         return self.calls.get(linkedid)

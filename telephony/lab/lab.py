@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -93,14 +94,17 @@ class Lab:
             path.chmod(0o600)
         return data
 
-    def site_raw(self, plan: SitePlan) -> dict[str, Any]:
+    def site_raw(self, plan: SitePlan, wan: dict[str, str] | None = None) -> dict[str, Any]:
+        """The site's config; `wan` maps site names to the address their HTTP is reached at by the other
+        sites (fault drills route the controllers' link through a network namespace, see harness/wan.py)."""
         sec = self.secrets()
         b = plan.base
+        wan = wan or {}
         peers = []
         for name in plan.peers:
             other = PLANS[name]
             peers.append({"name": other.name, "platform": other.platform, "level": other.level,
-                          "division": other.division, "url": f"http://{HOST}:{other.base + 80}",
+                          "division": other.division, "url": f"http://{wan.get(other.name, HOST)}:{other.base + 80}",
                           "trunk": {"host": HOST, "port": other.base + 60},
                           "secrets": [sec["pair." + ".".join(sorted((plan.name, other.name)))]],
                           "dial": other.platform})
@@ -111,7 +115,8 @@ class Lab:
                     "ami": {"host": HOST, "port": b + 38, "username": "linkage", "secret": sec[f"{plan.name}.ami"],
                             "ping_interval": 2},
                     "agi": {"host": HOST, "port": b + 573}},
-            "controller": {"http": {"host": HOST, "port": b + 80}, "public_url": f"http://{HOST}:{b + 80}",
+            "controller": {"http": {"host": HOST, "port": b + 80},
+                           "public_url": f"http://{wan.get(plan.name, HOST)}:{b + 80}",
                            "api_token": sec[f"{plan.name}.token"]},
             "redis": {"url": f"redis://{HOST}:{b + 379}/0"},
             "keys": {"onekey": plan.targets[0]["key"]},
@@ -225,11 +230,40 @@ class Lab:
         write(files, sdir / "etc")
         (sdir / "linkage.yaml").write_text(yaml.safe_dump(self.site_raw(plan), sort_keys=False))
         (sdir / "linkage.yaml").chmod(0o600)
-        redis = spawn(f"redis-{plan.name}", [
+        return [self._spawn_redis(plan), self._spawn_asterisk(plan)]
+
+    def _spawn_redis(self, plan: SitePlan) -> Proc:
+        sdir = self.dir / plan.name
+        return spawn(f"redis-{plan.name}", [
             "redis-server", "--port", str(plan.base + 379), "--bind", HOST, "--dir", str(sdir / "redis"),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
             "--protected-mode", "yes", "--logfile", ""], sdir / "redis.log")
-        return [redis, self._spawn_asterisk(plan)]
+
+    def restart_redis(self, site: str, kill: bool = True) -> None:
+        """Fault drills: stop one site's Redis (SIGKILL by default: no chance to flush anything more) and start
+        it again on the same append-only file."""
+        plan = PLANS[site]
+        procs = self._state()
+        for p in procs:
+            if p.name == f"redis-{site}":
+                if kill and alive(p):
+                    os.kill(p.pid, signal.SIGKILL)
+                stop(p)
+        procs = [p for p in procs if p.name != f"redis-{site}"]
+        procs.append(self._spawn_redis(plan))
+        self._save(procs)
+        self._wait(lambda: self._redis_up(plan), 20, f"Redis of {site} did not come back")
+
+    @staticmethod
+    def _redis_up(plan: SitePlan) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection((HOST, plan.base + 379), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def _spawn_asterisk(self, plan: SitePlan) -> Proc:
         inside = "/" + LAB_SUBDIR + "/" + plan.name
@@ -282,8 +316,27 @@ class Lab:
         """Stop one site's controller by pid (fault drills); `restart_controller` brings it back."""
         self._stop_named(f"controller-{site}")
 
-    def restart_controller(self, site: str, env: dict[str, str] | None = None) -> None:
-        """Stop one site's controller by pid and start it again (with extra LINKAGE_* overrides, for drills)."""
+    def kill_controller(self, site: str) -> None:
+        """Fault drills: SIGKILL one site's controller by pid (no shutdown code runs)."""
+        for p in self._state():
+            if p.name == f"controller-{site}" and alive(p):
+                os.kill(p.pid, signal.SIGKILL)
+        self._stop_named(f"controller-{site}")  # reaps it
+
+    def reroute(self, wan: dict[str, str] | None = None) -> None:
+        """Rewrite the controllers' configs so the sites in `wan` are reached at those addresses (or back to
+        loopback with None) and restart the controllers of the two cities."""
+        for plan in SITES:
+            (self.dir / plan.name / "linkage.yaml").write_text(
+                yaml.safe_dump(self.site_raw(plan, wan), sort_keys=False))
+        for site in ("12345", "110"):
+            self.restart_controller(site)
+
+    def restart_controller(self, site: str, env: dict[str, str] | None = None, kill: bool = False) -> None:
+        """Stop one site's controller by pid (SIGKILL with kill=True) and start it again (with extra LINKAGE_*
+        overrides, for drills)."""
+        if kill:
+            self.kill_controller(site)
         self.stop_controller(site)
         procs = self._state()
         plan = next(p for p in SITES if p.name == site)

@@ -19,6 +19,7 @@ from telephony.errors import LinkageError
 from telephony.metrics import Metrics
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
+from telephony.tickets.store import STORE_ERRORS
 
 log = structlog.get_logger("supervision")
 
@@ -95,12 +96,25 @@ class Supervisor:
         return count
 
     async def run(self) -> None:
-        log.info("supervision.started", open_tickets=await self.reload())
+        delay = 0.5
+        while True:  # the store may be restarting when we start: wait for it rather than die
+            try:
+                log.info("supervision.started", open_tickets=await self.reload())
+                break
+            except STORE_ERRORS as exc:
+                log.warning("supervision.store_unavailable", error=exc.__class__.__name__, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         while True:
             now = datetime.now(UTC).timestamp()
             while self.heap and self.heap[0][0] <= now:
                 _, ticket_id, state = heapq.heappop(self.heap)
-                await self._check(ticket_id, state)
+                try:
+                    await self._check(ticket_id, state)
+                except STORE_ERRORS as exc:  # store away for a moment: check this deadline again soon
+                    log.warning("supervision.store_unavailable", error=exc.__class__.__name__, retry_in=1.0)
+                    heapq.heappush(self.heap, (now + 1.0, ticket_id, state))
+                    break
             timeout = min(1.0, self.heap[0][0] - now) if self.heap else 1.0
             self.wake.clear()
             try:

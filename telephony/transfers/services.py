@@ -27,6 +27,7 @@ from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
 from telephony.tickets.models import TICKET_ID, Ticket, parse_ticket
 from telephony.tickets.services import TicketService
+from telephony.tickets.store import STORE_ERRORS
 
 log = structlog.get_logger("transfers")
 CALL_INFO = re.compile(r"<(https?://[^>\s]{1,300})>")
@@ -70,6 +71,10 @@ class TransferService:
         caller_number = caller.caller_number if caller and NUMBER.match(caller.caller_number) else ""
         path = [self.config.name, target.via, target.name] if target.via else [self.config.name, target.name]
         call.transferring = True
+        if call.recovered and call.ticket_id is None:
+            resumed = await self._resume(call, target, mode)
+            if resumed is not None:
+                return resumed
         try:
             ticket = await self.tickets.create(
                 target_site=target.name, target_platform=target.platform, caller_number=caller_number,
@@ -84,12 +89,37 @@ class TransferService:
         log.info("transfer.started", target=target.name)
         return ticket, f"{target.dial}*{ticket.id}"
 
+    async def _resume(self, call: Call, target: Target, mode: str) -> tuple[Ticket, str] | None:
+        """A call this run of the controller learnt from Asterisk after a restart: if the previous run stored a
+        ticket for it and died before the call moved (killed between the write and the AGI answer), the agent's
+        next press sends that ticket again instead of making a second one. Anything past `delivered` is a new
+        transfer (a failed one was recalled, say), as before the restart."""
+        try:
+            ticket_id = await self.tickets.store.by_linkedid(call.linkedid)
+            ticket = await self.tickets.store.get(ticket_id) if ticket_id else None
+        except Exception:
+            call.transferring = False
+            raise
+        if (ticket is None or ticket.source.site != self.config.name or ticket.target.site != target.name
+                or ticket.mode != mode or {e.type for e in ticket.history} - {"created", "delivered"}):
+            return None
+        call.ticket_id = ticket.id
+        structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
+        log.info("transfer.resumed", target=target.name)
+        return ticket, f"{target.dial}*{ticket.id}"
+
     async def agi_onekey(self, request: AgiRequest) -> None:
         linkedid, target_name = request.arg(0), request.arg(1) or (
             self.config.targets[0].name if self.config.targets else "")
         structlog.contextvars.bind_contextvars(call_id=linkedid)
         call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
         target = self.config.target(target_name)
+        if call is None and target is not None and not self.calls.live:
+            # AMI is down (or has not resynced yet): the AGI request itself tells us enough to transfer
+            call = self.calls.adopt(linkedid, request.uniqueid, request.channel,
+                                    request.headers.get("agi_callerid", ""))
+            if call is not None:
+                log.warning("onekey.call_adopted", reason="call not seen on AMI")
         if call is None or target is None:
             log.warning("onekey.unknown_call", reason="no such call" if target else "no such target")
             return  # LINKAGE_XFER stays empty: the dialplan keeps the call with the agent
@@ -97,6 +127,10 @@ class TransferService:
             _, exten = await self.start_transfer(call, request.uniqueid, target)
         except LinkageError as exc:
             log.warning("onekey.refused", reason=exc.message)
+            return
+        except STORE_ERRORS as exc:  # nothing stored, so the call stays with the agent, who can press again
+            call.transferring = False
+            log.error("onekey.store_unavailable", error=exc.__class__.__name__)
             return
         await request.set_variable("LINKAGE_XFER", exten)
 
