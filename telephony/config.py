@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from telephony.errors import ConfigError
+from telephony.security.tls import TlsFileError, client_context, server_context
 
 SITE_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,31}$")
 DIVISION = re.compile(r"^[0-9]{6}$")
@@ -32,6 +34,16 @@ URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$
 class HostPort:
     host: str
     port: int
+
+
+@dataclass(frozen=True)
+class Tls:
+    """TLS for one peer (as its client) or for our listener; the context is built from the files at load time."""
+
+    context: ssl.SSLContext = field(compare=False, repr=False)
+    ca: str = ""  # peer: the CA that signs the peer's server cert ("" = system store); listener: client_ca
+    cert: str = ""  # the certificate we present: to a peer asking for one (mutual TLS), or as the server
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class Peer:
     level: str = "city"
     division: str = ""  # a county peer owns the tickets of its division code (市级互转, push-down)
     secrets: tuple[str, ...] = ()  # shared signing secrets (whsec_…), newest first; both sites hold the same list
+    tls: Tls | None = None  # set exactly when url is https://
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,7 @@ class SiteConfig:
     # late retry of a message whose answer was lost is still recognised as a replay.
     replay_window: float = 8 * 86400.0
     storage_keys: tuple[str, ...] = ()  # AES-256-GCM keys for tickets at rest (base64 of 32 bytes), newest first
+    http_tls: Tls | None = None  # TLS (and with a client CA, mutual TLS) on the peer/console listener
     parent: str = ""
     source_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -269,6 +283,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
             level=_level(r, p_raw, p),
             division=r.string(p_raw, "division", p, re.compile(r"^([0-9]{6})?$"), default=""),
             secrets=_secrets(r, p_raw, p),
+            tls=_peer_tls(r, p_raw, p, url),
         ))
 
     onekey = r.string(keys, "onekey", "keys", FEATURE_KEY, default="*8")
@@ -276,6 +291,11 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     deadlines = _deadlines(r, r.optional(raw, "supervision"))
     threeway = _threeway(r, r.optional(raw, "threeway"), targets, keys)
     level = _level(r, site, "site")
+    http_tls = _listener_tls(r, r.section(ctl, "http", "controller"))
+    public_url = r.string(ctl, "public_url", "controller", URL).rstrip("/")
+    if http_tls is not None and not public_url.startswith("https://"):
+        raise r.fail("controller.public_url", "must be https:// when controller.http.tls is set: peers reach "
+                                              "ticket references under it")
     return SiteConfig(
         name=r.string(site, "name", "site", SITE_NAME),
         platform=r.string(site, "platform", "site", SITE_NAME),
@@ -293,7 +313,8 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         ),
         agi=r.hostport(r.section(pbx, "agi", "pbx"), "pbx.agi"),
         http=r.hostport(r.section(ctl, "http", "controller"), "controller.http"),
-        public_url=r.string(ctl, "public_url", "controller", URL).rstrip("/"),
+        public_url=public_url,
+        http_tls=http_tls,
         api_token=r.string(ctl, "api_token", "controller", TOKEN),
         redis_url=r.string(redis, "url", "redis", re.compile(r"^redis://[A-Za-z0-9.:@/_-]+$")),
         onekey=targets[0].key if targets else onekey,
@@ -346,6 +367,53 @@ def _secrets(r: _Reader, data: dict[str, Any], path: str) -> tuple[str, ...]:
         if not isinstance(s, str) or not re.match(r"^whsec_[A-Za-z0-9+/=]{20,200}$", s):
             raise r.fail(f"{path}.secrets[{i}]", "is not whsec_ followed by base64 of at least 15 bytes")
     return tuple(raw)
+
+
+def _tls_paths(r: _Reader, raw: dict[str, Any], path: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """The file paths of a tls mapping; a relative path is taken from the config file's directory."""
+    unknown = set(raw) - set(keys)
+    if unknown:
+        raise r.fail(f"{path}.{sorted(unknown)[0]}", f"unknown key (expected {', '.join(keys)})")
+    base = Path(r.source).parent
+    out = {}
+    for k in keys:
+        value = r.string(raw, k, path, default="")
+        out[k] = str(base / value) if value else ""
+    return out
+
+
+def _peer_tls(r: _Reader, data: dict[str, Any], path: str, url: str) -> Tls | None:
+    raw = data.get("tls")
+    if raw is not None and not isinstance(raw, dict):
+        raise r.fail(f"{path}.tls", "must be a mapping with ca, cert, key")
+    if not url.startswith("https://"):
+        if raw is not None:
+            raise r.fail(f"{path}.tls", f"is set but url {url!r} is http://: use an https:// url for TLS")
+        return None
+    files = _tls_paths(r, raw or {}, f"{path}.tls", ("ca", "cert", "key"))
+    try:
+        context = client_context(files["ca"], files["cert"], files["key"])
+    except TlsFileError as exc:
+        raise r.fail(f"{path}.tls.{exc.key}", exc.problem) from exc
+    return Tls(context, files["ca"], files["cert"], files["key"])
+
+
+def _listener_tls(r: _Reader, http: dict[str, Any]) -> Tls | None:
+    raw = http.get("tls")
+    if raw is None:
+        return None
+    path = "controller.http.tls"
+    if not isinstance(raw, dict):
+        raise r.fail(path, "must be a mapping with cert, key and optionally client_ca")
+    files = _tls_paths(r, raw, path, ("cert", "key", "client_ca"))
+    if not files["cert"] or not files["key"]:
+        raise r.fail(f"{path}.{'key' if files['cert'] else 'cert'}", "is required: TLS on the listener needs "
+                                                                      "both cert and key")
+    try:
+        context = server_context(files["cert"], files["key"], files["client_ca"])
+    except TlsFileError as exc:
+        raise r.fail(f"{path}.{exc.key}", exc.problem) from exc
+    return Tls(context, files["client_ca"], files["cert"], files["key"])
 
 
 def _overflow(r: _Reader, transfer: dict[str, Any], peers: list[Peer]) -> str:

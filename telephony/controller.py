@@ -99,12 +99,12 @@ class Controller:
 
         runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.http.host, self.config.http.port, reuse_address=True)
-        await site.start()
+        await http_site(runner, self.config).start()
         await self.agi.start()
         await self.ami.start()
+        tls = self.config.http_tls
         log.info("controller.started", site=self.config.name, http=self.config.http.port,
-                 agi=self.config.agi.port)
+                 agi=self.config.agi.port, tls="mutual" if tls is not None and tls.ca else "on" if tls else "off")
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.ami.run()), group.create_task(self.supervisor.run()),
@@ -126,3 +126,14 @@ class Controller:
             await self.session.close()
         await self.redis.aclose()
         log.info("controller.stopped")
+
+
+def http_site(runner: web.AppRunner, config: SiteConfig) -> web.TCPSite:
+    """The peer and console listener: TLS when controller.http.tls is set, mutual TLS when it names a client CA."""
+    tls = config.http_tls
+    if tls is None and config.public_url.startswith("https://"):
+        # legitimate behind a proxy that terminates TLS; a mistake if peers are meant to reach us directly
+        log.warning("http.plain_behind_https_url", public_url=config.public_url,
+                    note="controller.http.tls is not set: TLS must be terminated in front of this listener")
+    return web.TCPSite(runner, config.http.host, config.http.port, reuse_address=True,
+                       ssl_context=tls.context if tls is not None else None)

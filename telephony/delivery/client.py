@@ -1,8 +1,13 @@
-"""HTTP client for a peer controller: push a ticket, send an event, fetch a ticket by reference."""
+"""HTTP client for a peer controller: push a ticket, send an event, fetch a ticket by reference.
+
+Over https:// each request carries the peer's own TLS context (its CA, our client certificate), so one shared
+session serves peers with different trust; a TLS failure is an unreachable peer, retried like any other.
+"""
 
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 from typing import Any
 
@@ -27,6 +32,8 @@ class PeerClient:
         self.peer = peer
         self.site = site  # who we are, so the peer knows which secrets to check
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        # an https:// peer always has a context; True (aiohttp's default checks) matters only for http://
+        self.ssl: ssl.SSLContext | bool = peer.tls.context if peer.tls is not None else True
 
     def _headers(self, message_id: str, body: bytes) -> dict[str, str]:
         return {"Content-Type": "application/json",
@@ -45,7 +52,7 @@ class PeerClient:
         body = json.dumps(message["body"], ensure_ascii=False, separators=(",", ":")).encode()
         try:
             async with self.session.post(url, data=body, headers=self._headers(message_id, body),
-                                         timeout=self.timeout) as resp:
+                                         timeout=self.timeout, ssl=self.ssl) as resp:
                 if resp.status < 300:
                     return
                 text = (await resp.text())[:300]
@@ -56,8 +63,8 @@ class PeerClient:
                 permanent = 400 <= resp.status < 500 and resp.status not in (404, 408, 409, 425, 429)
                 raise PeerError(f"peer answered {resp.status}: {text}", retry_after, permanent,
                                 not_found=resp.status == 404)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PeerError(f"peer unreachable: {exc.__class__.__name__}") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # OSError: ssl.SSLError, resets
+            raise PeerError(f"peer unreachable: {_reason(exc)}") from exc
 
     async def fetch_ticket(self, url: str) -> dict[str, Any]:
         """Dereference a Call-Info URL; only URLs under the configured peer base are followed."""
@@ -65,13 +72,26 @@ class PeerClient:
             raise PeerError("reference is not under the peer's base URL", permanent=True)
         try:
             async with self.session.get(url, headers=self._headers(f"fetch-{uuid.uuid4().hex}", b""),
-                                        timeout=self.timeout) as resp:
+                                        timeout=self.timeout, ssl=self.ssl) as resp:
                 if resp.status != 200:
                     raise PeerError(f"peer answered {resp.status}")
                 data: dict[str, Any] = await resp.json()
                 return data
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise PeerError(f"fetch failed: {exc.__class__.__name__}") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise PeerError(f"fetch failed: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The class, and for TLS the handshake or verification reason an operator can act on."""
+    for inner in (getattr(exc, "certificate_error", None), getattr(exc, "os_error", None), exc.__cause__, exc):
+        verify = getattr(inner, "verify_message", None)
+        if verify:
+            return f"{exc.__class__.__name__}: TLS certificate verify failed: {verify}"
+        if isinstance(inner, ssl.SSLError) and inner.reason:
+            return f"{exc.__class__.__name__}: TLS {inner.reason}"
+    # a listener that wants a client certificate we did not send resets the connection after the handshake
+    strerror = getattr(exc, "strerror", None)
+    return f"{exc.__class__.__name__}: {strerror}" if strerror else exc.__class__.__name__
 
 
 def _retry_after(value: str | None) -> float | None:
