@@ -179,4 +179,4 @@ def settle(desc: dict[str, Any], fault: str, calls: int, since: float, timeout: 
 
 def live_calls(site: dict[str, Any]) -> int:
     status, body = _get(site, "/v1/calls")
-    return len(body["calls"]) if status == 200 and isinstance(body, dict) and "calls" in body else -1
+    return len(body["items"]) if status == 200 and isinstance(body, dict) and "items" in body else -1

@@ -436,7 +436,7 @@ def test_lab_sites_share_signing_secrets_pairwise_and_keep_them(tmp_path: Path) 
 
 def test_reconnect_and_replay_window_defaults(raw: dict[str, Any]) -> None:
     c = parse_site_config(raw, SOURCE)
-    assert (c.ami.reconnect_min, c.ami.reconnect_max) == (0.5, 30.0)
+    assert (c.ami.reconnect_min, c.ami.reconnect_max) == (0.5, 5.0)
     assert c.replay_window == 8 * 86400  # longer than the sender retries
 
 
