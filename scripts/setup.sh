@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2"
+DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables"  # ip netns, ss, iptables: fault drills
 ROOTFS_PACKAGES="asterisk asterisk-modules asterisk-core-sounds-en-gsm asterisk-moh-opsound-gsm"
 ROOTFS_BASE=${LINKAGE_ROOTFS_BASE:-/var/lib/linkage/rootfs}
 PYTHON=${PYTHON:-python3}
