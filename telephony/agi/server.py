@@ -54,7 +54,8 @@ class AgiRequest:
         self.writer.write(line.encode() + b"\n")
         await self.writer.drain()
         while True:
-            raw = await asyncio.wait_for(self.reader.readline(), COMMAND_TIMEOUT)
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                raw = await self.reader.readline()
             if not raw:
                 raise AgiError("channel went away")
             result: dict[str, object] = parse_agi_result(raw.decode(errors="replace").rstrip("\n"))
@@ -100,25 +101,23 @@ class FastAgiServer:
             await self.server.wait_closed()
 
     async def _read_headers(self, reader: asyncio.StreamReader) -> dict[str, str]:
-        """The whole header block must arrive within HEADER_TIMEOUT, not each line."""
-        return await asyncio.wait_for(self._read_header_lines(reader), HEADER_TIMEOUT)
-
-    async def _read_header_lines(self, reader: asyncio.StreamReader) -> dict[str, str]:
+        """The whole header block (up to the blank line) must arrive within HEADER_TIMEOUT, not each line, and
+        fit in MAX_HEADER_BYTES. One read for the block: this is on the key-press-to-ring path."""
+        try:
+            async with asyncio.timeout(HEADER_TIMEOUT):
+                block = await reader.readuntil(b"\n\n")
+        except asyncio.IncompleteReadError as exc:
+            raise AgiError("connection closed in headers") from exc
+        except asyncio.LimitOverrunError as exc:
+            raise AgiError("request headers too large") from exc
+        if len(block) > MAX_HEADER_BYTES:
+            raise AgiError("request headers too large")
         headers: dict[str, str] = {}
-        size = 0
-        while True:
-            line = await reader.readline()
-            if not line:
-                raise AgiError("connection closed in headers")
-            size += len(line)
-            if size > MAX_HEADER_BYTES:
-                raise AgiError("request headers too large")
-            text = line.decode(errors="replace").rstrip("\r\n")
-            if not text:
-                return headers
-            key, sep, value = text.partition(": ")
+        for line in block.decode(errors="replace").split("\n"):
+            key, sep, value = line.rstrip("\r").partition(": ")
             if sep and key.startswith("agi_"):
                 headers[key] = value
+        return headers
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         structlog.contextvars.clear_contextvars()

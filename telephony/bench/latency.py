@@ -200,10 +200,12 @@ Current summary of `{command}` (the full series is in `bench/results/`, one CSV,
 - far controller held the ticket before the far agent's INVITE: {'n/a' if share is None else f'{share:.0%}'} of
   one-key transfers (target ≥ 99 %)
 
-Not measured yet (issue 6): sustained transfers per second, controller CPU and memory per transfer, AMI ingestion
-rate, the 30-minute soak. The machines are shared and noisy: compare ratios and medians, not single values.
+The machines are shared and noisy: compare ratios and medians, not single values. The other benchmarks' sections
+follow; each run of a benchmark replaces only its own.
 """
-    path.write_text(text, encoding="utf-8")
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    rest = old.find("\n## ")
+    path.write_text(text + (old[rest:] if rest >= 0 else ""), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -90,9 +90,10 @@ class TicketService:
                     setattr(ticket, key, value)
             event = self._local_event(ticket, "created", agent_id, {})
             apply_event(ticket, event)
-            outgoing = [(site, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()})
+            body = ticket.to_dict()  # rendered once: stored and pushed alike (this is on the key-press path)
+            outgoing = [(site, {"kind": "ticket", "queued_at": time.time(), "body": body})
                         for site in self.neighbours(ticket)]
-            if await self.store.create(ticket, outgoing):
+            if await self.store.create(ticket, outgoing, body):
                 log.info("ticket.created", ticket_id=ticket.id, call_id=linkedid, target=target_site)
                 for site, _ in outgoing:
                     self.notify(site)

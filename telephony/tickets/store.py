@@ -71,18 +71,20 @@ class TicketStore:
         return parse_ticket(json.loads(self.sealer.open(raw)))
 
     async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]] = (),
-                  *, create: bool = False) -> bool:
+                  *, create: bool = False, body: dict[str, Any] | None = None) -> bool:
         """Store the ticket and queue messages for peers atomically. With create=True, an existing id is
         refused and nothing is written; returns whether it was stored."""
         keys = [ticket_key(ticket.id), f"{PREFIX}tickets", f"{PREFIX}by_linkedid", f"{PREFIX}open"]
         keys += [outbox_key(peer) for peer, _ in outgoing]
-        args = ["1" if create else "0", self.sealer.seal(_json(ticket.to_dict())), str(_score(ticket.created_at)),
+        body = ticket.to_dict() if body is None else body  # the caller may have rendered it already
+        args = ["1" if create else "0", self.sealer.seal(_json(body)), str(_score(ticket.created_at)),
                 ticket.id, ticket.linkedid, "0" if ticket.status in FINAL_STATES else "1"]
         args += [self.sealer.seal(_json(message)) for _, message in outgoing]
         return bool(await self._put(keys=keys, args=args))
 
-    async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]]) -> bool:
-        return await self.put(ticket, outgoing, create=True)
+    async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]],
+                     body: dict[str, Any] | None = None) -> bool:
+        return await self.put(ticket, outgoing, create=True, body=body)
 
     async def by_linkedid(self, linkedid: str) -> str | None:
         raw = await self.redis.hget(f"{PREFIX}by_linkedid", linkedid)

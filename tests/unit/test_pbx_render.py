@@ -165,3 +165,17 @@ def test_write_creates_the_files(files: dict[str, str], tmp_path: Path) -> None:
     write(files, etc)
     assert sorted(p.name for p in etc.iterdir()) == sorted(files)
     assert (etc / "manager.conf").read_text(encoding="utf-8") == files["manager.conf"]
+
+
+def test_the_bench_baseline_reaches_the_far_agent_without_any_agi(tmp_path: Path) -> None:
+    """The baseline 12345 sends (8 + the far number) must meet its own extension at 110, not the linked-call
+    pattern `_X.` with its route_in AGI: the comparison is meant to be against the dialplan alone."""
+    lab = Lab(rootfs=str(tmp_path))
+    sender = lab.site_config(PLANS["12345"])
+    far = lab.site_config(PLANS["110"])
+    out = render(sender, PbxExtras("/x", "tester", "secret123", 30000, 30998))["linkage.conf"]
+    sent = re.search(r"exten => bench,1,Dial\(PJSIP/(\d+)@trunk-110", out)
+    assert sent is not None
+    inbound = render(far, PbxExtras("/x", "tester", "secret123", 31000, 31998))["linkage.conf"]
+    line = next(ln for ln in inbound.splitlines() if ln.startswith(f"exten => {sent.group(1)},1,"))
+    assert "AGI" not in line and line.endswith(f"Dial(PJSIP/agent{far.agents[0].id},{far.ring_timeout},r)")
