@@ -152,9 +152,9 @@ def _bench(config: SiteConfig) -> str:
             f"[linkage-bench-out]\nexten => bench,1,Dial(PJSIP/8{t.dial}@trunk-{t.peer or t.via},"
             f"{config.ring_timeout + 5},r)\n same => n,Hangup()\n\n"
             # the baseline arriving here: exactly 8 + our own number (a pattern like _8XXX. missed "8110" and
-            # sent the baseline through the route_in AGI), ringing the agent one-key would pick when all are idle
-            f"[linkage-from-trunk]\nexten => 8{config.hotline},1,Dial(PJSIP/agent{config.agents[0].id},"
-            f"{config.ring_timeout},r)\n"
+            # sent the baseline through the route_in AGI); it rings every agent, as the dialplan alone cannot tell
+            # which one is idle (one-key asks the controller, which picks the first idle agent)
+            f"[linkage-from-trunk]\nexten => 8{config.hotline},1,Dial({agent_dials(config)},{config.ring_timeout},r)\n"
             f" same => n,Hangup()\n")
 
 
