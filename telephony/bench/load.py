@@ -119,13 +119,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="linkage bench load")
     parser.add_argument("--rates", default="1,2,4,8")
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--keys", default="onekey,bench_baseline", help="which paths to step (comma-separated)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     lab = Lab()
     desc = lab.up(log=lambda m: None)
     results = []
     for rate in [float(r) for r in args.rates.split(",")]:
-        for key in ("onekey", "bench_baseline"):
+        for key in args.keys.split(","):
             with tempfile.TemporaryDirectory(prefix="linkage-load-") as tmp:
                 r = step(desc, key, rate, args.seconds, Path(tmp))
             print(json.dumps(r), flush=True)
