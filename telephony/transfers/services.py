@@ -56,6 +56,13 @@ class TransferService:
         self.ami_send = ami_send
         self.drafts: dict[str, dict[str, str]] = {}
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, on the receiving side
+        self.arrivals: dict[str, asyncio.Event] = {}  # ticket id -> set when its push is stored here
+        tickets.listeners.append(self._on_ticket)
+
+    def _on_ticket(self, ticket: Ticket, _: Any) -> None:
+        waiting = self.arrivals.get(ticket.id)
+        if waiting is not None:
+            waiting.set()
 
     # ---- sending side -------------------------------------------------------------------------------
     async def start_transfer(self, call: Call, agent_uniqueid: str, target: Target,
@@ -205,6 +212,8 @@ class TransferService:
         if TICKET_ID.match(ticket_id):
             ticket = await self.tickets.store.get(ticket_id)
             if ticket is None:
+                ticket = await self._await_push(ticket_id)
+            if ticket is None:
                 ticket = await self._fetch_by_reference(request, ticket_id)
         else:
             log.warning("route_in.no_ticket_header")
@@ -269,6 +278,27 @@ class TransferService:
             if f"agent{agent.id}" not in busy:
                 return agent.id
         return self.config.agents[0].id
+
+    async def _await_push(self, ticket_id: str) -> Ticket | None:
+        """The INVITE often outruns the push sent at the same moment: waiting a few milliseconds for it is
+        cheaper than asking the sender (busy with the same transfer) for the ticket."""
+        if self.config.push_wait <= 0 or len(self.arrivals) > 1000:
+            return None
+        arrived = self.arrivals.setdefault(ticket_id, asyncio.Event())
+        try:
+            ticket = await self.tickets.store.get(ticket_id)  # it may have landed since the first look
+            if ticket is None:
+                try:
+                    async with asyncio.timeout(self.config.push_wait):
+                        await arrived.wait()
+                except TimeoutError:
+                    pass  # one last look: a relay's copy is stored without an event to wake us
+                ticket = await self.tickets.store.get(ticket_id)
+            if ticket is not None:
+                log.info("route_in.push_arrived")
+            return ticket
+        finally:
+            self.arrivals.pop(ticket_id, None)
 
     async def _fetch_by_reference(self, request: AgiRequest, ticket_id: str) -> Ticket | None:
         ref = await request.get_variable("${PJSIP_HEADER(read,Call-Info)}")

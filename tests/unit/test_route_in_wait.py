@@ -1,0 +1,54 @@
+"""Receiving side: a linked call that outruns its ticket's push waits briefly for the push (woken by the ticket
+service when it is stored) before asking the sender for the ticket by reference."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from telephony.calls.registry import CallRegistry
+from telephony.lab.lab import PLANS, Lab
+from telephony.tickets.services import TicketService
+from telephony.tickets.store import TicketStore
+from telephony.transfers.services import TransferService
+
+REDIS_DB = 8  # the unit conftest's `redis` fixture gives this database, emptied
+
+
+def _sites(tmp_path: Path, redis: aioredis.Redis) -> tuple[TicketService, TransferService]:
+    lab = Lab(rootfs=str(tmp_path))
+    sender = TicketService(lab.site_config(PLANS["12345"]), TicketStore(redis), lambda site: None)
+    receiver_config = lab.site_config(PLANS["110"])
+    receiver = TicketService(receiver_config, TicketStore(redis), lambda site: None)  # one database: ids differ
+    return sender, TransferService(receiver_config, CallRegistry(), receiver, {})
+
+
+async def test_a_push_landing_while_the_call_waits_is_used(tmp_path: Path, redis: aioredis.Redis) -> None:
+    sender, far = _sites(tmp_path, redis)
+    ticket = await sender.create(target_site="110", target_platform="110", caller_number="13912345678",
+                                 agent_id="1001", linkedid="pbx12345-1.1", uniqueids=["pbx12345-1.1"], draft={})
+    copy = type(ticket)(**{**ticket.__dict__})
+    await redis.delete(f"linkage:ticket:{ticket.id}")  # the far side has not got it yet
+
+    async def push_later() -> None:
+        await asyncio.sleep(0.01)
+        await far.tickets.receive(copy, via="push")
+
+    start = time.monotonic()
+    pushed = asyncio.create_task(push_later())
+    got = await far._await_push(ticket.id)
+    await pushed
+    assert got is not None and got.id == ticket.id
+    assert time.monotonic() - start < far.config.push_wait + 0.5
+    assert far.arrivals == {}
+
+
+async def test_no_push_in_time_gives_none_and_leaves_nothing_behind(tmp_path: Path, redis: aioredis.Redis) -> None:
+    _, far = _sites(tmp_path, redis)
+    start = time.monotonic()
+    assert await far._await_push("37080020260101120000123456") is None
+    assert time.monotonic() - start >= far.config.push_wait * 0.9
+    assert far.arrivals == {}
