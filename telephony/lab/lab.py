@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -260,8 +261,6 @@ class Lab:
 
     @staticmethod
     def _redis_up(plan: SitePlan) -> bool:
-        import socket
-
         try:
             with socket.create_connection((HOST, plan.base + 379), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")

@@ -26,6 +26,11 @@ class PbxExtras:
     rtp_start: int
     rtp_end: int
 
+# The AMI events the controller reads: the call registry (Newchannel, Newstate, BridgeEnter, Hangup) and the
+# transfer and three-way services (ami/session.py INTERESTING). Asterisk sends its AMI user nothing else.
+AMI_EVENTS = ("Newchannel", "Newstate", "BridgeEnter", "Hangup", "DialBegin", "DialEnd", "BlindTransfer",
+              "AttendedTransfer", "ConfbridgeJoin", "ConfbridgeLeave")
+
 
 def _fill(template: str, values: dict[str, str], name: str) -> str:
     def sub(m: re.Match[str]) -> str:
@@ -176,6 +181,7 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
         "SIP_HOST": config.sip.host, "SIP_PORT": str(config.sip.port),
         "AMI_HOST": config.ami.host, "AMI_PORT": str(config.ami.port),
         "AMI_USER": config.ami.username, "AMI_SECRET": config.ami.secret,
+        "AMI_EVENT_FILTERS": "\n".join(f"eventfilter(action(include),name({name})) =" for name in AMI_EVENTS),
         "TESTER_USER": extras.tester_user, "TESTER_SECRET": extras.tester_secret,
         "AGI_HOST": config.agi.host, "AGI_PORT": str(config.agi.port), "PUBLIC_URL": config.public_url,
         "RTP_START": str(extras.rtp_start), "RTP_END": str(extras.rtp_end),

@@ -179,3 +179,15 @@ def test_the_bench_baseline_reaches_the_far_agent_without_any_agi(tmp_path: Path
     inbound = render(far, PbxExtras("/x", "tester", "secret123", 31000, 31998))["linkage.conf"]
     line = next(ln for ln in inbound.splitlines() if ln.startswith(f"exten => {sent.group(1)},1,"))
     assert "AGI" not in line and line.endswith(f"Dial({agent_dials(far)},{far.ring_timeout},r)")
+
+
+def test_the_controller_is_sent_only_the_events_it_reads(files: dict[str, str]) -> None:
+    """manager.conf filters the controller's AMI user to the events its code handles; the tester sees all."""
+    from telephony.ami.session import INTERESTING
+    from telephony.pbx.render import AMI_EVENTS
+
+    assert INTERESTING | {"Newchannel", "Newstate", "BridgeEnter", "Hangup"} == set(AMI_EVENTS)
+    sections = {part.split("]", 1)[0]: part for part in files["manager.conf"].split("\n[")[1:]}
+    controller, tester = sections["linkage"], sections["tester"]
+    assert {f"eventfilter(action(include),name({e})) =" for e in AMI_EVENTS} <= set(controller.splitlines())
+    assert "eventfilter" not in tester
