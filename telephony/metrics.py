@@ -11,6 +11,8 @@ HELP = {
     "linkage_delivery_sent_total": "Messages delivered to a peer.",
     "linkage_delivery_retries_total": "Failed delivery attempts that will be retried.",
     "linkage_delivery_dead_total": "Messages parked in the dead-letter list.",
+    "linkage_delivery_batches_total": "Batches a peer answered (POST /v1/batch), by peer.",
+    "linkage_delivery_batched_messages_total": "Messages sent in those batches (divided by batches: the batch size).",
     "linkage_agi_requests_total": "FastAGI requests by script.",
     "linkage_ami_events_total": "AMI events received from this site's PBX.",
     "linkage_http_refused_total": "HTTP requests refused, by status.",

@@ -1,6 +1,6 @@
 """Routes under /v1 (documented in docs/openapi.yaml, which a test checks against this router).
 
-- peer side: receive a ticket, receive an event, fetch a ticket by reference;
+- peer side: receive a ticket, receive an event, receive a batch of both, fetch a ticket by reference;
 - agent/CTI side: list calls, draft the ticket of a call, transfer a call, amend a ticket, post lifecycle
   transitions, the event stream (SSE) for screen pops;
 - query: tickets by status, time, division, category, direction (paginated), one ticket with its history,
@@ -25,7 +25,7 @@ from aiohttp import web
 from telephony.api.stream import StreamHub, sse
 from telephony.calls.registry import UNIQUEID, CallRegistry
 from telephony.config import SiteConfig
-from telephony.delivery import deadletters
+from telephony.delivery import batch, deadletters
 from telephony.errors import (
     Forbidden,
     InvalidInput,
@@ -56,10 +56,11 @@ from telephony.transfers.services import TransferService
 
 log = structlog.get_logger("http")
 MAX_BODY = 64 * 1024
-PEER_ROUTE = re.compile(r"^/v1/tickets(/[0-9]{20,32}/events)?$")
+PEER_ROUTE = re.compile(r"^/v1/(batch|tickets(/[0-9]{20,32}/events)?)$")
 TICKET_ROUTE = re.compile(r"^/v1/tickets/[0-9]{20,32}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = {"/v1/health", "/metrics"}
+STORE_UNAVAILABLE = "store_unavailable"
 LOCAL_TRANSITIONS = EVENT_TYPES - {"created", "delivered", "offered", "abandoned", "overdue", "routed",
                                    "transferred", "amended"}
 
@@ -86,6 +87,7 @@ class Api:
         r.add_get("/v1/health", self.health)
         r.add_get("/metrics", self.prometheus)
         r.add_post("/v1/tickets", self.receive_ticket)
+        r.add_post("/v1/batch", self.receive_batch)
         r.add_get("/v1/tickets", self.list_tickets)
         r.add_get("/v1/tickets/export", self.export)
         r.add_get("/v1/tickets/{id}", self.get_ticket)
@@ -120,19 +122,16 @@ class Api:
                 raise Replayed("this message id was already processed; nothing changed")
             response = await handler(request)
             if response.status < 300:  # remembered only once processed, so a failed attempt can be retried
-                # The sender retries the same message id for days (a peer down over a long weekend), so a
-                # window shorter than that would let a late retry of a processed message through again.
-                await self.tickets.store.redis.set(seen_key, "1", ex=round(self.config.replay_window))
+                await self._remember(seen_key)
             return response
         except LinkageError as exc:
-            self.metrics.inc("linkage_http_refused_total", status=str(exc.status))
-            log.info("http.refused", status=exc.status, error=exc.error_id, reason=exc.message)
+            self._refused(exc)
             headers = {"Retry-After": str(max(1, round(exc.details["retry_after"])))} \
                 if "retry_after" in exc.details else None
             return web.json_response(exc.to_dict(), status=exc.status, headers=headers)
         except STORE_ERRORS as exc:  # Redis restarting: nothing was written; the caller (or peer) retries
             log.warning("http.store_unavailable", error=exc.__class__.__name__)
-            body = {"error": "store_unavailable", "message": "the ticket store is unavailable; retry shortly",
+            body = {"error": STORE_UNAVAILABLE, "message": "the ticket store is unavailable; retry shortly",
                     "details": {}}
             return web.json_response(body, status=503, headers={"Retry-After": "1"})
         except web.HTTPRequestEntityTooLarge:
@@ -143,6 +142,15 @@ class Api:
                 raise
             body = {"error": "http_error", "message": exc.reason, "details": {}}
             return web.json_response(body, status=exc.status)
+
+    def _refused(self, exc: LinkageError) -> None:
+        self.metrics.inc("linkage_http_refused_total", status=str(exc.status))
+        log.info("http.refused", status=exc.status, error=exc.error_id, reason=exc.message)
+
+    async def _remember(self, seen_key: str) -> None:
+        # The sender retries the same message id for days (a peer down over a long weekend), so a window
+        # shorter than that would let a late retry of a processed message through again.
+        await self.tickets.store.redis.set(seen_key, "1", ex=round(self.config.replay_window))
 
     async def _authenticate(self, request: web.Request) -> str | None:
         """Peer routes need a peer's signature; reading a ticket takes a signature or a console token; the
@@ -256,8 +264,55 @@ class Api:
 
     # ---- peer side ----------------------------------------------------------------------------------
     async def receive_ticket(self, request: web.Request) -> web.Response:
-        ticket = parse_ticket(await self._json(request))
+        status, answer = await self._take_ticket(await self._json(request), request.headers.get("linkage-site", ""))
+        return web.json_response(answer, status=status)
+
+    async def receive_event(self, request: web.Request) -> web.Response:
+        ticket_id = self._ticket_id(request)
+        status, answer = await self._take_event(await self._json(request), request.headers.get("linkage-site", ""),
+                                                ticket_id)
+        return web.json_response(answer, status=status)
+
+    async def receive_batch(self, request: web.Request) -> web.Response:
+        """Messages in the sender's outbox order, each handled as its single route would; stops after the first
+        the sender must retry, so nothing after it is taken out of order."""
+        items = batch.parse(await self._json(request))
         sender = request.headers.get("linkage-site", "")
+        keys = [f"linkage:seen:{sender}:{item.id}" for item in items]
+        seen = {k for k, v in zip(keys, await self.tickets.store.redis.mget(keys), strict=True) if v is not None}
+        results = []
+        for item, key in zip(items, keys, strict=True):
+            result = await self._take(item, sender, key, key in seen)
+            results.append(result.to_dict())
+            if result.status < 300:
+                seen.add(key)  # the same id again in this batch is a replay, as it would be alone
+            elif batch.retriable(result.status, result.error):
+                break
+        return web.json_response({"results": results})
+
+    async def _take(self, item: batch.Item, sender: str, seen_key: str, seen: bool) -> batch.Result:
+        structlog.contextvars.bind_contextvars(message_id=item.id)
+        try:
+            if seen:
+                raise Replayed("this message id was already processed; nothing changed")
+            if item.kind == "ticket":
+                status, _ = await self._take_ticket(item.body, sender)
+            else:
+                status, _ = await self._take_event(item.body, sender)
+            if status < 300:
+                await self._remember(seen_key)
+            return batch.Result(item.id, status)
+        except LinkageError as exc:
+            self._refused(exc)
+            return batch.Result(item.id, exc.status, exc.error_id)
+        except STORE_ERRORS as exc:
+            log.warning("http.store_unavailable", error=exc.__class__.__name__)
+            return batch.Result(item.id, 503, STORE_UNAVAILABLE)
+        finally:
+            structlog.contextvars.unbind_contextvars("message_id")
+
+    async def _take_ticket(self, data: Any, sender: str) -> tuple[int, dict[str, Any]]:
+        ticket = parse_ticket(data)
         if sender != ticket.source.site and sender not in ticket.path:
             raise Forbidden(f"site {sender} may not push a ticket that neither comes from it nor passed through it")
         if self.config.name not in (ticket.path or [ticket.target.site]):
@@ -265,17 +320,15 @@ class Api:
         if ticket.source.site == self.config.name:
             raise InvalidInput("a ticket created here cannot be received from a peer")
         stored, created = await self.tickets.receive(ticket, via="push")
-        return web.json_response({"id": stored.id, "status": stored.status, "created": created},
-                                 status=201 if created else 200)
+        return 201 if created else 200, {"id": stored.id, "status": stored.status, "created": created}
 
-    async def receive_event(self, request: web.Request) -> web.Response:
-        ticket_id = self._ticket_id(request)
-        event = parse_event(await self._json(request))
-        if event.ticket_id != ticket_id:
+    async def _take_event(self, data: Any, sender: str, ticket_id: str | None = None) -> tuple[int, dict[str, Any]]:
+        event = parse_event(data)
+        if ticket_id is not None and event.ticket_id != ticket_id:
             raise InvalidInput("event ticket_id does not match the URL")
-        ticket, outcome = await self.tickets.apply_remote(event, sender=request.headers.get("linkage-site", ""))
-        return web.json_response({"id": ticket.id, "status": ticket.status, "outcome": outcome,
-                                  "applied": outcome == "applied"}, status=202 if outcome == "queued" else 200)
+        ticket, outcome = await self.tickets.apply_remote(event, sender=sender)
+        return 202 if outcome == "queued" else 200, {"id": ticket.id, "status": ticket.status, "outcome": outcome,
+                                                     "applied": outcome == "applied"}
 
     async def get_ticket(self, request: web.Request) -> web.Response:
         ticket_id = self._ticket_id(request)

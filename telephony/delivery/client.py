@@ -1,4 +1,5 @@
-"""HTTP client for a peer controller: push a ticket, send an event, fetch a ticket by reference.
+"""HTTP client for a peer controller: push a ticket, send an event, send a batch of both, fetch a ticket by
+reference.
 
 Over https:// each request carries the peer's own TLS context (its CA, our client certificate), so one shared
 session serves peers with different trust; a TLS failure is an unreachable peer, retried like any other.
@@ -9,21 +10,32 @@ from __future__ import annotations
 import json
 import ssl
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
 from telephony.config import Peer
+from telephony.delivery import batch
 from telephony.security import signing
 
 
 class PeerError(Exception):
+    """`unsupported`: the peer refused the batch route itself (an older peer): send the messages one by one."""
+
     def __init__(self, message: str, retry_after: float | None = None, permanent: bool = False,
-                 not_found: bool = False) -> None:
+                 not_found: bool = False, unsupported: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.permanent = permanent
         self.not_found = not_found
+        self.unsupported = unsupported
+
+    @classmethod
+    def of(cls, status: int, error: str, retry_after: float | None = None) -> PeerError:
+        # 4xx other than 404/408/409/425/429 will not improve by retrying: park it as dead.
+        permanent = 400 <= status < 500 and status not in batch.RETRIABLE_4XX
+        return cls(f"peer answered {status}: {error}", retry_after, permanent, not_found=status == 404)
 
 
 class PeerClient:
@@ -43,12 +55,11 @@ class PeerClient:
         kind = message.get("kind")
         if kind == "ticket":
             url = f"{self.peer.url}/v1/tickets"
-            message_id = f"ticket-{message['body']['id']}-{message['body'].get('version', 0)}"
         elif kind == "event":
             url = f"{self.peer.url}/v1/tickets/{message['body']['ticket_id']}/events"
-            message_id = f"event-{message['body']['id']}"
         else:
             raise PeerError(f"unknown outbox message kind {kind!r}", permanent=True)
+        message_id = batch.message_id(message)
         body = json.dumps(message["body"], ensure_ascii=False, separators=(",", ":")).encode()
         try:
             async with self.session.post(url, data=body, headers=self._headers(message_id, body),
@@ -58,12 +69,29 @@ class PeerClient:
                 text = (await resp.text())[:300]
                 if resp.status == 409 and '"replayed"' in text:
                     return  # an earlier attempt got through; its answer was lost
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
-                # 4xx other than 404/408/409/429 will not improve by retrying: park it as dead.
-                permanent = 400 <= resp.status < 500 and resp.status not in (404, 408, 409, 425, 429)
-                raise PeerError(f"peer answered {resp.status}: {text}", retry_after, permanent,
-                                not_found=resp.status == 404)
+                raise PeerError.of(resp.status, text, _retry_after(resp.headers.get("Retry-After")))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # OSError: ssl.SSLError, resets
+            raise PeerError(f"peer unreachable: {_reason(exc)}") from exc
+
+    async def send_batch(self, items: Sequence[batch.Outgoing]) -> list[batch.Result]:
+        """POST /v1/batch: the results of the prefix the peer processed, in order. A retriable answer to the
+        request as a whole raises PeerError; any other refusal of the route (404/405 from a peer that does not
+        know it, 401 from one that does not take it as a peer route) or an answer that is not results raises
+        it with `unsupported`, and the caller sends one by one instead."""
+        body = batch.encode(items)
+        url = f"{self.peer.url}/v1/batch"
+        try:
+            async with self.session.post(url, data=body, headers=self._headers(f"batch-{uuid.uuid4().hex}", body),
+                                         timeout=self.timeout, ssl=self.ssl) as resp:
+                if resp.status == 200:
+                    return batch.parse_results(await resp.json(content_type=None), items)
+                text = (await resp.text())[:300]
+                if resp.status not in (404, 405) and batch.retriable(resp.status, None):
+                    raise PeerError.of(resp.status, text, _retry_after(resp.headers.get("Retry-After")))
+                raise PeerError(f"peer answered {resp.status} to a batch: {text}", unsupported=True)
+        except ValueError as exc:
+            raise PeerError(f"peer's answer to a batch is not its results: {exc}"[:300], unsupported=True) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise PeerError(f"peer unreachable: {_reason(exc)}") from exc
 
     async def fetch_ticket(self, url: str) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 Messages are queued in Redis in the same transaction as the ticket change that produced them
 (see TicketStore.put), so a crash between "stored" and "sent" only delays delivery. The head message is
 removed only after the peer acknowledged it; the receiver is idempotent on ticket and event ids.
+
+Under load (more than one message queued) the head messages go in one batch (POST /v1/batch): the peer
+processes them in order and stops at the first it cannot take yet, so the acknowledged prefix is removed, a
+message refused for good is parked as if sent alone, and the rest waits for the next attempt in the same order.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import redis.asyncio as aioredis
 import structlog
 
 from telephony import backoff
-from telephony.delivery import deadletters
+from telephony.delivery import batch, deadletters
 from telephony.delivery.client import PeerClient, PeerError
+from telephony.errors import ConfigError
 from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
 from telephony.tickets.store import STORE_ERRORS, outbox_key
@@ -25,6 +30,24 @@ from telephony.tickets.store import STORE_ERRORS, outbox_key
 log = structlog.get_logger("delivery")
 NOT_FOUND_TRIES = 4
 STORE_RETRY_MAX = 5.0  # seconds between attempts to reach Redis during an outage
+BATCH_MAX = 50  # messages per batch: a burst of feedback drains in a few requests
+BATCH_BYTES = 48 * 1024  # of JSON per batch, well inside the receiver's 64 KiB body limit
+BATCH_RETRY_AFTER = 300.0  # seconds of single sends to a peer that refused the batch route
+
+# KEYS: the outbox. ARGV: the entries expected at its head. Removes them only if they are still there.
+TRIM_SCRIPT = """
+local head = redis.call('LRANGE', KEYS[1], 0, #ARGV - 1)
+if #head ~= #ARGV then
+  return 0
+end
+for i = 1, #ARGV do
+  if head[i] ~= ARGV[i] then
+    return 0
+  end
+end
+redis.call('LTRIM', KEYS[1], #ARGV, -1)
+return 1
+"""
 
 
 class OutboxWorker:
@@ -41,6 +64,9 @@ class OutboxWorker:
         self.push_delay = push_delay
         self.sealer = sealer or Sealer(())
         self.attempt = 0  # failed sends of the head message in a row
+        self.batch_off_until = 0.0  # monotonic time until which the peer gets single sends only
+        self.batch_refused = False  # the peer refused batches and we said so (once)
+        self._trim_script = redis.register_script(TRIM_SCRIPT)
 
     def notify(self) -> None:
         self.wake.set()
@@ -64,31 +90,38 @@ class OutboxWorker:
                 outage = 0
 
     async def _step(self) -> None:
-        """Wait for a message, or send the head one: on success pop it; on a refusal for good park it;
-        otherwise sleep the backoff (retries go on for days: only a ticket the peer never knows gets parked)."""
+        """Wait for a message, or send what is at the head: several in one batch when more than one is queued
+        (and the peer takes batches), else the head alone. On success pop; on a refusal for good park; otherwise
+        sleep the backoff (retries go on for days: only a ticket the peer never knows gets parked)."""
         key = outbox_key(self.peer)
-        raw = await self.redis.lindex(key, 0)
-        if raw is None:
+        if self._batching():
+            raws = await self.redis.lrange(key, 0, BATCH_MAX - 1)
+        else:
+            head = await self.redis.lindex(key, 0)
+            raws = [] if head is None else [head]
+        if not raws:
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), 1.0)
             except TimeoutError:
                 pass
             return
-        message: dict[str, Any] = json.loads(self.sealer.open(raw))
-        if self.push_delay and message.get("kind") == "ticket":
-            wait = float(message.get("queued_at", 0)) + self.push_delay - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        message: dict[str, Any] = json.loads(self.sealer.open(raws[0]))
+        wait = self._due_in(message)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        chosen = self._select(message, raws)
+        if len(chosen) > 1:
+            await self._send_batch(key, chosen)
+        else:
+            await self._send_one(key, message)
+
+    async def _send_one(self, key: str, message: dict[str, Any]) -> None:
         try:
             await self.client.send(message)
         except PeerError as exc:
-            # The peer does not know the ticket: messages go in order on this link, so the ticket was never
-            # ours to give it. A few tries (it may be restoring), then park it rather than block the link.
-            if exc.permanent or (exc.not_found and self.attempt >= NOT_FOUND_TRIES):
-                log.error("delivery.dead_letter", peer=self.peer, error=str(exc), kind=message.get("kind"))
-                self.metrics.inc("linkage_delivery_dead_total", peer=self.peer)
-                await deadletters.park(self.redis, self.sealer, self.peer, message, str(exc))
+            if self._refused(exc, at_head=True):
+                await self._park(message, exc)
                 self.attempt = 0
                 return
             self.attempt += 1
@@ -97,6 +130,100 @@ class OutboxWorker:
         self.attempt = 0
         self.metrics.inc("linkage_delivery_sent_total", peer=self.peer)
         await self.redis.lpop(key)
+
+    def _refused(self, exc: PeerError, at_head: bool) -> bool:
+        # The peer does not know the ticket: messages go in order on this link, so the ticket was never
+        # ours to give it. A few tries (it may be restoring), then park it rather than block the link.
+        return exc.permanent or (exc.not_found and at_head and self.attempt >= NOT_FOUND_TRIES)
+
+    async def _park(self, message: dict[str, Any], exc: PeerError) -> None:
+        log.error("delivery.dead_letter", peer=self.peer, error=str(exc), kind=message.get("kind"))
+        self.metrics.inc("linkage_delivery_dead_total", peer=self.peer)
+        await deadletters.park(self.redis, self.sealer, self.peer, message, str(exc))
+
+    # ---- batches -------------------------------------------------------------------------------------
+    def _batching(self) -> bool:
+        return time.monotonic() >= self.batch_off_until
+
+    def _due_in(self, message: dict[str, Any]) -> float:
+        """Seconds until a new ticket may be pushed (push_delay, lab and drills only)."""
+        if not self.push_delay or message.get("kind") != "ticket":
+            return 0.0
+        return float(message.get("queued_at", 0)) + self.push_delay - time.time()
+
+    def _select(self, head: dict[str, Any], raws: list[Any]) -> list[tuple[Any, dict[str, Any], batch.Outgoing]]:
+        """The head messages that go in one batch: up to the first that cannot (unreadable, unknown kind, a
+        ticket not yet due), within BATCH_BYTES. Those left out are sent once they reach the head."""
+        chosen: list[tuple[Any, dict[str, Any], batch.Outgoing]] = []
+        size = 0
+        for i, raw in enumerate(raws):
+            try:
+                message = head if i == 0 else json.loads(self.sealer.open(raw))
+            except (ValueError, ConfigError):
+                break
+            if message.get("kind") not in ("ticket", "event") or (i and self._due_in(message) > 0):
+                break
+            item = batch.Outgoing.of(message)
+            size += len(item.data) + 1
+            if chosen and size > BATCH_BYTES:
+                break
+            chosen.append((raw, message, item))
+        return chosen
+
+    async def _send_batch(self, key: str, chosen: list[tuple[Any, dict[str, Any], batch.Outgoing]]) -> None:
+        try:
+            results = await self.client.send_batch([item for _, _, item in chosen])
+        except PeerError as exc:
+            if exc.unsupported:
+                self._fall_back(exc)
+                return
+            self.attempt += 1
+            await self._pause(exc)
+            return
+        self.batch_refused = False
+        self.metrics.inc("linkage_delivery_batches_total", peer=self.peer)
+        self.metrics.inc("linkage_delivery_batched_messages_total", len(chosen), peer=self.peer)
+        removed = 0
+        acked: list[Any] = []  # delivered entries at the head, not yet removed
+        stop: PeerError | None = None
+        for (raw, message, _), result in zip(chosen, results, strict=False):
+            if batch.delivered(result.status, result.error):
+                acked.append(raw)
+                self.metrics.inc("linkage_delivery_sent_total", peer=self.peer)
+                continue
+            refusal = PeerError.of(result.status, result.error or "")
+            if not self._refused(refusal, at_head=not removed and not acked):
+                stop = refusal
+                break
+            if not await self._trim(key, acked):
+                return
+            await self._park(message, refusal)  # now the head: parked exactly as a single send would
+            removed, acked = removed + len(acked) + 1, []
+        if not await self._trim(key, acked):
+            return
+        removed += len(acked)
+        if stop is None and len(results) == len(chosen):
+            self.attempt = 0
+            return
+        # The first message not delivered is the head now: this was its first failure if the head moved.
+        self.attempt = 1 if removed else self.attempt + 1
+        await self._pause(stop or PeerError("peer answered only part of a batch"))
+
+    async def _trim(self, key: str, acked: list[Any]) -> bool:
+        """Remove the acknowledged head entries, only if they are still the head (one script, one round trip)."""
+        if not acked:
+            return True
+        if await self._trim_script(keys=[key], args=acked):
+            return True
+        log.error("delivery.head_moved", peer=self.peer, count=len(acked))  # someone else popped: read again
+        return False
+
+    def _fall_back(self, exc: PeerError) -> None:
+        self.batch_off_until = time.monotonic() + BATCH_RETRY_AFTER
+        if not self.batch_refused:  # once, not every BATCH_RETRY_AFTER while the peer stays old
+            log.warning("delivery.batch_unsupported", peer=self.peer, error=str(exc),
+                        retry_in=BATCH_RETRY_AFTER)
+            self.batch_refused = True
 
     async def _pause(self, exc: PeerError) -> None:
         # The peer's Retry-After is honoured up to our own cap: a peer asking for an hour is tried again sooner,
