@@ -104,7 +104,7 @@ class CallRegistry:
     def adopt(self, linkedid: str, agent_uniqueid: str, agent_channel: str, caller_number: str) -> Call | None:
         """A key press on a call we never heard of (the AMI link was down when it started): take what the AGI
         request says — the agent's leg, the call's linkedid, which is the citizen's own channel id, and the
-        caller ID Dial gave the agent's channel — so the transfer does not wait for AMI. The next resync
+        agent channel's connected line (the citizen's number) — so the transfer does not wait for AMI. The next resync
         replaces it with Asterisk's full picture."""
         if not (UNIQUEID.match(linkedid) and UNIQUEID.match(agent_uniqueid) and CHANNEL.match(agent_channel)):
             return None

@@ -122,9 +122,10 @@ class TransferService:
         call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
         target = self.config.target(target_name)
         if call is None and target is not None and not self.calls.live:
-            # AMI is down (or has not resynced yet): the AGI request itself tells us enough to transfer
+            # AMI is down (or has not resynced yet): the AGI request itself tells us enough to transfer. The
+            # agent's channel's own caller ID is the agent; the citizen is its connected line.
             call = self.calls.adopt(linkedid, request.uniqueid, request.channel,
-                                    request.headers.get("agi_callerid", ""))
+                                    await request.get_variable("${CONNECTEDLINE(num)}"))
             if call is not None:
                 log.warning("onekey.call_adopted", reason="call not seen on AMI")
         if call is None or target is None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from telephony.harness.faults import Tally, Traffic, live_calls, settle
+from telephony.harness.faults import Tally, Traffic, live_calls, settle, tickets_since
 from telephony.harness.wan import Wan
 from telephony.lab.lab import Lab
 
@@ -181,6 +181,9 @@ def test_ami_link_cut(lab: Lab, desc: dict[str, Any], workdir: Path, healthy_aft
     tally = settle(desc, "ami_cut", calls, traffic.begin - 1, timeout=60, expect_sent=calls)
     _record(tally, "AMI reset and refused for 6 s at 12345 (t=3 s) then at 110 (t=10 s), 1 call/s")
     _check(tally)
+    # calls pressed while 12345's AMI was away were taken on the AGI's word: still with the caller's number
+    numbers = {t["caller_number"] for t in tickets_since(desc["sites"]["12345"], traffic.begin - 1)}
+    assert numbers == {traffic.caller}, numbers
     for site, path in logs.items():
         text = path.read_text()[sizes[site]:]
         assert '"ami.disconnected"' in text and '"ami.resynced"' in text, site
