@@ -8,6 +8,7 @@ BENCH_N ?= 30
 BENCH_RATES ?= 1,2,4,8
 BENCH_SECONDS ?= 15
 BENCH_SOAK_MINUTES ?= 30
+BENCH_SOAK_RATE ?= 5
 BENCH_AMI_REPEAT ?= 5
 
 setup:            ## Debian packages, Python environment, Asterisk 22 root filesystem (idempotent)
@@ -41,8 +42,8 @@ bench-ami: setup  ## AMI ingestion from the recorded transcripts, controller vs 
 bench-load: setup ## sustained transfers per second, one-key vs baseline: bench/results/load-*.json
 	$(PY) -m telephony.bench.load --rates $(BENCH_RATES) --seconds $(BENCH_SECONDS)
 
-bench-soak: setup ## BENCH_SOAK_MINUTES (30) at 1 transfer/s: memory growth and lost tickets: bench/results/soak-*.json
-	$(PY) -m telephony.bench.soak --minutes $(BENCH_SOAK_MINUTES)
+bench-soak: setup ## BENCH_SOAK_MINUTES (30) at BENCH_SOAK_RATE (5) transfers/s: memory growth and lost tickets: bench/results/soak-*.json
+	$(PY) -m telephony.bench.soak --minutes $(BENCH_SOAK_MINUTES) --rate $(BENCH_SOAK_RATE)
 
 lab-up: setup
 	$(PY) -m telephony lab up
