@@ -291,8 +291,27 @@ def _check_tickets(scenario: Scenario, result: Result) -> list[str]:
     return failures
 
 
+async def _wait_quiet(desc: dict[str, Any], scenario: Scenario, timeout: float) -> None:
+    """Start on idle PBXes: a call left over from the scenario before (a recall still ringing an agent, say)
+    would reach this scenario's SIPp agents first. Asks each running controller for its live calls."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        busy = False
+        for name, site in desc["sites"].items():
+            if f"controller:{name}" in scenario.down or f"asterisk:{name}" in scenario.down:
+                continue
+            try:
+                busy = busy or bool(_get(f"{site['http']}/v1/calls", site["token"]).get("items"))
+            except (OSError, ValueError, AttributeError):
+                continue
+        if not busy:
+            return
+        await asyncio.sleep(0.2)
+
+
 async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result:
     result = Result(scenario)
+    await _wait_quiet(desc, scenario, 10.0)
     begin = time.time()
     watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()
                 if f"asterisk:{name}" not in scenario.down}
