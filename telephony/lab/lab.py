@@ -231,7 +231,7 @@ class Lab:
         inside = "/" + LAB_SUBDIR + "/" + plan.name
         sec = self.secrets()
         files = render(config, PbxExtras(inside, "tester", sec[f"{plan.name}.tester"], plan.rtp,
-                                         plan.rtp + RTP_PORTS - 2))
+                                         plan.rtp + RTP_PORTS - 2, sip_timer_t1=100))
         write(files, sdir / "etc")
         (sdir / "linkage.yaml").write_text(yaml.safe_dump(self.site_raw(plan), sort_keys=False))
         (sdir / "linkage.yaml").chmod(0o600)

@@ -25,6 +25,11 @@ class PbxExtras:
     tester_secret: str
     rtp_start: int
     rtp_end: int
+    # SIP T1 in ms (Timer B, after which an INVITE with no provisional answer gives up, is 64 × T1; Asterisk
+    # refuses a shorter B); None keeps Asterisk's 500 ms (B = 32 s). The lab runs on loopback with T1 = 100 ms:
+    # a ring towards an agent whose SIPp already exited cannot be CANCELled (no 180), and its INVITE
+    # retransmissions would otherwise reach a later scenario's agent for half a minute instead of 6.4 s.
+    sip_timer_t1: int | None = None
 
 # The AMI events the controller reads: the call registry (Newchannel, Newstate, BridgeEnter, Hangup) and the
 # transfer and three-way services (ami/session.py INTERESTING). Asterisk sends its AMI user nothing else.
@@ -185,6 +190,8 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
         "TESTER_USER": extras.tester_user, "TESTER_SECRET": extras.tester_secret,
         "AGI_HOST": config.agi.host, "AGI_PORT": str(config.agi.port), "PUBLIC_URL": config.public_url,
         "RTP_START": str(extras.rtp_start), "RTP_END": str(extras.rtp_end),
+        "SIP_SYSTEM": "" if extras.sip_timer_t1 is None else
+        f"[system]\ntype = system\ntimer_t1 = {extras.sip_timer_t1}\ntimer_b = {64 * extras.sip_timer_t1}\n",
         "CITIZEN_HOST": config.citizen.host, "CITIZEN_PORT": str(config.citizen.port),
         "HOTLINE": config.hotline, "ONEKEY": config.onekey, "RING_TIMEOUT": str(config.ring_timeout),
         "AGENT_DIALS": agent_dials(config), "AGENTS": _agents(config),
