@@ -19,7 +19,6 @@ import cProfile
 import gzip
 import json
 import os
-import platform
 import pstats
 import random
 import re
@@ -43,6 +42,7 @@ from panoramisk.ami_protocol import AMIProtocol
 
 from telephony import logs
 from telephony.ami.session import INTERESTING
+from telephony.bench.machine import facts
 from telephony.controller import Controller
 from telephony.lab.lab import PLANS, Lab
 
@@ -241,16 +241,10 @@ async def measure(data: bytes, repeat: int, redis_url: str, rootfs: str, site: s
 
 
 def machine() -> dict[str, str]:
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                             text=True, check=False).stdout.strip()
-    return {"cpu": cpu, "nproc": str(len(os.sched_getaffinity(0))), "kernel": platform.release(),
-            "python": platform.python_version(), "panoramisk": version("panoramisk"), "commit": commit}
+    return {**facts(), "nproc": str(len(os.sched_getaffinity(0))), "panoramisk": version("panoramisk"),
+            "commit": commit}
 
 
 async def run_all(repeat: int, sites: list[str]) -> dict[str, Any]:

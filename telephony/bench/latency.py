@@ -10,7 +10,6 @@ import copy
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from telephony.bench.capture import TransferCapture
+from telephony.bench.machine import facts
 from telephony.harness.runner import MEDIA_BASE, run_scenario
 from telephony.harness.scenario import Role, Scenario
 from telephony.lab.lab import Lab
@@ -116,16 +116,9 @@ def summarise(samples: list[Sample], out_dir: Path, n: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, str]:
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     asterisk = subprocess.run(["chroot", str(Lab().rootfs), "/usr/sbin/asterisk", "-V"], capture_output=True,
                               text=True, check=False).stdout.strip()
-    return {"cpu": cpu, "cores": str(os.cpu_count() or 0), "kernel": platform.release(),
-            "python": platform.python_version(), "asterisk": asterisk}
+    return {**facts(), "cores": str(os.cpu_count() or 0), "asterisk": asterisk}
 
 
 def _plot(samples: list[Sample], path: Path) -> None:

@@ -17,20 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from telephony.harness.dtmf import write_pcap
+from telephony.harness.scenario import fill_sipp
 from telephony.lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 SIPP = ROOT / "tests" / "scenarios" / "sipp"
 TICKS = os.sysconf("SC_CLK_TCK")
 
-
-def _xml(name: str, params: dict[str, str], workdir: Path) -> Path:
-    text = (SIPP / name).read_text(encoding="utf-8")
-    for k, v in params.items():
-        text = text.replace("{{" + k + "}}", v)
-    out = workdir / name
-    out.write_text(text, encoding="utf-8")
-    return out
 
 
 def _cpu_and_rss(pid: int) -> tuple[float, int]:
@@ -57,13 +50,15 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     common = ["-timeout", f"{int(seconds + 30)}s", "-nostdin", "-trace_stat"]
     # Every 110 agent is played (the one-key path rings the first idle one, so concurrent calls spread out);
     # they run until stopped and report their successful calls in their stat files.
+    far_xml = fill_sipp(SIPP / "agent_answer.xml", {"ring": "100"}, workdir)
     procs = {f"far{i}": subprocess.Popen(
-        ["sipp", "-sf", str(_xml("agent_answer.xml", {"ring": "100"}, workdir)), "-i", far["host"], "-p",
+        ["sipp", "-sf", str(far_xml), "-i", far["host"], "-p",
          str(far["port"]), "-mp", str(44000 + 10 * i), "-m", "100000", "-stf", f"far{i}.csv", *common],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for i, far in enumerate(s110["accounts"]["agents"])}
     procs["agent"] = subprocess.Popen(
-        ["sipp", "-sf", str(_xml("agent_onekey.xml", {"talk": "300", "keys_pcap": "keys.pcap"}, workdir)),
+        ["sipp", "-sf", str(fill_sipp(SIPP / "agent_onekey.xml", {"talk": "300", "keys_pcap": "keys.pcap"},
+                                      workdir)),
          "-i", agent["host"], "-p", str(agent["port"]), "-mp", "44100", "-m", str(total), "-stf", "agent.csv",
          *common], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
@@ -72,7 +67,8 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     before = {n: _cpu_and_rss(pid) for n, pid in pids.items()}
     begin = time.time()
     citizen = subprocess.run(["sipp", f"{s12345['sip']['host']}:{s12345['sip']['port']}", "-sf",
-                              str(_xml("citizen_call.xml", {"caller": "13900000000", "hold": "2500"}, workdir)),
+                              str(fill_sipp(SIPP / "citizen_call.xml", {"caller": "13900000000", "hold": "2500"},
+                                            workdir)),
                               "-s", cit["dial"], "-i", cit["host"], "-p", str(cit["port"]), "-mp", "44200",
                               "-r", str(rate), "-rp", "1000", "-m", str(total), "-stf", "citizen.csv", *common],
                              cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,

@@ -20,18 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from telephony.harness.dtmf import write_pcap
+from telephony.harness.scenario import fill_sipp
 
 SIPP = Path(__file__).resolve().parents[2] / "tests" / "scenarios" / "sipp"
 ONCE = ("created", "delivered", "signed_for")  # lifecycle steps a ticket copy records at most once
 
-
-def _xml(name: str, params: dict[str, str], workdir: Path) -> Path:
-    text = (SIPP / name).read_text(encoding="utf-8")
-    for k, v in params.items():
-        text = text.replace("{{" + k + "}}", v)
-    out = workdir / name
-    out.write_text(text, encoding="utf-8")
-    return out
 
 
 class Traffic:
@@ -60,12 +53,14 @@ class Traffic:
         limit = ["-timeout", f"{int(self.duration + 120)}s", "-nostdin", "-trace_stat", "-trace_err"]
         for i, far in enumerate(s110["accounts"]["agents"]):
             self.procs[f"far{i}"] = subprocess.Popen(
-                ["sipp", "-sf", str(_xml("agent_answer.xml", {"ring": "100"}, wd)), "-i", far["host"], "-p",
+                ["sipp", "-sf", str(fill_sipp(SIPP / "agent_answer.xml", {"ring": "100"}, wd)), "-i", far["host"],
+                 "-p",
                  str(far["port"]), "-mp", str(46000 + 10 * i), "-m", "100000", "-stf", f"far{i}.csv", *limit],
                 cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         agent = s12345["accounts"]["agents"][0]
         self.procs["agent"] = subprocess.Popen(
-            ["sipp", "-sf", str(_xml("agent_onekey_retry.xml", {"talk": "500", "retry": str(self.retry_ms)}, wd)),
+            ["sipp", "-sf", str(fill_sipp(SIPP / "agent_onekey_retry.xml", {"talk": "500", "retry": str(self.retry_ms)},
+                                          wd)),
              "-i", agent["host"], "-p", str(agent["port"]), "-mp", "46100", "-m", "100000", "-stf", "agent.csv",
              *limit], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
@@ -73,7 +68,8 @@ class Traffic:
         cit = s12345["accounts"]["citizen"]
         self.procs["citizen"] = subprocess.Popen(
             ["sipp", f"{s12345['sip']['host']}:{s12345['sip']['port']}", "-sf",
-             str(_xml("citizen_call.xml", {"caller": self.caller, "hold": str(self.hold_ms)}, wd)),
+             str(fill_sipp(SIPP / "citizen_call.xml", {"caller": self.caller, "hold": str(self.hold_ms)},
+                           wd)),
              "-s", cit["dial"], "-i", cit["host"], "-p", str(cit["port"]), "-mp", "46200", "-r", str(self.rate),
              "-rp", "1000", "-m", str(self.calls), "-stf", "citizen.csv", *limit],
             cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,6 +16,17 @@ from telephony.errors import ConfigError
 PARAM = re.compile(r"^[A-Za-z0-9_.:+*#-]{0,64}$")
 
 
+
+def fill_sipp(template: Path, params: dict[str, str], workdir: Path) -> Path:
+    """A SIPp scenario file with its {{name}} parameters filled in, written into `workdir` under its own name."""
+    text = template.read_text(encoding="utf-8")
+    for key, value in params.items():
+        text = text.replace("{{" + key + "}}", value)
+    out = workdir / template.name
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
 @dataclass(frozen=True)
 class Role:
     name: str

@@ -78,11 +78,10 @@ class TransferService:
         caller_number = caller.caller_number if caller and NUMBER.match(caller.caller_number) else ""
         path = [self.config.name, target.via, target.name] if target.via else [self.config.name, target.name]
         call.transferring = True
-        if call.recovered and call.ticket_id is None:
-            resumed = await self._resume(call, target, mode)
+        try:
+            resumed = await self._resume(call, target, mode) if call.recovered and call.ticket_id is None else None
             if resumed is not None:
                 return resumed
-        try:
             ticket = await self.tickets.create(
                 target_site=target.name, target_platform=target.platform, caller_number=caller_number,
                 agent_id=agent_id if agent_id.isdigit() else "", linkedid=call.linkedid,
@@ -101,12 +100,8 @@ class TransferService:
         ticket for it and died before the call moved (killed between the write and the AGI answer), the agent's
         next press sends that ticket again instead of making a second one. Anything past `delivered` is a new
         transfer (a failed one was recalled, say), as before the restart."""
-        try:
-            ticket_id = await self.tickets.store.by_linkedid(call.linkedid)
-            ticket = await self.tickets.store.get(ticket_id) if ticket_id else None
-        except Exception:
-            call.transferring = False
-            raise
+        ticket_id = await self.tickets.store.by_linkedid(call.linkedid)
+        ticket = await self.tickets.store.get(ticket_id) if ticket_id else None
         if (ticket is None or ticket.source.site != self.config.name or ticket.target.site != target.name
                 or ticket.mode != mode or {e.type for e in ticket.history} - {"created", "delivered"}):
             return None
@@ -137,7 +132,6 @@ class TransferService:
             log.warning("onekey.refused", reason=exc.message)
             return
         except STORE_ERRORS as exc:  # nothing stored, so the call stays with the agent, who can press again
-            call.transferring = False
             log.error("onekey.store_unavailable", error=exc.__class__.__name__)
             return
         await request.set_variable("LINKAGE_XFER", exten)
