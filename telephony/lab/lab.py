@@ -74,6 +74,21 @@ SITES = (
 PLANS = {p.name: p for p in SITES}
 
 
+def _reserve_ports() -> None:
+    """The county site's ports (35000+) lie in the kernel's ephemeral range: an outgoing connection that happened
+    to get local port 35080 once kept the county controller from binding it (`make test`, 2026-11-29). Reserve
+    every site's port block from ephemeral use; values already reserved are kept."""
+    path = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+    try:
+        current = path.read_text().strip()
+        ours = [f"{p.base}-{p.base + 999}" for p in SITES]
+        missing = [r for r in ours if r not in current.split(",")]
+        if missing:
+            path.write_text(",".join([current, *missing] if current else missing))
+    except OSError:
+        pass  # not root or no such knob: the lab still runs, with the small chance above
+
+
 class Lab:
     def __init__(self, rootfs: str | None = None) -> None:
         self.rootfs = Path(rootfs or os.environ.get("LINKAGE_ROOTFS", DEFAULT_ROOTFS)).resolve()
@@ -201,6 +216,7 @@ class Lab:
             log("lab already up")
             return self.describe()
         self.down(quiet=True)  # leftovers of a crashed run
+        _reserve_ports()
         started: list[Proc] = []
         try:
             for plan in SITES:
