@@ -27,7 +27,7 @@ from telephony.supervision.deadlines import Supervisor
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
-from telephony.tickets.store import TicketStore
+from telephony.tickets.store import Head, TicketStore
 from telephony.transfers.services import TransferService
 
 log = structlog.get_logger("controller")
@@ -64,10 +64,10 @@ class Controller:
         if event.type == "created" and origin == "local":
             self.metrics.inc("linkage_tickets_created_total", target=ticket.target.site)
 
-    def _notify(self, peer: str) -> None:
+    def _notify(self, peer: str, head: Head | None = None) -> None:
         worker = self.workers.get(peer)
         if worker is not None:
-            worker.notify()
+            worker.notify(head)
 
     async def health(self) -> dict[str, Any]:
         try:

@@ -259,7 +259,7 @@ class Api:
         else:
             raise InvalidInput('body is {"index": N} (N >= 0, as listed) or {"all": true}')
         log.info("delivery.dead_replayed", peer=peer, count=moved, by="console")
-        self.tickets.notify(peer)  # the peer's worker sends at once instead of at its next poll
+        self.tickets.notify(peer, None)  # the peer's worker sends at once instead of at its next poll
         return web.json_response({"peer": peer, "replayed": moved})
 
     # ---- peer side ----------------------------------------------------------------------------------
@@ -416,7 +416,8 @@ class Api:
             await response.write(b": connected\n\n")
             while True:
                 try:
-                    message = await asyncio.wait_for(sub.queue.get(), 15)
+                    async with asyncio.timeout(15):  # not wait_for: see telephony/waits.py
+                        message = await sub.queue.get()
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue

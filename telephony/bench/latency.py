@@ -35,6 +35,7 @@ class Sample:
     index: int
     latency_ms: float | None
     ticket_before_ring: bool | None
+    failure: str = ""  # why a transfer has no latency: the scenario's failures, or what the capture missed
 
 
 def _scenario(key: str) -> Scenario:
@@ -44,7 +45,7 @@ def _scenario(key: str) -> Scenario:
         Role("citizen", "12345", "citizen", SIPP / "citizen_call.xml", {"caller": "13900000000", "hold": "1600"},
              None, True),
     ]
-    return Scenario(f"bench-{key}", "", ROOT, 20, 0.5, roles)
+    return Scenario(f"bench-{key}", "", ROOT, 20, 0.5, roles, watch_ami=False)
 
 
 def _delivered_at(site: dict[str, Any], ticket_id: str) -> float | None:
@@ -78,7 +79,9 @@ def run(n: int, out_dir: Path) -> dict[str, Any]:
                 if key == "onekey" and result.tickets.get("12345") and marks.invites:
                     delivered = _delivered_at(desc["sites"]["110"], result.tickets["12345"][0]["id"])
                     before = delivered is not None and delivered <= marks.invites[-1]
-                samples.append(Sample("onekey" if key == "onekey" else "baseline", i, latency, before))
+                failure = "; ".join(result.failures)[:300] if not result.ok else "" if latency is not None \
+                    else f"capture: {len(marks.dtmf_end)} DTMF ends, {len(marks.invites)} INVITEs"
+                samples.append(Sample("onekey" if key == "onekey" else "baseline", i, latency, before, failure))
     finally:
         capture.stop()
     return summarise(samples, out_dir, n)
@@ -94,10 +97,10 @@ def summarise(samples: list[Sample], out_dir: Path, n: int) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     with open(out_dir / f"latency-{stamp}.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["mode", "index", "latency_ms", "ticket_before_ring"])
+        w.writerow(["mode", "index", "latency_ms", "ticket_before_ring", "failure"])
         for s in samples:
             w.writerow([s.mode, s.index, "" if s.latency_ms is None else f"{s.latency_ms:.3f}",
-                        "" if s.ticket_before_ring is None else int(s.ticket_before_ring)])
+                        "" if s.ticket_before_ring is None else int(s.ticket_before_ring), s.failure])
     stats: dict[str, Any] = {"date": stamp, "n_per_mode": n, "machine": machine()}
     for mode in ("onekey", "baseline"):
         vals = [s.latency_ms for s in samples if s.mode == mode and s.latency_ms is not None]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -25,7 +26,8 @@ from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import ConfigError
 from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
-from telephony.tickets.store import STORE_ERRORS, outbox_key
+from telephony.tickets.store import STORE_ERRORS, Head, outbox_key
+from telephony.waits import raise_if_cancelled, wait_event
 
 log = structlog.get_logger("delivery")
 NOT_FOUND_TRIES = 4
@@ -33,6 +35,11 @@ STORE_RETRY_MAX = 5.0  # seconds between attempts to reach Redis during an outag
 BATCH_MAX = 50  # messages per batch: a burst of feedback drains in a few requests
 BATCH_BYTES = 48 * 1024  # of JSON per batch, well inside the receiver's 64 KiB body limit
 BATCH_RETRY_AFTER = 300.0  # seconds of single sends to a peer that refused the batch route
+RECENT_SENT = 256  # entries remembered as sent, so a head hint that arrives late is not sent a second time
+
+
+def _as_bytes(entry: Any) -> bytes:
+    return entry if isinstance(entry, bytes) else str(entry).encode()
 
 # KEYS: the outbox. ARGV: the entries expected at its head. Removes them only if they are still there.
 TRIM_SCRIPT = """
@@ -67,8 +74,14 @@ class OutboxWorker:
         self.batch_off_until = 0.0  # monotonic time until which the peer gets single sends only
         self.batch_refused = False  # the peer refused batches and we said so (once)
         self._trim_script = redis.register_script(TRIM_SCRIPT)
+        self._head: Head | None = None  # a message that went into the empty outbox: send it without reading it
+        self._recent: deque[bytes] = deque(maxlen=RECENT_SENT)  # entries sent and removed lately
 
-    def notify(self) -> None:
+    def notify(self, head: Head | None = None) -> None:
+        """Something was queued. `head` is given when it went into an empty outbox (the store saw the list's
+        length become 1): it is the head, and the worker sends it at once instead of reading it back first."""
+        if head is not None:
+            self._head = head
         self.wake.set()
 
     async def run(self) -> None:
@@ -77,6 +90,7 @@ class OutboxWorker:
         as delivered."""
         outage = 0
         while True:
+            raise_if_cancelled()
             try:
                 await self._step()
             except STORE_ERRORS as exc:
@@ -94,19 +108,21 @@ class OutboxWorker:
         (and the peer takes batches), else the head alone. On success pop; on a refusal for good park; otherwise
         sleep the backoff (retries go on for days: only a ticket the peer never knows gets parked)."""
         key = outbox_key(self.peer)
-        if self._batching():
+        self.wake.clear()  # before reading: a message queued while the read is in flight wakes the next wait
+        hinted, self._head = self._head, None
+        if hinted is not None and _as_bytes(hinted.entry) in self._recent:
+            hinted = None  # already read back and sent by an earlier step
+        if hinted is not None:
+            raws: list[Any] = [hinted.entry]
+        elif self._batching():
             raws = await self.redis.lrange(key, 0, BATCH_MAX - 1)
         else:
             head = await self.redis.lindex(key, 0)
             raws = [] if head is None else [head]
         if not raws:
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), 1.0)
-            except TimeoutError:
-                pass
+            await wait_event(self.wake, 1.0)
             return
-        message: dict[str, Any] = json.loads(self.sealer.open(raws[0]))
+        message: dict[str, Any] = hinted.message if hinted else json.loads(self.sealer.open(raws[0]))
         wait = self._due_in(message)
         if wait > 0:
             await asyncio.sleep(wait)
@@ -114,9 +130,9 @@ class OutboxWorker:
         if len(chosen) > 1:
             await self._send_batch(key, chosen)
         else:
-            await self._send_one(key, message)
+            await self._send_one(key, raws[0], message)
 
-    async def _send_one(self, key: str, message: dict[str, Any]) -> None:
+    async def _send_one(self, key: str, raw: Any, message: dict[str, Any]) -> None:
         try:
             await self.client.send(message)
         except PeerError as exc:
@@ -129,7 +145,7 @@ class OutboxWorker:
             return
         self.attempt = 0
         self.metrics.inc("linkage_delivery_sent_total", peer=self.peer)
-        await self.redis.lpop(key)
+        await self._trim(key, [raw])
 
     def _refused(self, exc: PeerError, at_head: bool) -> bool:
         # The peer does not know the ticket: messages go in order on this link, so the ticket was never
@@ -214,6 +230,7 @@ class OutboxWorker:
         if not acked:
             return True
         if await self._trim_script(keys=[key], args=acked):
+            self._recent.extend(_as_bytes(raw) for raw in acked)
             return True
         log.error("delivery.head_moved", peer=self.peer, count=len(acked))  # someone else popped: read again
         return False

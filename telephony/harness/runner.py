@@ -314,7 +314,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any]) -> Result
     await _wait_quiet(desc, scenario, 10.0)
     begin = time.time()
     watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()
-                if f"asterisk:{name}" not in scenario.down}
+                if f"asterisk:{name}" not in scenario.down and scenario.watch_ami}
     workdir = Path(tempfile.mkdtemp(prefix=f"linkage-{scenario.name}-"))
     index = {r.name: i for i, r in enumerate(scenario.roles)}
     sniffers = {m.role: RtpSniffer(MEDIA_BASE + 4 * index[m.role]) for m in scenario.media}

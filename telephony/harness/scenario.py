@@ -100,6 +100,9 @@ class Scenario:
     actions: list[Action] = field(default_factory=list)
     controller_env: dict[str, dict[str, str]] = field(default_factory=dict)
     down: list[str] = field(default_factory=list)  # "asterisk:SITE" / "controller:SITE" stopped meanwhile
+    # Record every site's AMI events for the timeline and checks. Benchmarks turn it off: three PBXes' full
+    # event streams parsed in Python would compete with what is measured for this machine's two cores.
+    watch_ami: bool = True
 
 
 def load(path: str | Path) -> Scenario:

@@ -20,6 +20,7 @@ from telephony.metrics import Metrics
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
+from telephony.waits import raise_if_cancelled, wait_event
 
 log = structlog.get_logger("supervision")
 
@@ -106,6 +107,7 @@ class Supervisor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         while True:
+            raise_if_cancelled()
             now = datetime.now(UTC).timestamp()
             while self.heap and self.heap[0][0] <= now:
                 _, ticket_id, state = heapq.heappop(self.heap)
@@ -117,10 +119,7 @@ class Supervisor:
                     break
             timeout = min(1.0, self.heap[0][0] - now) if self.heap else 1.0
             self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), max(timeout, 0.01))
-            except TimeoutError:
-                pass
+            await wait_event(self.wake, max(timeout, 0.01))
 
     async def _check(self, ticket_id: str, state: str) -> None:
         ticket = await self.tickets.store.get(ticket_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -24,6 +24,8 @@ STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 
 # KEYS: ticket key, tickets zset, by_linkedid hash, open set, then one outbox list per message
 # ARGV: create flag, body, score, ticket id, linkedid, open flag, then one message per outbox key
+# Returns 0 (refused), or 1 followed by each outbox's length after the push: 1 means the message is at the head
+# of an empty outbox, so the peer's worker may send it without reading it back.
 PUT_SCRIPT = """
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
@@ -38,12 +40,19 @@ if ARGV[6] == '1' then
 else
   redis.call('SREM', KEYS[4], ARGV[4])
 end
+local lengths = {1}
 for i = 5, #KEYS do
-  redis.call('RPUSH', KEYS[i], ARGV[i + 2])
+  lengths[#lengths + 1] = redis.call('RPUSH', KEYS[i], ARGV[i + 2])
 end
-return 1
+return lengths
 """
 FINAL_STATES = ("closed", "cancelled")
+
+
+class Head(NamedTuple):
+    """A message that went into an empty outbox: the stored (sealed) entry and the message it holds."""
+    entry: str
+    message: dict[str, Any]
 
 
 def ticket_key(ticket_id: str) -> str:
@@ -71,20 +80,29 @@ class TicketStore:
         return parse_ticket(json.loads(self.sealer.open(raw)))
 
     async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]] = (),
-                  *, create: bool = False, body: dict[str, Any] | None = None) -> bool:
+                  *, create: bool = False, body: dict[str, Any] | None = None,
+                  heads: dict[str, Head] | None = None) -> bool:
         """Store the ticket and queue messages for peers atomically. With create=True, an existing id is
-        refused and nothing is written; returns whether it was stored."""
+        refused and nothing is written; returns whether it was stored. `heads` (when given) gets, per peer, the
+        stored entry and the message when it went into an empty outbox: the worker's next send, as it is."""
         keys = [ticket_key(ticket.id), f"{PREFIX}tickets", f"{PREFIX}by_linkedid", f"{PREFIX}open"]
         keys += [outbox_key(peer) for peer, _ in outgoing]
         body = ticket.to_dict() if body is None else body  # the caller may have rendered it already
         args = ["1" if create else "0", self.sealer.seal(_json(body)), str(_score(ticket.created_at)),
                 ticket.id, ticket.linkedid, "0" if ticket.status in FINAL_STATES else "1"]
-        args += [self.sealer.seal(_json(message)) for _, message in outgoing]
-        return bool(await self._put(keys=keys, args=args))
+        entries = [self.sealer.seal(_json(message)) for _, message in outgoing]
+        result = await self._put(keys=keys, args=args + entries)
+        if not result:
+            return False
+        if heads is not None and isinstance(result, list):
+            for (peer, message), entry, length in zip(outgoing, entries, result[1:], strict=False):
+                if length == 1:
+                    heads[peer] = Head(entry, message)
+        return True
 
     async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]],
-                     body: dict[str, Any] | None = None) -> bool:
-        return await self.put(ticket, outgoing, create=True, body=body)
+                     body: dict[str, Any] | None = None, heads: dict[str, Head] | None = None) -> bool:
+        return await self.put(ticket, outgoing, create=True, body=body, heads=heads)
 
     async def by_linkedid(self, linkedid: str) -> str | None:
         raw = await self.redis.hget(f"{PREFIX}by_linkedid", linkedid)

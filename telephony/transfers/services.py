@@ -57,11 +57,13 @@ class TransferService:
         self.drafts: dict[str, dict[str, str]] = {}
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, on the receiving side
         self.arrivals: dict[str, asyncio.Event] = {}  # ticket id -> set when its push is stored here
+        self.landed: dict[str, Ticket] = {}  # ticket id -> the pushed ticket, for the route_in waiting on it
         tickets.listeners.append(self._on_ticket)
 
     def _on_ticket(self, ticket: Ticket, _: Any) -> None:
         waiting = self.arrivals.get(ticket.id)
         if waiting is not None:
+            self.landed[ticket.id] = ticket  # the waiting route_in takes it as stored, without reading it back
             waiting.set()
 
     # ---- sending side -------------------------------------------------------------------------------
@@ -205,9 +207,7 @@ class TransferService:
         structlog.contextvars.bind_contextvars(call_id=request.arg(1), ticket_id=ticket_id)
         ticket = None
         if TICKET_ID.match(ticket_id):
-            ticket = await self.tickets.store.get(ticket_id)
-            if ticket is None:
-                ticket = await self._await_push(ticket_id)
+            ticket = await self._local_or_pushed(ticket_id)
             if ticket is None:
                 ticket = await self._fetch_by_reference(request, ticket_id)
         else:
@@ -274,26 +274,29 @@ class TransferService:
                 return agent.id
         return self.config.agents[0].id
 
-    async def _await_push(self, ticket_id: str) -> Ticket | None:
-        """The INVITE often outruns the push sent at the same moment: waiting a few milliseconds for it is
-        cheaper than asking the sender (busy with the same transfer) for the ticket."""
+    async def _local_or_pushed(self, ticket_id: str) -> Ticket | None:
+        """The ticket as stored here, or the push that lands within `transfer.push_wait`: the INVITE often
+        outruns the push sent at the same moment, and waiting a few milliseconds for it is cheaper than asking
+        the sender (busy with the same transfer) for the ticket. The wait is registered before the first look,
+        so a push landing in between is not missed."""
         if self.config.push_wait <= 0 or len(self.arrivals) > 1000:
-            return None
+            return await self.tickets.store.get(ticket_id)
         arrived = self.arrivals.setdefault(ticket_id, asyncio.Event())
         try:
-            ticket = await self.tickets.store.get(ticket_id)  # it may have landed since the first look
+            ticket = await self.tickets.store.get(ticket_id)
             if ticket is None:
                 try:
                     async with asyncio.timeout(self.config.push_wait):
                         await arrived.wait()
                 except TimeoutError:
                     pass  # one last look: a relay's copy is stored without an event to wake us
-                ticket = await self.tickets.store.get(ticket_id)
-            if ticket is not None:
-                log.info("route_in.push_arrived")
+                ticket = self.landed.pop(ticket_id, None) or await self.tickets.store.get(ticket_id)
+                if ticket is not None:
+                    log.info("route_in.push_arrived")
             return ticket
         finally:
             self.arrivals.pop(ticket_id, None)
+            self.landed.pop(ticket_id, None)
 
     async def _fetch_by_reference(self, request: AgiRequest, ticket_id: str) -> Ticket | None:
         ref = await request.get_variable("${PJSIP_HEADER(read,Call-Info)}")

@@ -113,7 +113,7 @@ async def receiver(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def link(tmp_path: Path, redis: aioredis.Redis, receiver: aioredis.Redis) -> AsyncIterator[Link]:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["110"])
-    tickets = TicketService(config, TicketStore(receiver, Sealer(config.storage_keys)), lambda peer: None)
+    tickets = TicketService(config, TicketStore(receiver, Sealer(config.storage_keys)), lambda peer, head=None: None)
 
     async def health() -> dict[str, Any]:
         return {"ok": True}

@@ -59,7 +59,7 @@ async def site(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[Site]:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
     port = free_port()
     s = Site(config, redis, f"http://127.0.0.1:{port}")
-    tickets = TicketService(config, s.store, s.notified.append)
+    tickets = TicketService(config, s.store, lambda site, head=None: s.notified.append(site))
 
     async def health() -> dict[str, Any]:
         return {"ok": True}

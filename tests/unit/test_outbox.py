@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
+from test_ticket_services import plain_ticket
 from throwaway import ThrowawayRedis
 
 from telephony import backoff
@@ -20,7 +21,7 @@ from telephony.delivery.client import PeerError
 from telephony.delivery.deadletters import open_entry
 from telephony.delivery.outbox import OutboxWorker
 from telephony.security.sealing import Sealer
-from telephony.tickets.store import PREFIX, outbox_key
+from telephony.tickets.store import PREFIX, Head, TicketStore, outbox_key
 
 REDIS_DB = 5  # the unit conftest's `redis` fixture gives this database, emptied
 PEER = Peer("110", "110", "http://127.0.0.1:1", HostPort("127.0.0.1", 1), "110", secrets=("whsec_" + "A" * 24,))
@@ -176,3 +177,53 @@ async def test_a_worker_started_while_redis_is_down_waits_for_it(tmp_path: Path)
         await asyncio.gather(task, return_exceptions=True)
         await client.aclose()
         server.stop()
+
+
+async def test_a_message_that_lands_in_an_empty_outbox_is_sent_without_reading_it_back(redis: aioredis.Redis) -> None:
+    store = TicketStore(redis)
+    first: dict[str, Head] = {}
+    second: dict[str, Head] = {}
+    message = {"kind": "event", "body": {"id": "a", "ticket_id": "1"}}
+    assert await store.put(plain_ticket("37080020260101120000000001"), [("110", message)], heads=first)
+    assert await store.put(plain_ticket("37080020260101120000000002"),
+                           [("110", {"kind": "event", "body": {"id": "b", "ticket_id": "2"}})], heads=second)
+    assert set(first) == {"110"} and first["110"].message == message
+    assert second == {}  # queued behind "a": not the head
+
+    peer = ScriptedPeer([])
+    worker = OutboxWorker(redis, peer, base_delay=0.01)
+    reads: list[str] = []
+    for name in ("lrange", "lindex"):
+        original = getattr(redis, name)
+
+        async def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            reads.append(_name)
+            return await _original(*args)
+        setattr(worker.redis, name, counted)
+    worker.notify(first["110"])
+    await worker._step()
+    assert peer.seen == ["a"] and reads == []  # sent from the hint, no read of the outbox
+    assert [json.loads(r)["body"]["id"] for r in await redis.lrange(outbox_key("110"), 0, -1)] == ["b"]
+    await worker._step()
+    assert peer.seen == ["a", "b"] and reads  # "b" was read back as usual
+    assert await redis.llen(outbox_key("110")) == 0
+
+
+async def test_a_late_hint_for_a_message_already_sent_is_not_sent_again(redis: aioredis.Redis) -> None:
+    store = TicketStore(redis)
+    heads: dict[str, Head] = {}
+    message = {"kind": "event", "body": {"id": "a", "ticket_id": "1"}}
+    assert await store.put(plain_ticket("37080020260101120000000001"), [("110", message)], heads=heads)
+    peer = ScriptedPeer([])
+    worker = OutboxWorker(redis, peer, base_delay=0.01)
+    await worker._step()  # read back and sent before the hint arrived
+    assert peer.seen == ["a"]
+    with capture_logs() as logs:
+        worker.notify(heads["110"])
+        worker.wake.set()
+        task = asyncio.create_task(worker._step())
+        await asyncio.sleep(0.1)
+        worker.wake.set()
+        await asyncio.wait_for(task, 2)
+    assert peer.seen == ["a"]
+    assert "delivery.head_moved" not in [e["event"] for e in logs]

@@ -42,11 +42,17 @@ def test_no_placeholder_is_left(files: dict[str, str]) -> None:
 def test_dialplan_routes_out_to_110(files: dict[str, str], config: SiteConfig) -> None:
     dialplan = files["linkage.conf"]
     assert "exten => _110*X.,1,Set(LINKAGE_ID=${EXTEN:4})" in dialplan
-    assert f"Dial(PJSIP/110@trunk-110,{config.ring_timeout + 5},rb(linkage-headers^s^1(${{LINKAGE_ID}})))" \
-        in dialplan
+    # the ticket headers are inherited from the caller's channel: no pre-dial handler (autoservice) on the trunk
+    assert (" same => n,Gosub(linkage-headers,s,1(${LINKAGE_ID}))\n"
+            f" same => n,Dial(PJSIP/110@trunk-110,{config.ring_timeout + 5},r)\n") in dialplan
+    assert "PJSIP_INHERITABLE_HEADER(add,X-Linkage-Id)=${ARG1}" in dialplan
+    assert "PJSIP_INHERITABLE_HEADER(update,X-Linkage-Id)=${ARG1}" in dialplan  # the press after a recall
+    assert "(remove," not in dialplan  # removing inheritable headers crashed Asterisk 22.10.1
     assert "exten => 12345,1," in dialplan  # the hotline
-    # t: the agent may be the transferer of the consult key's attended transfer
-    assert f"Dial(PJSIP/agent1001&PJSIP/agent1002,{config.ring_timeout},tb(linkage-agent-leg^s^1))" in dialplan
+    # t: the agent may be the transferer of the consult key's attended transfer; no pre-dial handler: the
+    # agents' endpoints carry DYNAMIC_FEATURES (set_var)
+    assert f"Dial(PJSIP/agent1001&PJSIP/agent1002,{config.ring_timeout},t)" in dialplan
+    assert "b(" not in "".join(line for line in dialplan.splitlines() if "Dial(" in line and "recall" not in line)
     assert "Goto(linkage-recall,${LINKAGE_ID},1)" in dialplan  # a failed transfer recalls the caller
 
 
@@ -92,8 +98,7 @@ def test_a_target_reached_via_a_peer_dials_that_peers_trunk(tmp_path: Path) -> N
     county = Lab(rootfs=str(tmp_path)).site_config(PLANS["110-370811"])
     dialplan = render(county, EXTRAS)["linkage.conf"]
     assert "exten => _12345*X.,1,Set(LINKAGE_ID=${EXTEN:6})" in dialplan
-    assert f"Dial(PJSIP/12345@trunk-110,{county.ring_timeout + 5},rb(linkage-headers^s^1(${{LINKAGE_ID}})))" \
-        in dialplan
+    assert f"Dial(PJSIP/12345@trunk-110,{county.ring_timeout + 5},r)" in dialplan
 
 
 @pytest.mark.parametrize("plan", SITES, ids=lambda p: p.name)
@@ -127,6 +132,9 @@ def test_agents_and_trunk_in_pjsip(files: dict[str, str]) -> None:
     pjsip = files["pjsip.conf"]
     assert "contact = sip:1001@127.0.0.1:15081" in pjsip
     assert "contact = sip:1002@127.0.0.1:15082" in pjsip
+    # only agents' channels get the transfer keys, set by their endpoints (not by a pre-dial handler)
+    features = "set_var = DYNAMIC_FEATURES=linkage-to-110#linkage-to-120#linkage-bench-baseline#"
+    assert pjsip.count(features) == 2
     assert "[trunk-110](endpoint-common)" in pjsip
     assert "match = 127.0.0.1:25060" in pjsip
 

@@ -21,10 +21,10 @@ REDIS_DB = 8  # the unit conftest's `redis` fixture gives this database, emptied
 
 def _sites(tmp_path: Path, redis: aioredis.Redis) -> tuple[TicketService, TransferService]:
     lab = Lab(rootfs=str(tmp_path))
-    sender = TicketService(lab.site_config(PLANS["12345"]), TicketStore(redis), lambda site: None)
+    sender = TicketService(lab.site_config(PLANS["12345"]), TicketStore(redis), lambda site, head=None: None)
     # a long wait: only the ticket service's wake-up can end it early, so a broken wake-up fails the test
     receiver_config = dataclasses.replace(lab.site_config(PLANS["110"]), push_wait=5.0)
-    receiver = TicketService(receiver_config, TicketStore(redis), lambda site: None)  # one database: ids differ
+    receiver = TicketService(receiver_config, TicketStore(redis), lambda site, head=None: None)  # one db: ids differ
     return sender, TransferService(receiver_config, CallRegistry(), receiver, {})
 
 
@@ -41,17 +41,17 @@ async def test_a_push_landing_while_the_call_waits_is_used(tmp_path: Path, redis
 
     start = time.monotonic()
     pushed = asyncio.create_task(push_later())
-    got = await far._await_push(ticket.id)
+    got = await far._local_or_pushed(ticket.id)
     await pushed
     assert got is not None and got.id == ticket.id
     assert time.monotonic() - start < 2.0  # woken by the push, not by the 5 s timeout
-    assert far.arrivals == {}
+    assert far.arrivals == {} and far.landed == {}
 
 
 async def test_no_push_in_time_gives_none_and_leaves_nothing_behind(tmp_path: Path, redis: aioredis.Redis) -> None:
     _, far = _sites(tmp_path, redis)
     far.config = dataclasses.replace(far.config, push_wait=0.05)
     start = time.monotonic()
-    assert await far._await_push("37080020260101120000123456") is None
+    assert await far._local_or_pushed("37080020260101120000123456") is None
     assert time.monotonic() - start >= far.config.push_wait * 0.9
-    assert far.arrivals == {}
+    assert far.arrivals == {} and far.landed == {}

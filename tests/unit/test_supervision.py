@@ -106,7 +106,7 @@ class Desk:
     def __init__(self, config: SiteConfig, redis: aioredis.Redis) -> None:
         self.redis = redis
         self.store = TicketStore(redis)
-        self.tickets = TicketService(config, self.store, lambda site: None)
+        self.tickets = TicketService(config, self.store, lambda site, head=None: None)
         self.metrics = Metrics()
         self.supervisor = Supervisor(config, self.tickets, self.metrics)
 

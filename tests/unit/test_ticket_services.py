@@ -42,7 +42,7 @@ class Site:
         self.store = TicketStore(redis)
         self.notified: list[str] = []
         self.emitted: list[tuple[str, str]] = []
-        self.service = TicketService(config, self.store, self.notified.append)
+        self.service = TicketService(config, self.store, lambda site, head=None: self.notified.append(site))
         self.service.listeners.append(lambda t, e: self.emitted.append((t.id, e.type)))
 
     async def outbox(self, peer: str) -> list[dict[str, Any]]:
@@ -541,7 +541,7 @@ async def test_a_redelivered_event_of_a_site_that_since_became_a_relay_is_a_dupl
 def test_neighbours_and_came_from_on_a_three_site_path(configs: dict[str, SiteConfig]) -> None:
     ticket = plain_ticket()
     ticket.path = ["12345", "110", COUNTY]
-    a, b, c = (TicketService(configs[n], None, lambda s: None) for n in ("12345", "110", COUNTY))  # type: ignore[arg-type]
+    a, b, c = (TicketService(configs[n], None, lambda s, head=None: None) for n in ("12345", "110", COUNTY))  # type: ignore[arg-type]
     assert (a.neighbours(ticket), b.neighbours(ticket), c.neighbours(ticket)) == (["110"], ["12345", COUNTY],
                                                                                   ["110"])
     assert b.neighbours(ticket, exclude="12345") == [COUNTY]
@@ -551,3 +551,14 @@ def test_neighbours_and_came_from_on_a_three_site_path(configs: dict[str, SiteCo
     assert b.came_from(ticket, "119") == "119"  # not on the path: taken as the sender itself
     ticket.path = []  # a ticket of before the path: source and target
     assert (a.neighbours(ticket), b.neighbours(ticket), c.neighbours(ticket)) == (["110"], ["12345"], [])
+
+
+async def test_a_ticket_lock_lives_only_while_it_is_used(site_a: Site) -> None:
+    import gc
+
+    lock = site_a.service._lock(TID)
+    async with lock:
+        assert site_a.service._lock(TID) is lock  # a second user of the same ticket waits on the same lock
+    del lock
+    gc.collect()
+    assert len(site_a.service.locks) == 0  # nothing kept per ticket once nobody holds or waits for it

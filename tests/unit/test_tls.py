@@ -146,7 +146,7 @@ class Desk:
 
 @contextlib.asynccontextmanager
 async def _serve(config: SiteConfig, redis: aioredis.Redis) -> AsyncIterator[Desk]:
-    tickets = TicketService(config, TicketStore(redis, Sealer(config.storage_keys)), lambda peer: None)
+    tickets = TicketService(config, TicketStore(redis, Sealer(config.storage_keys)), lambda peer, head=None: None)
     calls = CallRegistry()
     transfers = TransferService(config, calls, tickets, {})
     api = Api(config, tickets, transfers, calls, _healthy, Metrics(), StreamHub(config.name),

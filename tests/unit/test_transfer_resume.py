@@ -26,7 +26,7 @@ CHANNELS = [
 
 def _service(tmp_path: Path, redis: aioredis.Redis, calls: CallRegistry) -> TransferService:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
-    tickets = TicketService(config, TicketStore(redis), lambda site: None)
+    tickets = TicketService(config, TicketStore(redis), lambda site, head=None: None)
     return TransferService(config, calls, tickets, {})
 
 
