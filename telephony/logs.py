@@ -17,7 +17,7 @@ import structlog
 PHONE = re.compile(r"(?<![0-9])(\+?[0-9]{3})[0-9]{2,10}([0-9]{2})(?![0-9])")  # 7-15 digits (E.164)
 SENSITIVE_KEYS = {"caller", "caller_number", "caller_name", "name", "contact", "address", "content",
                   "callerid", "calleridnum", "calleridname", "connectedlinenum", "connectedlinename"}
-ID_KEYS = {"ticket_id", "call_id", "linkedid", "uniqueid", "event_id", "id"}
+ID_KEYS = {"ticket_id", "call_id", "linkedid", "uniqueid", "event_id", "id", "message_id"}  # our own ids
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

@@ -79,6 +79,9 @@ def test_processor_leaves_ids_readable() -> None:
                   linkedid="1767268800.12", count=3)
     assert out == {"ticket_id": "37080020260101120000123456", "call_id": "1767268800.12",
                    "uniqueid": "1767268800.13", "linkedid": "1767268800.12", "count": 3}
+    # a delivery message id is hex and can hold a run of digits that looks like a phone number
+    assert process(message_id="event-d2fdb20ffa5745fa8861234567888e0e")["message_id"] == \
+        "event-d2fdb20ffa5745fa8861234567888e0e"
 
 
 @pytest.mark.parametrize("key", ["event", "error", "caller_name", "ticket_id", "reason", "caller_number"])
