@@ -17,6 +17,7 @@ import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 from typing import Any
 
 import structlog
@@ -51,7 +52,7 @@ from telephony.tickets.models import (
     parse_ticket,
 )
 from telephony.tickets.services import TicketService
-from telephony.tickets.store import STORE_ERRORS
+from telephony.tickets.store import REMEMBER, STORE_ERRORS, Remember
 from telephony.transfers.services import TransferService
 
 log = structlog.get_logger("http")
@@ -120,9 +121,13 @@ class Api:
                 return await handler(request)
             if await self.tickets.store.redis.exists(seen_key):
                 raise Replayed("this message id was already processed; nothing changed")
-            response = await handler(request)
-            if response.status < 300:  # remembered only once processed, so a failed attempt can be retried
-                await self._remember(seen_key)
+            remember = self._remembering(seen_key)
+            try:
+                response = await handler(request)
+            finally:
+                REMEMBER.reset(remember[1])
+            if response.status < 300 and not remember[0].done:  # remembered only once processed, so a
+                await self._remember(seen_key)  # failed attempt can be retried
             return response
         except LinkageError as exc:
             self._refused(exc)
@@ -146,6 +151,11 @@ class Api:
     def _refused(self, exc: LinkageError) -> None:
         self.metrics.inc("linkage_http_refused_total", status=str(exc.status))
         log.info("http.refused", status=exc.status, error=exc.error_id, reason=exc.message)
+
+    def _remembering(self, seen_key: str) -> tuple[Remember, Token[Remember | None]]:
+        """The store sets the replay key with the write the message causes (one fsync'd write, not two)."""
+        remember = Remember(seen_key, round(self.config.replay_window), asyncio.current_task())
+        return remember, REMEMBER.set(remember)
 
     async def _remember(self, seen_key: str) -> None:
         # The sender retries the same message id for days (a peer down over a long weekend), so a window
@@ -295,11 +305,15 @@ class Api:
         try:
             if seen:
                 raise Replayed("this message id was already processed; nothing changed")
-            if item.kind == "ticket":
-                status, _ = await self._take_ticket(item.body, sender)
-            else:
-                status, _ = await self._take_event(item.body, sender)
-            if status < 300:
+            remember = self._remembering(seen_key)
+            try:
+                if item.kind == "ticket":
+                    status, _ = await self._take_ticket(item.body, sender)
+                else:
+                    status, _ = await self._take_event(item.body, sender)
+            finally:
+                REMEMBER.reset(remember[1])
+            if status < 300 and not remember[0].done:
                 await self._remember(seen_key)
             return batch.Result(item.id, status)
         except LinkageError as exc:

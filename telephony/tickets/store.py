@@ -7,8 +7,11 @@ and no index entry for a ticket that was never stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -22,8 +25,9 @@ PREFIX = "linkage:"
 # What Redis being away looks like to a caller: the store is unavailable, nothing is wrong with the data.
 STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
-# KEYS: ticket key, tickets zset, by_linkedid hash, open set, then one outbox list per message
-# ARGV: create flag, body, score, ticket id, linkedid, open flag, then one message per outbox key
+# KEYS: ticket key, tickets zset, by_linkedid hash, open set, a peer message's replay key (or ''), then one
+# outbox list per message
+# ARGV: create flag, body, score, ticket id, linkedid, open flag, replay key ttl, then one message per outbox key
 # Returns 0 (refused), or 1 followed by each outbox's length after the push: 1 means the message is at the head
 # of an empty outbox, so the peer's worker may send it without reading it back.
 PUT_SCRIPT = """
@@ -40,13 +44,30 @@ if ARGV[6] == '1' then
 else
   redis.call('SREM', KEYS[4], ARGV[4])
 end
+if KEYS[5] ~= '' then
+  redis.call('SET', KEYS[5], '1', 'EX', ARGV[7])
+end
 local lengths = {1}
-for i = 5, #KEYS do
+for i = 6, #KEYS do
   lengths[#lengths + 1] = redis.call('RPUSH', KEYS[i], ARGV[i + 2])
 end
 return lengths
 """
 FINAL_STATES = ("closed", "cancelled")
+
+
+@dataclass
+class Remember:
+    """The replay key of the peer message being handled (see api/http.py): the first store write the message
+    causes sets it in the same atomic step, so the message costs one fsync'd write, not two. Only the task
+    handling the message uses it, once."""
+    key: str
+    ttl: int
+    task: asyncio.Task[Any] | None
+    done: bool = False
+
+
+REMEMBER: ContextVar[Remember | None] = ContextVar("linkage_remember", default=None)
 
 
 class Head(NamedTuple):
@@ -85,15 +106,22 @@ class TicketStore:
         """Store the ticket and queue messages for peers atomically. With create=True, an existing id is
         refused and nothing is written; returns whether it was stored. `heads` (when given) gets, per peer, the
         stored entry and the message when it went into an empty outbox: the worker's next send, as it is."""
-        keys = [ticket_key(ticket.id), f"{PREFIX}tickets", f"{PREFIX}by_linkedid", f"{PREFIX}open"]
+        remember = REMEMBER.get()
+        if remember is not None and (remember.done or remember.task is not asyncio.current_task()):
+            remember = None
+        keys = [ticket_key(ticket.id), f"{PREFIX}tickets", f"{PREFIX}by_linkedid", f"{PREFIX}open",
+                remember.key if remember else ""]
         keys += [outbox_key(peer) for peer, _ in outgoing]
         body = ticket.to_dict() if body is None else body  # the caller may have rendered it already
         args = ["1" if create else "0", self.sealer.seal(_json(body)), str(_score(ticket.created_at)),
-                ticket.id, ticket.linkedid, "0" if ticket.status in FINAL_STATES else "1"]
+                ticket.id, ticket.linkedid, "0" if ticket.status in FINAL_STATES else "1",
+                str(remember.ttl) if remember else "0"]
         entries = [self.sealer.seal(_json(message)) for _, message in outgoing]
         result = await self._put(keys=keys, args=args + entries)
         if not result:
             return False
+        if remember is not None:
+            remember.done = True
         if heads is not None and isinstance(result, list):
             for (peer, message), entry, length in zip(outgoing, entries, result[1:], strict=False):
                 if length == 1:

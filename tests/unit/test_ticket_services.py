@@ -3,6 +3,7 @@ db 1 = 110 (city police), db 2 = 110-370811 (county police under the city 110)."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -562,3 +563,30 @@ async def test_a_ticket_lock_lives_only_while_it_is_used(site_a: Site) -> None:
     del lock
     gc.collect()
     assert len(site_a.service.locks) == 0  # nothing kept per ticket once nobody holds or waits for it
+
+
+async def test_a_peer_messages_replay_key_is_written_with_the_change_it_causes(site_a: Site) -> None:
+    from telephony.tickets.store import REMEMBER, Remember
+
+    redis = site_a.store.redis
+    remember = Remember("linkage:seen:110:m1", 3600, asyncio.current_task())
+    token = REMEMBER.set(remember)
+    try:
+        async def elsewhere() -> None:  # another task (a listener's, say) never uses this message's key
+            await site_a.store.put(plain_ticket("37080020260101120000000009", linkedid="1.9"))
+        await asyncio.create_task(elsewhere())
+        assert not remember.done and await redis.exists("linkage:seen:110:m1") == 0
+        assert await site_a.store.put(plain_ticket(), [("110", {"kind": "event"})])
+        assert remember.done and 3500 < await redis.ttl("linkage:seen:110:m1") <= 3600
+        await redis.delete("linkage:seen:110:m1")
+        assert await site_a.store.put(plain_ticket(content="second"))  # once per message
+        assert await redis.exists("linkage:seen:110:m1") == 0
+    finally:
+        REMEMBER.reset(token)
+    refused = Remember("linkage:seen:110:m2", 3600, asyncio.current_task())
+    token = REMEMBER.set(refused)
+    try:
+        assert await site_a.store.create(plain_ticket(), []) is False  # nothing written, nothing remembered
+        assert not refused.done and await redis.exists("linkage:seen:110:m2") == 0
+    finally:
+        REMEMBER.reset(token)
