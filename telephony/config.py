@@ -140,7 +140,10 @@ class SiteConfig:
     peers: tuple[Peer, ...]
     ring_timeout: int = 30
     fetch_timeout: float = 0.5
-    push_wait: float = 0.05  # a linked call that outruns its ticket's push waits this long for it before fetching
+    # A linked call that outruns its ticket's push waits this long for it before fetching it by reference. The push
+    # is normally there in a few ms; under load (72-80 transfers/s in the lab) it can take longer, and a fetch then
+    # adds a request to both controllers just when they are busiest.
+    push_wait: float = 0.5
     overflow: str = ""  # a peer (county seats) that takes an emergency this site's agents could not answer
     push_delay: float = 0.0  # seconds before a new ticket's first push: lab and fault drills only
     targets: tuple[Target, ...] = ()
@@ -326,7 +329,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         peers=tuple(peers),
         ring_timeout=r.integer(transfer, "ring_timeout", "transfer", 1, 600, default=30),
         fetch_timeout=r.number(transfer, "fetch_timeout", "transfer", 0.05, 10, 0.5),
-        push_wait=r.number(transfer, "push_wait", "transfer", 0, 2, 0.05),
+        push_wait=r.number(transfer, "push_wait", "transfer", 0, 2, 0.5),
         overflow=_overflow(r, transfer, peers),
         push_delay=r.number(delivery, "push_delay", "delivery", 0, 3600, 0.0),
         targets=targets,
