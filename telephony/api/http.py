@@ -13,11 +13,11 @@ stable error id and a message for the person reading it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable
-from contextvars import Token
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -121,13 +121,9 @@ class Api:
                 return await handler(request)
             if await self.tickets.store.redis.exists(seen_key):
                 raise Replayed("this message id was already processed; nothing changed")
-            remember = self._remembering(seen_key)
-            try:
+            async with self._once(seen_key) as outcome:
                 response = await handler(request)
-            finally:
-                REMEMBER.reset(remember[1])
-            if response.status < 300 and not remember[0].done:  # remembered only once processed, so a
-                await self._remember(seen_key)  # failed attempt can be retried
+                outcome.status = response.status
             return response
         except LinkageError as exc:
             self._refused(exc)
@@ -152,15 +148,21 @@ class Api:
         self.metrics.inc("linkage_http_refused_total", status=str(exc.status))
         log.info("http.refused", status=exc.status, error=exc.error_id, reason=exc.message)
 
-    def _remembering(self, seen_key: str) -> tuple[Remember, Token[Remember | None]]:
-        """The store sets the replay key with the write the message causes (one fsync'd write, not two)."""
+    @contextlib.asynccontextmanager
+    async def _once(self, seen_key: str) -> AsyncIterator[Remember]:
+        """Handling one signed peer message (alone or in a batch): its replay key is remembered once it was
+        processed (set `status` to the answer's), so a failed attempt can be retried. The store writes the key
+        in the same atomic step as the ticket change the message causes (one fsync'd write, not two); a message
+        that changed nothing gets it written here. The sender retries the same message id for days (a peer down
+        over a long weekend), so the window (`replay_window`) must be longer than that."""
         remember = Remember(seen_key, round(self.config.replay_window), asyncio.current_task())
-        return remember, REMEMBER.set(remember)
-
-    async def _remember(self, seen_key: str) -> None:
-        # The sender retries the same message id for days (a peer down over a long weekend), so a window
-        # shorter than that would let a late retry of a processed message through again.
-        await self.tickets.store.redis.set(seen_key, "1", ex=round(self.config.replay_window))
+        token = REMEMBER.set(remember)
+        try:
+            yield remember
+        finally:
+            REMEMBER.reset(token)
+        if remember.status < 300 and not remember.done:
+            await self.tickets.store.redis.set(seen_key, "1", ex=remember.ttl)
 
     async def _authenticate(self, request: web.Request) -> str | None:
         """Peer routes need a peer's signature; reading a ticket takes a signature or a console token; the
@@ -305,17 +307,12 @@ class Api:
         try:
             if seen:
                 raise Replayed("this message id was already processed; nothing changed")
-            remember = self._remembering(seen_key)
-            try:
+            async with self._once(seen_key) as outcome:
                 if item.kind == "ticket":
-                    status, _ = await self._take_ticket(item.body, sender)
+                    outcome.status, _ = await self._take_ticket(item.body, sender)
                 else:
-                    status, _ = await self._take_event(item.body, sender)
-            finally:
-                REMEMBER.reset(remember[1])
-            if status < 300 and not remember[0].done:
-                await self._remember(seen_key)
-            return batch.Result(item.id, status)
+                    outcome.status, _ = await self._take_event(item.body, sender)
+            return batch.Result(item.id, outcome.status)
         except LinkageError as exc:
             self._refused(exc)
             return batch.Result(item.id, exc.status, exc.error_id)

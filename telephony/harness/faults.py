@@ -53,14 +53,14 @@ class Traffic:
         limit = ["-timeout", f"{int(self.duration + 120)}s", "-nostdin", "-trace_stat", "-trace_err"]
         for i, far in enumerate(s110["accounts"]["agents"]):
             self.procs[f"far{i}"] = subprocess.Popen(
-                ["sipp", "-sf", str(fill_sipp(SIPP / "agent_answer.xml", {"ring": "100"}, wd)), "-i", far["host"],
-                 "-p",
-                 str(far["port"]), "-mp", str(46000 + 10 * i), "-m", "100000", "-stf", f"far{i}.csv", *limit],
+                ["sipp", "-sf", str(fill_sipp(SIPP / "agent_answer.xml", {"ring": "100"}, wd)),
+                 "-i", far["host"], "-p", str(far["port"]), "-mp", str(46000 + 10 * i), "-m", "100000",
+                 "-stf", f"far{i}.csv", *limit],
                 cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         agent = s12345["accounts"]["agents"][0]
         self.procs["agent"] = subprocess.Popen(
-            ["sipp", "-sf", str(fill_sipp(SIPP / "agent_onekey_retry.xml", {"talk": "500", "retry": str(self.retry_ms)},
-                                          wd)),
+            ["sipp", "-sf", str(fill_sipp(SIPP / "agent_onekey_retry.xml",
+                                          {"talk": "500", "retry": str(self.retry_ms)}, wd)),
              "-i", agent["host"], "-p", str(agent["port"]), "-mp", "46100", "-m", "100000", "-stf", "agent.csv",
              *limit], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)

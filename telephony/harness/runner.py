@@ -19,9 +19,10 @@ from xml.etree import ElementTree as ET
 
 from panoramisk import Manager
 
+from telephony.errors import ConfigError
 from telephony.harness.dtmf import write_pcap
 from telephony.harness.media import RtpSniffer, check_window
-from telephony.harness.scenario import Action, Role, Scenario, load
+from telephony.harness.scenario import Action, Role, Scenario, fill_sipp, load
 from telephony.lab.lab import Lab, LabError
 
 TIMELINE_EVENTS = {"Newchannel", "DialBegin", "DialEnd", "BridgeEnter", "BlindTransfer", "Hangup",
@@ -186,7 +187,6 @@ async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
     acc = _account(site, role)
     rdir = workdir / role.name
     rdir.mkdir()
-    text = role.sipp.read_text(encoding="utf-8")
     params = dict(role.params)
     for name, pcap, seq0 in ((role.dtmf, "keys.pcap", 1000), (role.dtmf_then, "keys2.pcap", 20000)):
         if not name:
@@ -198,11 +198,10 @@ async def _run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path,
         write_pcap(digits * (role.dtmf_times if pcap == "keys.pcap" else 1), rdir / pcap, seq0=seq0,
                    ts0=seq0 * 160)
         params[pcap.replace(".", "_")] = pcap
-    for key, value in params.items():
-        text = text.replace("{{" + key + "}}", value)
-    if "{{" in text:
-        return 99, f"unfilled parameter in {role.sipp.name}: {text[text.index('{{'):][:30]}"
-    (rdir / "scenario.xml").write_text(text, encoding="utf-8")
+    try:
+        fill_sipp(role.sipp, params, rdir, "scenario.xml")
+    except ConfigError as exc:
+        return 99, exc.message
     argv = ["sipp", "-sf", "scenario.xml", "-i", acc["host"], "-p", str(acc["port"]),
             "-mp", str(MEDIA_BASE + 4 * index), "-m", params.get("calls", "1"), "-timeout", f"{int(budget)}s",
             "-timeout_error",

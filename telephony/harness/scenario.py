@@ -17,12 +17,15 @@ PARAM = re.compile(r"^[A-Za-z0-9_.:+*#-]{0,64}$")
 
 
 
-def fill_sipp(template: Path, params: dict[str, str], workdir: Path) -> Path:
-    """A SIPp scenario file with its {{name}} parameters filled in, written into `workdir` under its own name."""
+def fill_sipp(template: Path, params: dict[str, str], workdir: Path, name: str | None = None) -> Path:
+    """A SIPp scenario file with its {{name}} parameters filled in, written into `workdir` (under the template's
+    own name unless `name` is given). A parameter left unfilled is a ConfigError naming it."""
     text = template.read_text(encoding="utf-8")
     for key, value in params.items():
         text = text.replace("{{" + key + "}}", value)
-    out = workdir / template.name
+    if "{{" in text:
+        raise ConfigError(f"unfilled parameter in {template.name}: {text[text.index('{{'):][:30]}")
+    out = workdir / (name or template.name)
     out.write_text(text, encoding="utf-8")
     return out
 

@@ -64,7 +64,8 @@ class Remember:
     key: str
     ttl: int
     task: asyncio.Task[Any] | None
-    done: bool = False
+    done: bool = False  # the store wrote it
+    status: int = 500  # the answer the message got: the handler sets it once the message was processed
 
 
 REMEMBER: ContextVar[Remember | None] = ContextVar("linkage_remember", default=None)

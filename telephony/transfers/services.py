@@ -28,6 +28,7 @@ from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
 from telephony.tickets.models import TICKET_ID, Ticket, parse_ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
+from telephony.waits import wait_event
 
 log = structlog.get_logger("transfers")
 CALL_INFO = re.compile(r"<(https?://[^>\s]{1,300})>")
@@ -285,11 +286,8 @@ class TransferService:
         try:
             ticket = await self.tickets.store.get(ticket_id)
             if ticket is None:
-                try:
-                    async with asyncio.timeout(self.config.push_wait):
-                        await arrived.wait()
-                except TimeoutError:
-                    pass  # one last look: a relay's copy is stored without an event to wake us
+                # then one last look: a relay's copy is stored without an event to wake us
+                await wait_event(arrived, self.config.push_wait)
                 ticket = self.landed.pop(ticket_id, None) or await self.tickets.store.get(ticket_id)
                 if ticket is not None:
                     log.info("route_in.push_arrived")
