@@ -10,7 +10,7 @@ from typing import Any
 from test_bad_input import call
 
 from telephony.harness.runner import run_scenario
-from telephony.harness.scenario import TicketExpectation, load
+from telephony.harness.scenario import AmiExpectation, TicketExpectation, load
 
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
 
@@ -128,3 +128,41 @@ def test_a_hung_ami_is_detected_and_the_controller_reconnects(lab: Any, desc: di
         time.sleep(0.3)
     assert '"ami.logged_in"' in log.read_text()[size:]
     assert '"ami.resynced"' in log.read_text()[size:]
+
+
+def test_a_press_after_a_recall_sends_the_new_ticket_id_to_the_far_side(desc: dict[str, Any]) -> None:
+    """The first transfer meets a busy 110 phone and the caller is recalled; the agent presses again. The
+    caller's channel still carries the first ticket's inheritable SIP headers (removing them crashed Asterisk
+    22.10.1), so the second press must *update* them: the far side has to route the second call by the second
+    ticket's id, which then, and only then, reaches signed_for at 110."""
+    scenario = load(SCENARIOS / "failure_busy_recall.yaml")
+    far, agent, citizen = scenario.roles
+    scenario.roles = [
+        type(far)(**{**far.__dict__, "sipp": SCENARIOS / "sipp" / "agent_busy_then_answer.xml",
+                     "params": {"ring": "100", "calls": "2"}}),
+        type(agent)(**{**agent.__dict__, "sipp": SCENARIOS / "sipp" / "agent_onekey_recall_again.xml",
+                       "dtmf_then": "onekey"}),
+        type(citizen)(**{**citizen.__dict__, "params": {"caller": "13912300011", "hold": "6000"}}),
+    ]
+    scenario.media = []
+    scenario.ami = [AmiExpectation("12345", {"Event": "BlindTransfer", "Result": "Success"}, 2),
+                    AmiExpectation("12345", {"Event": "DialEnd", "DialStatus": "BUSY",
+                                             "DestChannel": "PJSIP/trunk-110-*"}, 1),
+                    AmiExpectation("110", {"Event": "DialEnd", "DialStatus": "ANSWER",
+                                           "DestChannel": "PJSIP/agent2001-*"}, 1)]
+    scenario.tickets = [TicketExpectation("12345", 2, None, None, {}, {})]
+    result = run_scenario(scenario, desc)
+    print(result.report())
+    assert result.ok, result.report()
+    first, second = sorted(result.tickets["12345"], key=lambda t: t["created_at"])
+    assert first["status"] == "transfer_failed"
+    s110 = desc["sites"]["110"]
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        status, theirs = call("GET", f"{s110['http']}/v1/tickets/{second['id']}", s110["token"])
+        if status == 200 and theirs["status"] == "signed_for":
+            break
+        time.sleep(0.3)
+    assert theirs["status"] == "signed_for", theirs["history"]
+    status, old = call("GET", f"{s110['http']}/v1/tickets/{first['id']}", s110["token"])
+    assert "signed_for" not in [e["type"] for e in old["history"]]  # the answered call was not the old ticket's
