@@ -1,15 +1,15 @@
 """Deadlines per state, computed from the ticket itself, and the task that raises overdue alerts.
 
-A deadline is derived from the ticket's status and the time of the event that started it, so nothing but the
-tickets needs to survive a restart: at start the supervisor reloads every open ticket (an index kept in the
-same atomic write as the ticket) and schedules again. Only the receiving site supervises the receiver's
-deadlines; its `overdue` event travels to the sender like every other event.
+A deadline is derived from the ticket's status and the time of the event that started it. Every write of a
+ticket also writes its next deadline into a Redis zset, in the same atomic step, so the deadlines survive a
+restart and take no controller memory however many tickets are open (a soak of open tickets used to grow the
+controller by one heap entry each). Only the receiving site supervises the receiver's deadlines; its
+`overdue` event travels to the sender like every other event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -68,32 +68,48 @@ def already_alerted(ticket: Ticket, state: str) -> bool:
 
 
 class Supervisor:
+    """Raises overdue alerts. The deadlines live in Redis (a zset of ticket id -> next deadline, written in the
+    same atomic step as the ticket, see TicketStore.deadline_of), so the controller's memory does not grow with
+    the open tickets and a restart loses none. This task only sleeps until the earliest one and checks it."""
+
     def __init__(self, config: SiteConfig, tickets: TicketService, metrics: Metrics) -> None:
         self.config = config
         self.tickets = tickets
         self.metrics = metrics
-        self.heap: list[tuple[float, str, str]] = []
         self.wake = asyncio.Event()
+        self.next_at = float("inf")  # the earliest deadline this task knows of
+        tickets.store.deadline_of = self.due_at
         tickets.listeners.append(self.on_change)
 
-    def on_change(self, ticket: Ticket, _: Event) -> None:
-        self.schedule(ticket)
-
-    def schedule(self, ticket: Ticket) -> None:
+    def due_at(self, ticket: Ticket) -> float | None:
+        """When the ticket's next deadline falls, if this site supervises it and has not alerted it yet."""
         if ticket.target.site != self.config.name:
-            return
+            return None
         due = deadline(ticket, self.config.deadlines)
-        if due is not None and not already_alerted(ticket, due[0]):
-            heapq.heappush(self.heap, (due[1].timestamp(), ticket.id, due[0]))
+        if due is None or already_alerted(ticket, due[0]):
+            return None
+        return due[1].timestamp()
+
+    def on_change(self, ticket: Ticket, _: Event) -> None:
+        due = self.due_at(ticket)  # already stored with the ticket: only wake up if it is the earliest now
+        if due is not None and due < self.next_at:
+            self.next_at = due
             self.wake.set()
 
     async def reload(self) -> int:
+        """Schedule every open ticket again: repairs the deadlines of tickets written before they were kept
+        in Redis, or by a controller without a supervisor. Returns the number of open tickets."""
         count = 0
-        for ticket_id in await self.tickets.store.open_ids():
-            ticket = await self.tickets.store.get(ticket_id)
-            if ticket is not None:
-                self.schedule(ticket)
+        ids = await self.tickets.store.open_ids()
+        for i in range(0, len(ids), 200):
+            tickets = [await self.tickets.store.get(ticket_id) for ticket_id in ids[i:i + 200]]
+            for ticket in tickets:
+                if ticket is None:
+                    continue
                 count += 1
+                due = self.due_at(ticket)
+                if due is not None:
+                    await self.tickets.store.set_deadline(ticket.id, due)
         return count
 
     async def run(self) -> None:
@@ -108,35 +124,54 @@ class Supervisor:
                 delay = min(delay * 2, 5.0)
         while True:
             raise_if_cancelled()
-            now = datetime.now(UTC).timestamp()
-            while self.heap and self.heap[0][0] <= now:
-                _, ticket_id, state = heapq.heappop(self.heap)
-                try:
-                    await self._check(ticket_id, state)
-                except STORE_ERRORS as exc:  # store away for a moment: check this deadline again soon
-                    log.warning("supervision.store_unavailable", error=exc.__class__.__name__, retry_in=1.0)
-                    heapq.heappush(self.heap, (now + 1.0, ticket_id, state))
-                    break
-            timeout = min(1.0, self.heap[0][0] - now) if self.heap else 1.0
             self.wake.clear()
-            await wait_event(self.wake, max(timeout, 0.01))
+            timeout = 1.0
+            try:
+                await self.tick()
+                nxt = await self.tickets.store.next_deadline()
+                self.next_at = float("inf") if nxt is None else nxt
+                timeout = self.next_at - datetime.now(UTC).timestamp()
+            except STORE_ERRORS as exc:  # store away for a moment: the deadlines wait in it
+                log.warning("supervision.store_unavailable", error=exc.__class__.__name__, retry_in=1.0)
+                self.next_at = float("inf")
+            await wait_event(self.wake, min(max(timeout, 0.01), 1.0))
 
-    async def _check(self, ticket_id: str, state: str) -> None:
-        ticket = await self.tickets.store.get(ticket_id)
-        if ticket is None:
+    async def tick(self) -> int:
+        """Check every deadline that has passed; returns how many were checked."""
+        checked = 0
+        while True:
+            due = await self.tickets.store.due(datetime.now(UTC).timestamp())
+            for ticket_id, seen in due:
+                try:
+                    await self._check(ticket_id, seen)
+                except STORE_ERRORS:
+                    raise
+                except Exception as exc:  # a ticket that cannot be read: say so once, do not retry every second
+                    log.error("supervision.check_failed", error=exc.__class__.__name__, ticket_id=ticket_id)
+                    await self.tickets.store.drop_deadline(ticket_id, seen)
+            checked += len(due)
+            if len(due) < 100:
+                return checked
+
+    async def _check(self, ticket_id: str, seen: float) -> None:
+        """A deadline (as stored: `seen`) has passed: alert, unless the ticket moved on in time."""
+        store = self.tickets.store
+        ticket = await store.get(ticket_id)
+        due = self.due_at(ticket) if ticket is not None else None
+        state = deadline(ticket, self.config.deadlines) if ticket is not None else None
+        if ticket is None or due is None or state is None:
+            await store.drop_deadline(ticket_id, seen)  # gone, moved on, or already alerted
             return
-        due = deadline(ticket, self.config.deadlines)
-        if due is None or due[0] != state or already_alerted(ticket, state):
-            return  # moved on in time, or already alerted
-        if due[1].timestamp() > datetime.now(UTC).timestamp():
-            self.schedule(ticket)  # the deadline moved (a newer event restarted it)
+        if due > datetime.now(UTC).timestamp():
+            await store.set_deadline(ticket_id, due)  # the deadline moved (a newer event restarted it)
             return
         structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
-        try:
-            await self.tickets.record(ticket_id, "overdue", "", {"state": state,
-                                                                  "deadline": due[1].isoformat()})
+        try:  # the write that records the alert also drops (or moves on) the deadline
+            await self.tickets.record(ticket_id, "overdue", "", {"state": state[0],
+                                                                  "deadline": state[1].isoformat()})
         except LinkageError as exc:
             log.warning("supervision.alert_failed", error=exc.message)
+            await store.drop_deadline(ticket_id, seen)  # not retried every second
             return
-        self.metrics.inc("linkage_tickets_overdue_total", state=state)
-        log.warning("supervision.overdue", state=state, status=ticket.status)
+        self.metrics.inc("linkage_tickets_overdue_total", state=state[0])
+        log.warning("supervision.overdue", state=state[0], status=ticket.status)

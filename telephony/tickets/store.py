@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +25,10 @@ PREFIX = "linkage:"
 # What Redis being away looks like to a caller: the store is unavailable, nothing is wrong with the data.
 STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
-# KEYS: ticket key, tickets zset, by_linkedid hash, open set, a peer message's replay key (or ''), then one
-# outbox list per message
-# ARGV: create flag, body, score, ticket id, linkedid, open flag, replay key ttl, then one message per outbox key
+# KEYS: ticket key, tickets zset, by_linkedid hash, open set, a peer message's replay key (or ''), deadlines
+# zset, then one outbox list per message
+# ARGV: create flag, body, score, ticket id, linkedid, open flag, replay key ttl, the ticket's next deadline
+# ('' leaves the deadlines alone, '-' drops the ticket's, else its time), then one message per outbox key
 # Returns 0 (refused), or 1 followed by each outbox's length after the push: 1 means the message is at the head
 # of an empty outbox, so the peer's worker may send it without reading it back.
 PUT_SCRIPT = """
@@ -47,13 +48,26 @@ end
 if KEYS[5] ~= '' then
   redis.call('SET', KEYS[5], '1', 'EX', ARGV[7])
 end
+if ARGV[8] == '-' then
+  redis.call('ZREM', KEYS[6], ARGV[4])
+elseif ARGV[8] ~= '' then
+  redis.call('ZADD', KEYS[6], ARGV[8], ARGV[4])
+end
 local lengths = {1}
-for i = 6, #KEYS do
+for i = 7, #KEYS do
   lengths[#lengths + 1] = redis.call('RPUSH', KEYS[i], ARGV[i + 2])
 end
 return lengths
 """
+# Drops a ticket's deadline unless a newer write moved it. KEYS: deadlines zset; ARGV: ticket id, the score seen
+DROP_SCRIPT = """
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
 FINAL_STATES = ("closed", "cancelled")
+DEADLINES = f"{PREFIX}deadlines"
 
 
 @dataclass
@@ -94,6 +108,11 @@ class TicketStore:
         self.redis = redis
         self.sealer = sealer or Sealer(())
         self._put = redis.register_script(PUT_SCRIPT)
+        self._drop = redis.register_script(DROP_SCRIPT)
+        # The supervisor's rule for a ticket's next deadline (a time, or None when nothing is due here). Every
+        # write keeps the deadlines zset in step with the ticket, in the same atomic step: the deadlines live in
+        # Redis, not in the controller's memory, and survive its restarts.
+        self.deadline_of: Callable[[Ticket], float | None] | None = None
 
     async def get(self, ticket_id: str) -> Ticket | None:
         raw = await self.redis.get(ticket_key(ticket_id))
@@ -111,12 +130,12 @@ class TicketStore:
         if remember is not None and (remember.done or remember.task is not asyncio.current_task()):
             remember = None
         keys = [ticket_key(ticket.id), f"{PREFIX}tickets", f"{PREFIX}by_linkedid", f"{PREFIX}open",
-                remember.key if remember else ""]
+                remember.key if remember else "", DEADLINES]
         keys += [outbox_key(peer) for peer, _ in outgoing]
         body = ticket.to_dict() if body is None else body  # the caller may have rendered it already
         args = ["1" if create else "0", self.sealer.seal(_json(body)), str(_score(ticket.created_at)),
                 ticket.id, ticket.linkedid, "0" if ticket.status in FINAL_STATES else "1",
-                str(remember.ttl) if remember else "0"]
+                str(remember.ttl) if remember else "0", self._deadline(ticket)]
         entries = [self.sealer.seal(_json(message)) for _, message in outgoing]
         result = await self._put(keys=keys, args=args + entries)
         if not result:
@@ -128,6 +147,28 @@ class TicketStore:
                 if length == 1:
                     heads[peer] = Head(entry, message)
         return True
+
+    def _deadline(self, ticket: Ticket) -> str:
+        if self.deadline_of is None:
+            return ""
+        due = self.deadline_of(ticket)
+        return "-" if due is None else repr(due)
+
+    async def due(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
+        """Tickets whose deadline has passed, earliest first, with the deadline as stored."""
+        raw = await self.redis.zrangebyscore(DEADLINES, "-inf", now, start=0, num=limit, withscores=True)
+        return [(_text(r[0]), float(r[1])) for r in raw]
+
+    async def next_deadline(self) -> float | None:
+        raw = await self.redis.zrange(DEADLINES, 0, 0, withscores=True)
+        return float(raw[0][1]) if raw else None
+
+    async def set_deadline(self, ticket_id: str, due: float) -> None:
+        await self.redis.zadd(DEADLINES, {ticket_id: due})
+
+    async def drop_deadline(self, ticket_id: str, seen: float) -> None:
+        """Forget a deadline that was dealt with, unless a write since has moved it."""
+        await self._drop(keys=[DEADLINES], args=[ticket_id, repr(seen)])
 
     async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]],
                      body: dict[str, Any] | None = None, heads: dict[str, Head] | None = None) -> bool:
@@ -149,6 +190,10 @@ class TicketStore:
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _score(created_at: str) -> float:

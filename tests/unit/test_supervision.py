@@ -20,7 +20,7 @@ from telephony.metrics import Metrics
 from telephony.supervision.deadlines import Supervisor, add_working_days, already_alerted, deadline
 from telephony.tickets.models import Event, Party, Ticket, new_event_id, now_iso
 from telephony.tickets.services import TicketService
-from telephony.tickets.store import TicketStore, outbox_key
+from telephony.tickets.store import DEADLINES, TicketStore, outbox_key
 
 D = Deadlines(signed_for=60, accepted=1800, resolved_days=5, working_days=(0, 1, 2, 3, 4))
 LONG_AGO = "2020-01-06T09:00:00.000Z"  # a Monday
@@ -137,12 +137,18 @@ async def desk(tmp_path: Path, redis_url: str) -> AsyncIterator[Desk]:
     await client.aclose()
 
 
+async def deadlines(desk: Desk) -> dict[str, float]:
+    return {k.decode(): v for k, v in await desk.redis.zrange(DEADLINES, 0, -1, withscores=True)}
+
+
 async def test_a_ticket_offered_long_ago_and_never_signed_for_gets_exactly_one_alert(desk: Desk) -> None:
     t = await desk.receive()
     await desk.tickets.record(t.id, "offered", agent="2001")
     await desk.backdate(t.id, "offered")
-    await desk.supervisor._check(t.id, "signed_for")
-    await desk.supervisor._check(t.id, "signed_for")  # the heap may hold the same deadline twice
+    assert await deadlines(desk) == {t.id: utc("2020-01-06T09:01:00Z").timestamp()}
+    assert await desk.supervisor.tick() == 1
+    assert await desk.supervisor.tick() == 0  # the alert's own write dropped the deadline
+    await desk.supervisor._check(t.id, utc("2020-01-06T09:01:00Z").timestamp())  # a stale entry, once more
     stored = await desk.store.get(t.id)
     assert stored is not None
     overdue = [e for e in stored.history if e.type == "overdue"]
@@ -154,6 +160,7 @@ async def test_a_ticket_offered_long_ago_and_never_signed_for_gets_exactly_one_a
     assert f'{OVERDUE}{{state="signed_for"}} 1' in desk.metrics.render()
     queued = [json.loads(m)["body"]["type"] for m in await desk.redis.lrange(outbox_key("12345"), 0, -1)]
     assert queued == ["delivered", "offered", "overdue"]  # the sender hears of it like every other event
+    assert await deadlines(desk) == {}
 
 
 async def test_a_ticket_that_moved_on_gets_no_alert(desk: Desk) -> None:
@@ -162,61 +169,112 @@ async def test_a_ticket_that_moved_on_gets_no_alert(desk: Desk) -> None:
     await desk.backdate(t.id, "offered")
     await desk.tickets.record(t.id, "signed_for", agent="2001")
     before = await desk.redis.get(f"linkage:ticket:{t.id}")
-    await desk.supervisor._check(t.id, "signed_for")
+    assert await desk.supervisor.tick() == 0
+    await desk.supervisor._check(t.id, utc("2020-01-06T09:01:00Z").timestamp())  # the old deadline, stale
     assert await desk.redis.get(f"linkage:ticket:{t.id}") == before
     assert desk.overdue_count("signed_for") == 0
+    [(ticket_id, due)] = (await deadlines(desk)).items()  # the next state's deadline, kept
+    assert ticket_id == t.id and 1790 < due - datetime.now(UTC).timestamp() <= 1800
 
 
 async def test_a_deadline_that_moved_is_scheduled_again_not_alerted(desk: Desk) -> None:
     t = await desk.receive()
     await desk.tickets.record(t.id, "offered", agent="2001")  # rang just now: due in 60 s
-    desk.supervisor.heap.clear()
+    await desk.redis.zadd(DEADLINES, {t.id: 1.0})  # as if written by an older run, long past
     before = await desk.redis.get(f"linkage:ticket:{t.id}")
-    await desk.supervisor._check(t.id, "signed_for")
+    assert await desk.supervisor.tick() == 1
     assert await desk.redis.get(f"linkage:ticket:{t.id}") == before
-    [(when, ticket_id, state)] = desk.supervisor.heap
-    assert (ticket_id, state) == (t.id, "signed_for")
-    assert 0 < when - datetime.now(UTC).timestamp() <= 60
+    [(ticket_id, due)] = (await deadlines(desk)).items()
+    assert ticket_id == t.id and 0 < due - datetime.now(UTC).timestamp() <= 60
 
 
-async def test_an_unknown_ticket_is_ignored(desk: Desk) -> None:
-    await desk.supervisor._check("37080020260101120000999999", "signed_for")
+async def test_an_unknown_ticket_is_ignored_and_forgotten(desk: Desk) -> None:
+    await desk.redis.zadd(DEADLINES, {"37080020260101120000999999": 1.0})
+    assert await desk.supervisor.tick() == 1
     assert desk.overdue_count("signed_for") == 0
+    assert await deadlines(desk) == {}
 
 
-async def test_the_supervisor_follows_every_change_of_the_service(desk: Desk) -> None:
+async def test_a_deadline_is_only_dropped_as_it_was_seen(desk: Desk) -> None:
+    """Dropping a deadline that a newer write moved meanwhile keeps the moved one."""
     t = await desk.receive()
-    assert desk.supervisor.heap == []  # delivered: nothing due until a phone rings
     await desk.tickets.record(t.id, "offered", agent="2001")
-    assert [(i, s) for _, i, s in desk.supervisor.heap] == [(t.id, "signed_for")]
+    await desk.backdate(t.id, "offered")
+    seen = (await deadlines(desk))[t.id]
+    await desk.tickets.record(t.id, "offered", agent="2002")  # rings again later: the clock restarts
+    moved = (await deadlines(desk))[t.id]
+    await desk.store.drop_deadline(t.id, seen)
+    assert await deadlines(desk) == {t.id: moved} and moved != seen
+    await desk.store.drop_deadline(t.id, moved)
+    assert await deadlines(desk) == {}
+
+
+async def test_a_ticket_that_cannot_be_read_is_logged_and_not_retried(desk: Desk) -> None:
+    await desk.redis.set("linkage:ticket:37080020260101120000999998", b"not a ticket")
+    await desk.redis.zadd(DEADLINES, {"37080020260101120000999998": 1.0})
+    assert await desk.supervisor.tick() == 1
+    assert await deadlines(desk) == {}
+
+
+async def test_the_deadlines_follow_every_write_of_the_ticket(desk: Desk) -> None:
+    t = await desk.receive()
+    assert await deadlines(desk) == {}  # delivered: nothing due until a phone rings
+    await desk.tickets.record(t.id, "offered", agent="2001")
+    assert list(await deadlines(desk)) == [t.id]
     assert desk.supervisor.wake.is_set()
+    first = (await deadlines(desk))[t.id]
     await desk.tickets.record(t.id, "signed_for", agent="2001")
-    assert sorted(s for _, _, s in desk.supervisor.heap) == ["accepted", "signed_for"]
+    assert list(await deadlines(desk)) == [t.id]  # one entry per ticket: its next deadline
+    assert (await deadlines(desk))[t.id] - first > 1700
+    closed = await desk.store.get(t.id)
+    assert closed is not None
+    closed.status = "closed"
+    await desk.store.put(closed)
+    assert await deadlines(desk) == {}
 
 
-def test_schedule_only_supervises_the_receivers_own_deadlines(desk: Desk) -> None:
+async def test_the_supervisor_keeps_no_memory_per_open_ticket(desk: Desk) -> None:
+    """A soak of open tickets grew the controller by a heap entry each: now they are all in Redis."""
+    for n in range(1, 31):
+        t = await desk.receive(n)
+        await desk.tickets.record(t.id, "offered", agent="2001")
+    assert len(await deadlines(desk)) == 30
+    assert {k: type(v).__name__ for k, v in vars(desk.supervisor).items()} == {
+        "config": "SiteConfig", "tickets": "TicketService", "metrics": "Metrics", "wake": "Event",
+        "next_at": "float"}
+
+
+def test_due_at_only_supervises_the_receivers_own_deadlines(desk: Desk) -> None:
     offered = ticket("delivered", ("offered", LONG_AGO))
     elsewhere = dataclasses.replace(offered, target=Party("110", "110-370811"))
     alerted = ticket("delivered", ("offered", LONG_AGO), ("overdue", "signed_for"))
-    for t in (elsewhere, alerted):
-        desk.supervisor.schedule(t)
-    assert desk.supervisor.heap == []
-    assert not desk.supervisor.wake.is_set()
-    desk.supervisor.schedule(offered)
-    assert desk.supervisor.heap == [(utc("2020-01-06T09:01:00Z").timestamp(), offered.id, "signed_for")]
+    assert desk.supervisor.due_at(elsewhere) is None
+    assert desk.supervisor.due_at(alerted) is None
+    assert desk.supervisor.due_at(offered) == utc("2020-01-06T09:01:00Z").timestamp()
 
 
-async def test_reload_schedules_every_open_ticket_after_a_restart(desk: Desk) -> None:
+async def test_reload_schedules_every_open_ticket_written_without_a_supervisor(desk: Desk) -> None:
+    desk.store.deadline_of = None  # e.g. written by an earlier version that kept deadlines in memory
     due = await desk.receive(1)
     await desk.tickets.record(due.id, "offered", agent="2001")
     quiet = await desk.receive(2)
     closed = await desk.receive(3)
     closed.status = "closed"
     await desk.store.put(closed)
+    assert await deadlines(desk) == {}
     restarted = Supervisor(desk.tickets.config, desk.tickets, desk.metrics)
     assert await restarted.reload() == 2
-    assert [(i, s) for _, i, s in restarted.heap] == [(due.id, "signed_for")]
+    assert list(await deadlines(desk)) == [due.id]
     assert quiet.id in await desk.store.open_ids() and closed.id not in await desk.store.open_ids()
+
+
+async def test_a_restarted_supervisor_alerts_without_reloading(desk: Desk) -> None:
+    t = await desk.receive()
+    await desk.tickets.record(t.id, "offered", agent="2001")
+    await desk.backdate(t.id, "offered")
+    restarted = Supervisor(desk.tickets.config, desk.tickets, desk.metrics)
+    assert await restarted.tick() == 1
+    assert desk.overdue_count("signed_for") == 1
 
 
 async def test_the_running_supervisor_alerts_when_the_deadline_passes(desk: Desk) -> None:
@@ -238,7 +296,7 @@ async def test_the_running_supervisor_alerts_when_the_deadline_passes(desk: Desk
     assert stored is not None
     assert [e.payload.get("state") for e in stored.history if e.type == "overdue"] == ["signed_for"]
     assert desk.overdue_count("signed_for") == 1
-    assert all(state != "signed_for" for _, _, state in desk.supervisor.heap)
+    assert await deadlines(desk) == {}
 
 
 async def test_each_state_gets_its_own_alert(desk: Desk) -> None:
@@ -246,10 +304,10 @@ async def test_each_state_gets_its_own_alert(desk: Desk) -> None:
     t = await desk.receive()
     await desk.tickets.record(t.id, "offered", agent="2001")
     await desk.backdate(t.id, "offered")
-    await desk.supervisor._check(t.id, "signed_for")
+    assert await desk.supervisor.tick() == 1
     await desk.tickets.record(t.id, "signed_for", agent="2001")
     await desk.backdate(t.id, "signed_for", (datetime.now(UTC) - timedelta(hours=1)).isoformat())
-    await desk.supervisor._check(t.id, "accepted")
+    assert await desk.supervisor.tick() == 1
     stored = await desk.store.get(t.id)
     assert stored is not None
     assert [e.payload["state"] for e in stored.history if e.type == "overdue"] == ["signed_for", "accepted"]
