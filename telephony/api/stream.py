@@ -30,6 +30,8 @@ class StreamHub:
         self.subscribers: set[Subscriber] = set()
 
     def publish(self, ticket: Ticket, event: Event) -> None:
+        if not self.subscribers:
+            return  # nobody listening: no need to render the ticket (this runs on every change)
         kind = "screen_pop" if event.type == "offered" else "ticket"
         message = {"type": kind, "site": self.site, "event": event.to_dict(), "ticket": ticket.to_dict()}
         for sub in list(self.subscribers):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import secrets
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,15 @@ EVENT_TYPES = {"created", "delivered", "offered", "signed_for", "abandoned", "ac
                "overdue", "routed", "transferred", "decided"}
 FLAGS = {"caller_abandoned", "overdue"}
 DRAFT_FIELDS = {"division", "category", "content", "address", "caller_name", "title", "officer_contact"}
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON-like data (what asdict does to a payload)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copy(v) for v in value)
+    return copy.deepcopy(value) if not isinstance(value, str | int | float | bool | type(None)) else value
 
 
 def now_iso() -> str:
@@ -66,7 +76,11 @@ class Event:
     seq: int = 0  # per ticket and authoring site: 1, 2, 3 … applied in this order on every copy
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # What dataclasses.asdict gives (a deep copy), written out: it is on every store write and every push,
+        # and asdict's generic recursion was ~6 % of a controller's time under load.
+        return {"id": self.id, "ticket_id": self.ticket_id, "type": self.type, "at": self.at,
+                "actor": _copy(self.actor), "payload": _copy(self.payload), "version": self.version,
+                "seq": self.seq}
 
 
 @dataclass
@@ -106,7 +120,23 @@ class Ticket:
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As dataclasses.asdict (a deep copy, fields in declaration order), written out for speed."""
+        return {
+            "id": self.id, "direction": self.direction,
+            "source": {"platform": self.source.platform, "site": self.source.site},
+            "target": {"platform": self.target.platform, "site": self.target.site},
+            "caller_number": self.caller_number, "agent_id": self.agent_id, "linkedid": self.linkedid,
+            "uniqueids": _copy(self.uniqueids), "created_at": self.created_at, "division": self.division,
+            "category": self.category, "content": self.content, "address": self.address,
+            "caller_name": self.caller_name, "title": self.title, "officer_contact": self.officer_contact,
+            "mode": self.mode, "recording": self.recording, "decision": _copy(self.decision),
+            "status": self.status, "version": self.version, "updated_at": self.updated_at,
+            "offered_to": self.offered_to, "signed_for_by": self.signed_for_by, "result": self.result,
+            "return_reason": self.return_reason, "satisfaction": self.satisfaction, "flags": _copy(self.flags),
+            "path": _copy(self.path), "sequences": _copy(self.sequences),
+            "pending": [e.to_dict() for e in self.pending], "history": [e.to_dict() for e in self.history],
+            "schema": self.schema,
+        }
 
     def event_ids(self) -> set[str]:
         return {e.id for e in self.history} | {e.id for e in self.pending}

@@ -45,6 +45,10 @@ class TicketService:
         # reference, so memory does not grow with the tickets seen (a soak of 9000 transfers grew it ~0.3 KB each).
         self.locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.listeners: list[Listener] = []
+        # Called with a peer's ticket once it is verified and parsed, before its durable write: a call waiting
+        # to ring here may go on at once. The write follows under the ticket's lock, so every later change of
+        # the ticket waits for it; the sender keeps the ticket queued until that write is acknowledged.
+        self.landing: list[Callable[[Ticket], None]] = []
 
     def _lock(self, ticket_id: str) -> asyncio.Lock:
         lock = self.locks.get(ticket_id)
@@ -120,11 +124,13 @@ class TicketService:
             if ticket.target.site == self.config.name:
                 event = self._local_event(ticket, "delivered", "", {"via": via})
                 apply_event(ticket, event)
+                self._land(ticket)
                 stored = await self._commit(ticket, event, create=True)
             else:  # a relay: keep a copy and pass the ticket on towards its target
                 event = ticket.history[-1]
                 nxt = self.neighbours(ticket, exclude=self.came_from(ticket, ticket.source.site))
                 outgoing = [(s, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}) for s in nxt]
+                self._land(ticket)
                 stored = await self.store.put(ticket, outgoing, create=True)
                 if stored:
                     for s in nxt:
@@ -239,6 +245,10 @@ class TicketService:
             self.notify(s, heads.get(s))
         self._emit(ticket, event)
         return True
+
+    def _land(self, ticket: Ticket) -> None:
+        for hook in self.landing:
+            hook(ticket)
 
     def _emit(self, ticket: Ticket, event: Event) -> None:
         for listener in self.listeners:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from telephony.errors import Replayed
 from telephony.security.sealing import Sealer
 from telephony.tickets.models import Ticket, parse_ticket
 
@@ -29,9 +30,13 @@ STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 # zset, then one outbox list per message
 # ARGV: create flag, body, score, ticket id, linkedid, open flag, replay key ttl, the ticket's next deadline
 # ('' leaves the deadlines alone, '-' drops the ticket's, else its time), then one message per outbox key
-# Returns 0 (refused), or 1 followed by each outbox's length after the push: 1 means the message is at the head
-# of an empty outbox, so the peer's worker may send it without reading it back.
+# Returns -1 (the peer message was processed before: a replay), 0 (refused), or 1 followed by each outbox's
+# length after the push: 1 means the message is at the head of an empty outbox, so the peer's worker may send it
+# without reading it back.
 PUT_SCRIPT = """
+if KEYS[5] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then
+  return -1
+end
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
@@ -138,6 +143,8 @@ class TicketStore:
                 str(remember.ttl) if remember else "0", self._deadline(ticket)]
         entries = [self.sealer.seal(_json(message)) for _, message in outgoing]
         result = await self._put(keys=keys, args=args + entries)
+        if result == -1:
+            raise Replayed("this message id was already processed; nothing changed")
         if not result:
             return False
         if remember is not None:

@@ -57,14 +57,16 @@ class TransferService:
         self.ami_send = ami_send
         self.drafts: dict[str, dict[str, str]] = {}
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, on the receiving side
-        self.arrivals: dict[str, asyncio.Event] = {}  # ticket id -> set when its push is stored here
+        self.arrivals: dict[str, asyncio.Event] = {}  # ticket id -> set when its push lands here
         self.landed: dict[str, Ticket] = {}  # ticket id -> the pushed ticket, for the route_in waiting on it
-        tickets.listeners.append(self._on_ticket)
+        tickets.landing.append(self._on_landing)
 
-    def _on_ticket(self, ticket: Ticket, _: Any) -> None:
+    def _on_landing(self, ticket: Ticket) -> None:
+        """A peer's ticket is verified and about to be stored: a route_in waiting for it goes on with it now
+        (it only reads where the ticket goes; anything that changes the ticket waits for the write)."""
         waiting = self.arrivals.get(ticket.id)
         if waiting is not None:
-            self.landed[ticket.id] = ticket  # the waiting route_in takes it as stored, without reading it back
+            self.landed[ticket.id] = ticket
             waiting.set()
 
     # ---- sending side -------------------------------------------------------------------------------
@@ -286,7 +288,6 @@ class TransferService:
         try:
             ticket = await self.tickets.store.get(ticket_id)
             if ticket is None:
-                # then one last look: a relay's copy is stored without an event to wake us
                 await wait_event(arrived, self.config.push_wait)
                 ticket = self.landed.pop(ticket_id, None) or await self.tickets.store.get(ticket_id)
                 if ticket is not None:

@@ -275,3 +275,32 @@ async def test_a_peer_without_the_batch_route_gets_single_sends_and_it_is_logged
         assert worker.metrics.counters["linkage_delivery_batches_total"] == {}
     finally:
         await runner.cleanup()
+
+
+async def test_a_replayed_ticket_push_is_refused_in_the_stores_own_write(link: Link) -> None:
+    """The single ticket route checks its replay key inside the store's write, not with a read first: the
+    same signed message again is still refused (409 replayed) and changes nothing."""
+    message = ticket(T1)
+    body = json.dumps(message["body"]).encode()
+    peer = link.client.peer
+    headers = {"Content-Type": "application/json",
+               **signing.headers("12345", peer.secrets, batch.message_id(message), body)}
+    commands: list[str] = []
+    real = link.receiver.execute_command
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        commands.append(str(args[0]))
+        return await real(*args, **kwargs)
+
+    link.receiver.execute_command = counting  # type: ignore[method-assign]
+    answers = []
+    for _ in range(2):
+        before = await link.receiver.get(f"linkage:ticket:{T1}")
+        async with link.client.session.post(f"{link.url}/v1/tickets", data=body, headers=headers) as resp:
+            answers.append((resp.status, (await resp.json())))
+    assert answers[0][0] == 201 and answers[0][1]["created"] is True
+    assert answers[1][0] == 409 and answers[1][1]["error"] == "replayed"
+    assert await link.receiver.get(f"linkage:ticket:{T1}") == before  # the replay wrote nothing
+    assert "EXISTS" not in commands and commands.count("EVALSHA") == 2  # one write each, no read first
+    stored = await link.tickets.store.get(T1)
+    assert stored is not None and [e.type for e in stored.history] == ["created", "delivered"]

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -55,3 +56,35 @@ async def test_no_push_in_time_gives_none_and_leaves_nothing_behind(tmp_path: Pa
     assert await far._local_or_pushed("37080020260101120000123456") is None
     assert time.monotonic() - start >= far.config.push_wait * 0.9
     assert far.arrivals == {} and far.landed == {}
+
+
+async def test_the_waiting_call_goes_on_before_the_durable_write_and_changes_wait_for_it(
+        tmp_path: Path, redis: aioredis.Redis) -> None:
+    """route_in only reads where the ticket goes: it is woken once the push is verified and parsed, while the
+    store write is still in flight. Anything that changes the ticket (the phone's offer) waits for that write."""
+    sender, far = _sites(tmp_path, redis)
+    ticket = await sender.create(target_site="110", target_platform="110", caller_number="13912345678",
+                                 agent_id="1001", linkedid="pbx12345-1.2", uniqueids=["pbx12345-1.2"], draft={})
+    copy = type(ticket)(**{**ticket.__dict__})
+    await redis.delete(f"linkage:ticket:{ticket.id}")
+    gate = asyncio.Event()
+    real_put = far.tickets.store.put
+
+    async def slow_put(*args: Any, **kwargs: Any) -> bool:
+        await gate.wait()  # the durable write, held back
+        return await real_put(*args, **kwargs)
+
+    far.tickets.store.put = slow_put  # type: ignore[method-assign]
+    waiting = asyncio.create_task(far._local_or_pushed(ticket.id))
+    await asyncio.sleep(0.01)
+    pushed = asyncio.create_task(far.tickets.receive(copy, via="push"))
+    got = await asyncio.wait_for(waiting, 2.0)
+    assert got is not None and got.id == ticket.id and not pushed.done()
+    assert await redis.get(f"linkage:ticket:{ticket.id}") is None  # not written yet
+    offer = asyncio.create_task(far.tickets.record(ticket.id, "offered", "2001"))
+    await asyncio.sleep(0.05)
+    assert not offer.done()  # waits for the ticket's write under its lock
+    gate.set()
+    await pushed
+    offered = await asyncio.wait_for(offer, 2.0)
+    assert [e.type for e in offered.history] == ["created", "delivered", "offered"]

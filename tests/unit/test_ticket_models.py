@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -11,6 +12,7 @@ from telephony.errors import InvalidInput
 from telephony.tickets.models import (
     DRAFT_FIELDS,
     STATES,
+    TICKET_FIELDS,
     TICKET_ID,
     Event,
     Party,
@@ -71,6 +73,29 @@ def test_round_trip_of_to_dict() -> None:
     assert parsed.history[2].payload == {"ring": 1}
     assert [e.seq for e in parsed.history] == [1, 1, 2]
     assert parsed.source == Party("12345", "12345")
+
+
+def test_to_dict_is_exactly_what_asdict_gives_and_a_deep_copy() -> None:
+    """to_dict is written out for speed: it must stay what dataclasses.asdict gives, key order included."""
+    ticket = make_ticket(decision={"keeper": "110"}, flags=["overdue"], pending=[
+        Event("e" * 32, TID, "amended", "2026-01-01T12:00:09.000Z", {"platform": "110", "site": "110"},
+              {"fields": ["content"], "nested": {"a": [1, {"b": 2}]}}, 4, 4)])
+    assert list(ticket.to_dict().items()) == list(dataclasses.asdict(ticket).items())
+    assert list(ticket.to_dict()) == [f.name for f in dataclasses.fields(Ticket)]
+    assert list(ticket.history[0].to_dict()) == [f.name for f in dataclasses.fields(Event)]
+    copy = ticket.to_dict()
+    copy["source"]["site"] = "x"
+    copy["uniqueids"].append("x")
+    copy["decision"]["keeper"] = "x"
+    copy["flags"].append("x")
+    copy["path"].append("x")
+    copy["sequences"]["x"] = 9
+    copy["history"][0]["actor"]["site"] = "x"
+    copy["pending"][0]["payload"]["nested"]["a"][1]["b"] = 3
+    assert ticket == make_ticket(decision={"keeper": "110"}, flags=["overdue"], pending=[
+        Event("e" * 32, TID, "amended", "2026-01-01T12:00:09.000Z", {"platform": "110", "site": "110"},
+              {"fields": ["content"], "nested": {"a": [1, {"b": 2}]}}, 4, 4)])
+    assert set(dataclasses.asdict(ticket)) == TICKET_FIELDS
 
 
 def test_minimal_ticket_gets_defaults() -> None:
