@@ -150,6 +150,9 @@ class SiteConfig:
     deadlines: Deadlines = Deadlines()
     threeway: Threeway = Threeway()
     bench_key: str = ""  # lab/bench only: a pure-dialplan blind transfer to the first target, the baseline
+    # lab/bench only: the same blind transfer plus one bare FastAGI round trip on each PBX (no controller work):
+    # the floor under any FastAGI-driven transfer, measured beside the baseline
+    bench_floor_key: str = ""
     rate_per_second: float = 200.0  # API requests per caller (peer site, agent, console) …
     rate_burst: float = 400.0  # … with this burst
     # How long a processed peer message id is remembered. Longer than the sender's retry window (days), so a
@@ -337,6 +340,8 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         threeway=threeway,
         bench_key=r.string(r.optional(raw, "bench"), "baseline_key", "bench", re.compile(r"^([*#0-9]{1,4})?$"),
                            default=""),
+        bench_floor_key=r.string(r.optional(raw, "bench"), "agi_floor_key", "bench",
+                                 re.compile(r"^([*#0-9]{1,4})?$"), default=""),
         storage_keys=_storage_keys(r, r.optional(raw, "storage")),
         rate_per_second=r.number(ctl, "rate_per_second", "controller", 0.1, 100000, 200.0),
         rate_burst=r.number(ctl, "rate_burst", "controller", 1, 100000, 400.0),

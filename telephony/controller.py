@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from telephony.agi.server import FastAgiServer
+from telephony.agi.server import AgiRequest, FastAgiServer
 from telephony.ami.session import AmiSession
 from telephony.api.http import Api
 from telephony.api.stream import StreamHub
@@ -97,6 +97,8 @@ class Controller:
         self.agi.route("conf_key", self.threeway.agi_conf_key)
         self.agi.route("consult", self.threeway.agi_consult)
         self.agi.route("consult_out", self.threeway.agi_consult_out)
+        if self.config.bench_key and self.config.bench_floor_key:
+            self.agi.route("bench_floor", bench_floor)
         self.ami.handlers.append(self.threeway.on_ami_event)
         self.ami.handlers.append(self.transfers.on_ami_event)
 
@@ -140,3 +142,9 @@ def http_site(runner: web.AppRunner, config: SiteConfig) -> web.TCPSite:
                     note="controller.http.tls is not set: TLS must be terminated in front of this listener")
     return web.TCPSite(runner, config.http.host, config.http.port, reuse_address=True,
                        ssl_context=tls.context if tls is not None else None)
+
+
+async def bench_floor(request: AgiRequest) -> None:
+    """Bench only (bench.agi_floor_key): answer at once with one command, as the transfer AGIs do. The bench's
+    floor path runs this on both PBXes around a plain dialplan transfer: what FastAGI itself costs."""
+    await request.set_variable("LINKAGE_BENCH", "1")

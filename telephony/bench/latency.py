@@ -1,5 +1,6 @@
 """Transfer latency: the one-key transfer against a pure-dialplan blind transfer of the same call path (no AGI,
-no ticket, no controller on either PBX), interleaved in one run on the same lab.
+no ticket, no controller on either PBX), interleaved in one run on the same lab, with a third path between them:
+that blind transfer plus one bare FastAGI round trip on each PBX (the floor under any FastAGI-driven transfer).
 
 Measured from the agent's last DTMF end packet to the INVITE arriving at the far agent. For the one-key path it
 also records whether the far controller held the ticket before that INVITE (its `delivered` time)."""
@@ -38,6 +39,12 @@ class Sample:
     failure: str = ""  # why a transfer has no latency: the scenario's failures, or what the capture missed
 
 
+# The paths measured, interleaved: the product, the dialplan alone, and the dialplan plus one bare FastAGI round
+# trip on each PBX (the floor under any FastAGI-driven transfer; the lab describes its key as bench_floor).
+KEYS = ("onekey", "bench_baseline", "bench_floor")
+MODES = {"onekey": "onekey", "bench_baseline": "baseline", "bench_floor": "floor"}
+
+
 def _scenario(key: str) -> Scenario:
     roles = [
         Role("agent-110", "110", "agents[0]", SIPP / "agent_answer.xml", {"ring": "100"}, None, False),
@@ -65,8 +72,8 @@ def run(n: int, out_dir: Path) -> dict[str, Any]:
     samples: list[Sample] = []
     try:
         for i in range(n):
-            order = ("onekey", "bench_baseline") if i % 2 == 0 else ("bench_baseline", "onekey")
-            for key in order:
+            keys = [k for k in KEYS if k in desc["sites"]["12345"]["keys"]]
+            for key in keys[i % len(keys):] + keys[:i % len(keys)]:  # each path first in turn
                 capture.reset()
                 result = run_scenario(copy.deepcopy(_scenario(key)), desc)
                 marks = capture.marks
@@ -81,7 +88,7 @@ def run(n: int, out_dir: Path) -> dict[str, Any]:
                     before = delivered is not None and delivered <= marks.invites[-1]
                 failure = "; ".join(result.failures)[:300] if not result.ok else "" if latency is not None \
                     else f"capture: {len(marks.dtmf_end)} DTMF ends, {len(marks.invites)} INVITEs"
-                samples.append(Sample("onekey" if key == "onekey" else "baseline", i, latency, before, failure))
+                samples.append(Sample(MODES[key], i, latency, before, failure))
     finally:
         capture.stop()
     return summarise(samples, out_dir, n)
@@ -102,7 +109,9 @@ def summarise(samples: list[Sample], out_dir: Path, n: int) -> dict[str, Any]:
             w.writerow([s.mode, s.index, "" if s.latency_ms is None else f"{s.latency_ms:.3f}",
                         "" if s.ticket_before_ring is None else int(s.ticket_before_ring), s.failure])
     stats: dict[str, Any] = {"date": stamp, "n_per_mode": n, "machine": machine()}
-    for mode in ("onekey", "baseline"):
+    for mode in ("onekey", "baseline", "floor"):
+        if mode == "floor" and not any(s.mode == mode for s in samples):
+            continue
         vals = [s.latency_ms for s in samples if s.mode == mode and s.latency_ms is not None]
         stats[mode] = {"ok": len(vals), "failed": sum(1 for s in samples if s.mode == mode) - len(vals),
                        "p50": statistics.median(vals) if vals else None, "p95": _pct(vals, 0.95) if vals else None,
@@ -111,6 +120,9 @@ def summarise(samples: list[Sample], out_dir: Path, n: int) -> dict[str, Any]:
     if one["p50"] and base["p50"]:
         stats["ratio_p50"] = one["p50"] / base["p50"]
         stats["p99_minus_baseline_ms"] = one["p99"] - base["p99"]
+    floor = stats.get("floor")
+    if floor and floor["p50"] and base["p50"]:
+        stats["floor_ratio_p50"] = floor["p50"] / base["p50"]
     flags = [s.ticket_before_ring for s in samples if s.mode == "onekey" and s.ticket_before_ring is not None]
     stats["ticket_before_ring_share"] = sum(flags) / len(flags) if flags else None
     _plot(samples, out_dir / f"latency-{stamp}.png")
@@ -133,7 +145,7 @@ def _plot(samples: list[Sample], path: Path) -> None:
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
-    for mode, colour in (("baseline", "tab:gray"), ("onekey", "tab:blue")):
+    for mode, colour in (("baseline", "tab:gray"), ("floor", "tab:orange"), ("onekey", "tab:blue")):
         vals = sorted(s.latency_ms for s in samples if s.mode == mode and s.latency_ms is not None)
         if vals:
             ax.plot(vals, [(i + 1) / len(vals) for i in range(len(vals))], label=mode, color=colour)
@@ -174,6 +186,7 @@ def write_markdown(stats: dict[str, Any], path: Path, command: str) -> None:
     one, base = stats["onekey"], stats["baseline"]
     m = stats["machine"]
     ratio = stats.get("ratio_p50")
+    floor = stats.get("floor_ratio_p50")
     share = stats.get("ticket_before_ring_share")
     text = f"""# Benchmarks
 
@@ -190,8 +203,12 @@ Current summary of `{command}` (the full series is in `bench/results/`, one CSV,
 |---|---|---|---|---|---|
 {_row("one-key", one)}
 {_row("pure dialplan (baseline)", base)}
+{_row("baseline + bare FastAGI on each PBX (floor)", stats["floor"]) if stats.get("floor") else ""}
 
 - ratio of medians (one-key / baseline): {_fmt(ratio) if ratio is None else f'{ratio:.2f}'} (target ≤ 1.10)
+- ratio of medians (floor / baseline): {_fmt(floor) if floor is None else f'{floor:.2f}'}: the same blind transfer
+  with one FastAGI round trip (connect, the channel's variables, one SET VARIABLE, close) on each PBX and no
+  controller work at all; no FastAGI-driven transfer can be faster than this floor
 - p99 one-key minus p99 baseline: {_fmt(stats.get('p99_minus_baseline_ms'))} ms (target ≤ 20 ms)
 - far controller held the ticket before the far agent's INVITE: {'n/a' if share is None else f'{share:.0%}'} of
   one-key transfers (target ≥ 99 %)

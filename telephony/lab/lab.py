@@ -145,7 +145,7 @@ class Lab:
                                     for i, a in enumerate(plan.agents)]},
             "peers": peers,
             "transfer": {"ring_timeout": 8, **({"overflow": "110-370811"} if plan.name == "110" else {})},
-            "bench": {"baseline_key": "*5"},
+            "bench": {"baseline_key": "*5", "agi_floor_key": "*4"},
             "storage": {"keys": [sec[f"{plan.name}.storage"]]},
         }
 
@@ -175,6 +175,7 @@ class Lab:
                          "leave": c.threeway.leave_key, "consult": c.threeway.consult_key,
                          "consult_abort": c.threeway.consult_abort, "consult_complete": c.threeway.consult_complete,
                          **({"bench_baseline": c.bench_key} if c.bench_key else {}),
+                         **({"bench_floor": c.bench_floor_key} if c.bench_key and c.bench_floor_key else {}),
                          "targets": {t.name: t.key for t in c.targets}},
                 "targets": {t.name: {"platform": t.platform, "key": t.key, "dial": t.dial,
                                      **({"phone": {"host": t.phone.host, "port": t.phone.port}} if t.phone else {}),

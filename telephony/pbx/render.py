@@ -142,6 +142,8 @@ def _features(config: SiteConfig) -> str:
              for t in config.targets]
     if config.targets and config.bench_key:
         lines.append(f"linkage-bench-baseline => {config.bench_key},self,Gosub(linkage-bench,s,1),default")
+    if config.targets and config.bench_key and config.bench_floor_key:
+        lines.append(f"linkage-bench-floor => {config.bench_floor_key},self,Gosub(linkage-bench-floor,s,1),default")
     if config.targets:
         lines.append(f"linkage-threeway => {config.threeway.key},self,Gosub(linkage-threeway,s,1),default")
         lines.append(f"linkage-consult => {config.threeway.consult_key},self,Gosub(linkage-consult,s,1),default")
@@ -152,6 +154,8 @@ def dynamic_features(config: SiteConfig) -> str:
     names = [f"linkage-to-{t.name}" for t in config.targets]
     if names and config.bench_key:
         names.append("linkage-bench-baseline")
+    if names and config.bench_key and config.bench_floor_key:
+        names.append("linkage-bench-floor")
     return "#".join([*names, "linkage-threeway", "linkage-consult"] if names else names)
 
 
@@ -161,14 +165,24 @@ def _bench(config: SiteConfig) -> str:
     if not config.bench_key or not config.targets or config.targets[0].phone is not None:
         return "; no bench baseline (bench.baseline_key unset)"
     t = config.targets[0]
-    return (f"[linkage-bench]\nexten => s,1,BlindTransfer(bench,linkage-bench-out)\n same => n,Return()\n\n"
-            f"[linkage-bench-out]\nexten => bench,1,Dial(PJSIP/8{t.dial}@trunk-{t.peer or t.via},"
-            f"{config.ring_timeout + 5},r)\n same => n,Hangup()\n\n"
-            # the baseline arriving here: exactly 8 + our own number (a pattern like _8XXX. missed "8110" and
-            # sent the baseline through the route_in AGI); it rings every agent, as the dialplan alone cannot tell
-            # which one is idle (one-key asks the controller, which picks the first idle agent)
-            f"[linkage-from-trunk]\nexten => 8{config.hotline},1,Dial({agent_dials(config)},{config.ring_timeout},r)\n"
+    trunk = f"trunk-{t.peer or t.via}"
+    text = (f"[linkage-bench]\nexten => s,1,BlindTransfer(bench,linkage-bench-out)\n same => n,Return()\n\n"
+            f"[linkage-bench-out]\nexten => bench,1,Dial(PJSIP/8{t.dial}@{trunk},{config.ring_timeout + 5},r)\n"
             f" same => n,Hangup()\n")
+    if config.bench_floor_key:  # one bare FastAGI round trip on each PBX (the controller only answers)
+        text += (f"exten => floor,1,Dial(PJSIP/9{t.dial}@{trunk},{config.ring_timeout + 5},r)\n"
+                 f" same => n,Hangup()\n\n"
+                 f"[linkage-bench-floor]\nexten => s,1,AGI(${{LINKAGE_AGI}}/bench_floor)\n"
+                 f" same => n,BlindTransfer(floor,linkage-bench-out)\n same => n,Return()\n")
+    # the baseline arriving here: exactly 8 + our own number (a pattern like _8XXX. missed "8110" and sent the
+    # baseline through the route_in AGI); it rings every agent, as the dialplan alone cannot tell which one is
+    # idle (one-key asks the controller, which picks the first idle agent)
+    ring = f"Dial({agent_dials(config)},{config.ring_timeout},r)"
+    text += f"\n[linkage-from-trunk]\nexten => 8{config.hotline},1,{ring}\n same => n,Hangup()\n"
+    if config.bench_floor_key:
+        text += (f"exten => 9{config.hotline},1,AGI(${{LINKAGE_AGI}}/bench_floor)\n"
+                 f" same => n,{ring}\n same => n,Hangup()\n")
+    return text
 
 
 def _conf_routes(config: SiteConfig) -> str:

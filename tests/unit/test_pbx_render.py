@@ -62,7 +62,8 @@ def test_applicationmap_has_one_feature_per_target(files: dict[str, str]) -> Non
     assert [line for line in features if line.startswith("linkage-")] == [
         "linkage-to-110 => *8,self,Gosub(linkage-onekey,s,1(110)),default",
         "linkage-to-120 => *2,self,Gosub(linkage-onekey,s,1(120)),default",
-        "linkage-bench-baseline => *5,self,Gosub(linkage-bench,s,1),default",  # the lab enables the bench key
+        "linkage-bench-baseline => *5,self,Gosub(linkage-bench,s,1),default",  # the lab enables the bench keys
+        "linkage-bench-floor => *4,self,Gosub(linkage-bench-floor,s,1),default",
         "linkage-threeway => *9,self,Gosub(linkage-threeway,s,1),default",
         "linkage-consult => *7,self,Gosub(linkage-consult,s,1),default",
     ]
@@ -77,7 +78,8 @@ def test_feature_keys_come_from_the_targets(config: SiteConfig) -> None:
 
 
 def test_agent_legs_enable_every_target_feature(files: dict[str, str], config: SiteConfig) -> None:
-    features = "linkage-to-110#linkage-to-120#linkage-bench-baseline#linkage-threeway#linkage-consult"
+    features = ("linkage-to-110#linkage-to-120#linkage-bench-baseline#linkage-bench-floor#linkage-threeway"
+                "#linkage-consult")
     assert dynamic_features(config) == features
     assert f"exten => s,1,Set(DYNAMIC_FEATURES={features})" in files["linkage.conf"]
 
@@ -199,3 +201,24 @@ def test_the_controller_is_sent_only_the_events_it_reads(files: dict[str, str]) 
     controller, tester = sections["linkage"], sections["tester"]
     assert {f"eventfilter(action(include),name({e})) =" for e in AMI_EVENTS} <= set(controller.splitlines())
     assert "eventfilter" not in tester
+
+
+def test_the_bench_floor_is_the_baseline_plus_one_bare_agi_on_each_pbx(tmp_path: Path) -> None:
+    """The floor path: the baseline's blind transfer with one FastAGI to the controller's bench_floor script on
+    the sending PBX before the transfer and one on the far PBX before it rings; no ticket, no headers."""
+    lab = Lab(rootfs=str(tmp_path))
+    sender, far = lab.site_config(PLANS["12345"]), lab.site_config(PLANS["110"])
+    assert sender.bench_floor_key == "*4"
+    files = render(sender, PbxExtras("/x", "tester", "secret123", 30000, 30998))
+    out = files["linkage.conf"]
+    floor = out[out.index("[linkage-bench-floor]"):].split("\n\n", 1)[0].splitlines()
+    assert floor[1:] == ["exten => s,1,AGI(${LINKAGE_AGI}/bench_floor)",
+                         " same => n,BlindTransfer(floor,linkage-bench-out)", " same => n,Return()"]
+    assert "exten => floor,1,Dial(PJSIP/9110@trunk-110,13,r)" in out
+    assert "linkage-bench-floor => *4,self,Gosub(linkage-bench-floor,s,1),default" in files["linkage-features.conf"]
+    inbound = render(far, PbxExtras("/x", "tester", "secret123", 31000, 31998))["linkage.conf"]
+    lines = inbound.splitlines()
+    i = lines.index("exten => 9110,1,AGI(${LINKAGE_AGI}/bench_floor)")
+    assert lines[i + 1] == f" same => n,Dial({agent_dials(far)},{far.ring_timeout},r)"
+    without = dataclasses.replace(sender, bench_floor_key="")
+    assert "bench_floor" not in render(without, PbxExtras("/x", "tester", "secret123", 30000, 30998))["linkage.conf"]
