@@ -45,9 +45,10 @@ class TicketService:
         # reference, so memory does not grow with the tickets seen (a soak of 9000 transfers grew it ~0.3 KB each).
         self.locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.listeners: list[Listener] = []
-        # Called with a peer's ticket once it is verified and parsed, before its durable write: a call waiting
-        # to ring here may go on at once. The write follows under the ticket's lock, so every later change of
-        # the ticket waits for it; the sender keeps the ticket queued until that write is acknowledged.
+        # Called with a peer's ticket once it is verified and parsed, before its durable write (and again after
+        # it): a call waiting to ring here may go on at once. The write follows under the ticket's lock, so every
+        # later change of the ticket waits for it; the sender keeps the ticket queued until that write is
+        # acknowledged.
         self.landing: list[Callable[[Ticket], None]] = []
 
     def _lock(self, ticket_id: str) -> asyncio.Lock:
@@ -126,6 +127,8 @@ class TicketService:
                 apply_event(ticket, event)
                 self._land(ticket)
                 stored = await self._commit(ticket, event, create=True)
+                if stored:
+                    self._land(ticket)  # again: a call that began waiting during the write is woken too
             else:  # a relay: keep a copy and pass the ticket on towards its target
                 event = ticket.history[-1]
                 nxt = self.neighbours(ticket, exclude=self.came_from(ticket, ticket.source.site))
@@ -133,6 +136,7 @@ class TicketService:
                 self._land(ticket)
                 stored = await self.store.put(ticket, outgoing, create=True)
                 if stored:
+                    self._land(ticket)
                     for s in nxt:
                         self.notify(s, None)
                     log.info("ticket.relayed", ticket_id=ticket.id, to=nxt)

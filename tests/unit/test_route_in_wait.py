@@ -88,3 +88,32 @@ async def test_the_waiting_call_goes_on_before_the_durable_write_and_changes_wai
     await pushed
     offered = await asyncio.wait_for(offer, 2.0)
     assert [e.type for e in offered.history] == ["created", "delivered", "offered"]
+
+
+async def test_a_call_that_starts_waiting_during_the_write_is_woken_by_it(
+        tmp_path: Path, redis: aioredis.Redis) -> None:
+    """The push landed before the call asked (nobody was waiting yet) and its write is still in flight when the
+    call looks: the end of the write wakes it, not the push_wait timeout."""
+    sender, far = _sites(tmp_path, redis)
+    ticket = await sender.create(target_site="110", target_platform="110", caller_number="13912345678",
+                                 agent_id="1001", linkedid="pbx12345-1.3", uniqueids=["pbx12345-1.3"], draft={})
+    copy = type(ticket)(**{**ticket.__dict__})
+    await redis.delete(f"linkage:ticket:{ticket.id}")
+    gate = asyncio.Event()
+    real_put = far.tickets.store.put
+
+    async def slow_put(*args: Any, **kwargs: Any) -> bool:
+        await gate.wait()
+        return await real_put(*args, **kwargs)
+
+    far.tickets.store.put = slow_put  # type: ignore[method-assign]
+    pushed = asyncio.create_task(far.tickets.receive(copy, via="push"))
+    await asyncio.sleep(0.01)  # landed, nobody waiting; the write is held
+    start = time.monotonic()
+    waiting = asyncio.create_task(far._local_or_pushed(ticket.id))
+    await asyncio.sleep(0.01)
+    gate.set()
+    await pushed
+    got = await asyncio.wait_for(waiting, 2.0)
+    assert got is not None and got.id == ticket.id
+    assert time.monotonic() - start < 1.0  # woken by the write, not by the 5 s push_wait
