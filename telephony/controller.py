@@ -88,7 +88,8 @@ class Controller:
             client = PeerClient(self.session, peer, self.config.name)
             self.peers[peer.name] = client
             self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay,
-                                                   sealer=self.store.sealer, metrics=self.metrics)
+                                                   sealer=self.store.sealer, metrics=self.metrics,
+                                                   linger=self.config.event_linger)
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)
         self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)

@@ -60,7 +60,7 @@ return 1
 class OutboxWorker:
     def __init__(self, redis: aioredis.Redis, client: PeerClient, base_delay: float = 0.2,
                  max_delay: float = 60.0, push_delay: float = 0.0, sealer: Sealer | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, linger: float = 0.0) -> None:
         self.redis = redis
         self.client = client
         self.peer = client.peer.name
@@ -69,6 +69,10 @@ class OutboxWorker:
         self.max_delay = max_delay
         self.metrics = metrics or Metrics()
         self.push_delay = push_delay
+        # Seconds a feedback event that went into an empty outbox waits for company: the events of one transfer
+        # come in bursts (delivered, then offered a few ms later), and one request for the burst costs both sites
+        # less than one each. Tickets never wait: a call may be waiting for them.
+        self.linger = linger
         self.sealer = sealer or Sealer(())
         self.attempt = 0  # failed sends of the head message in a row
         self.batch_off_until = 0.0  # monotonic time until which the peer gets single sends only
@@ -112,6 +116,10 @@ class OutboxWorker:
         hinted, self._head = self._head, None
         if hinted is not None and _as_bytes(hinted.entry) in self._recent:
             hinted = None  # already read back and sent by an earlier step
+        if hinted is not None and self.linger and hinted.message.get("kind") == "event" and self._batching():
+            await asyncio.sleep(self.linger)
+            if self.wake.is_set():  # more was queued meanwhile: read the outbox and send them together
+                hinted = None
         if hinted is not None:
             raws: list[Any] = [hinted.entry]
         elif self._batching():

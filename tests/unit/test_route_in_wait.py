@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from telephony.calls.registry import CallRegistry
 from telephony.lab.lab import PLANS, Lab
+from telephony.tickets.models import Party, Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore
 from telephony.transfers.services import TransferService
@@ -109,6 +110,7 @@ async def test_a_call_that_starts_waiting_during_the_write_is_woken_by_it(
     far.tickets.store.put = slow_put  # type: ignore[method-assign]
     pushed = asyncio.create_task(far.tickets.receive(copy, via="push"))
     await asyncio.sleep(0.01)  # landed, nobody waiting; the write is held
+    far.recent.clear()  # as if a burst of other pushes had pushed it out of the recent ones
     start = time.monotonic()
     waiting = asyncio.create_task(far._local_or_pushed(ticket.id))
     await asyncio.sleep(0.01)
@@ -117,3 +119,41 @@ async def test_a_call_that_starts_waiting_during_the_write_is_woken_by_it(
     got = await asyncio.wait_for(waiting, 2.0)
     assert got is not None and got.id == ticket.id
     assert time.monotonic() - start < 1.0  # woken by the write, not by the 5 s push_wait
+
+
+async def test_a_call_after_its_push_takes_the_landed_ticket_without_reading_redis(
+        tmp_path: Path, redis: aioredis.Redis) -> None:
+    sender, far = _sites(tmp_path, redis)
+    ticket = await sender.create(target_site="110", target_platform="110", caller_number="13912345678",
+                                 agent_id="1001", linkedid="pbx12345-1.4", uniqueids=["pbx12345-1.4"], draft={})
+    copy = type(ticket)(**{**ticket.__dict__})
+    await redis.delete(f"linkage:ticket:{ticket.id}")
+    await far.tickets.receive(copy, via="push")
+    reads: list[str] = []
+    real_get = far.tickets.store.get
+
+    async def counted(ticket_id: str) -> Any:
+        reads.append(ticket_id)
+        return await real_get(ticket_id)
+
+    far.tickets.store.get = counted  # type: ignore[method-assign]
+    got = await far._local_or_pushed(ticket.id)
+    assert got is not None and got.id == ticket.id and got.status == "delivered" and reads == []
+    assert ticket.id not in far.recent  # taken once; a second call for it reads the store
+    assert await far._local_or_pushed(ticket.id) is not None and reads == [ticket.id]
+
+
+def _ticket_like() -> Ticket:
+    return Ticket(id="37080020260101120000000000", direction="12345->110", source=Party("12345", "12345"),
+                  target=Party("110", "110"), caller_number="", agent_id="1001", linkedid="1.1", uniqueids=[],
+                  created_at="2026-01-01T12:00:00.000Z")
+
+
+def test_the_landed_tickets_kept_for_calls_are_bounded(tmp_path: Path, redis: aioredis.Redis) -> None:
+    from telephony.transfers.services import RECENT_LANDED
+    _, far = _sites(tmp_path, redis)
+    for n in range(RECENT_LANDED + 50):
+        ticket = dataclasses.replace(_ticket_like(), id=f"370800202601011200{n:08d}")
+        far._on_landing(ticket)
+    assert len(far.recent) == RECENT_LANDED
+    assert next(iter(far.recent)) == f"370800202601011200{50:08d}"  # the oldest went first
