@@ -47,7 +47,7 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     write_pcap(digits, workdir / "keys.pcap")
     agent = s12345["accounts"]["agents"][0]
     cit = s12345["accounts"]["citizen"]
-    common = ["-timeout", f"{int(seconds + 30)}s", "-nostdin", "-trace_stat"]
+    common = ["-timeout", f"{int(seconds + 30)}s", "-nostdin", "-trace_stat", "-trace_err"]
     # Every 110 agent is played (the one-key path rings the first idle one, so concurrent calls spread out);
     # they run until stopped and report their successful calls in their stat files.
     far_xml = fill_sipp(SIPP / "agent_answer.xml", {"ring": "100"}, workdir)
@@ -94,7 +94,22 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
         result[f"rss_kb_{n}"] = after[n][1]
     result["ok"] = citizen.returncode == 0 and answered >= total and (
         key != "onekey" or result["tickets_signed_for_at_110"] == total)
+    result["sipp_errors"] = _sipp_errors(workdir)
     return result
+
+
+def _sipp_errors(workdir: Path) -> dict[str, int]:
+    """What SIPp said went wrong in a step (its -trace_err files), as message -> count, numbers blanked: a
+    failed step says why."""
+    counts: dict[str, int] = {}
+    for log in workdir.glob("*_errors.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if not line.strip() or line.startswith(("sipp:", "Last message")) or line[:4].isdigit():
+                continue
+            text = re.sub(r"[0-9]+", "N", line.strip())[:120]
+            key = f"{log.name.split('_')[0]}: {text}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:8])
 
 
 def _successful(stat_file: Path) -> int:

@@ -175,9 +175,10 @@ def _bench(config: SiteConfig) -> str:
                  f"[linkage-bench-floor]\nexten => s,1,AGI(${{LINKAGE_AGI}}/bench_floor)\n"
                  f" same => n,BlindTransfer(floor,linkage-bench-out)\n same => n,Return()\n")
     # the baseline arriving here: exactly 8 + our own number (a pattern like _8XXX. missed "8110" and sent the
-    # baseline through the route_in AGI); it rings every agent, as the dialplan alone cannot tell which one is
-    # idle (one-key asks the controller, which picks the first idle agent)
-    ring = f"Dial({agent_dials(config)},{config.ring_timeout},r)"
+    # baseline through the route_in AGI). It rings the first agent, as one-key does when that agent is idle (and
+    # when all are busy). Not every agent: both lab phones would answer, and the load bench could no longer tell
+    # one answered call from one per phone.
+    ring = f"Dial(PJSIP/agent{config.agents[0].id},{config.ring_timeout},r)"
     text += f"\n[linkage-from-trunk]\nexten => 8{config.hotline},1,{ring}\n same => n,Hangup()\n"
     if config.bench_floor_key:
         text += (f"exten => 9{config.hotline},1,AGI(${{LINKAGE_AGI}}/bench_floor)\n"

@@ -11,7 +11,7 @@ import pytest
 from telephony.config import SiteConfig
 from telephony.errors import ConfigError
 from telephony.lab.lab import PLANS, SITES, Lab, SitePlan
-from telephony.pbx.render import ROOT, PbxExtras, _fill, agent_dials, dynamic_features, render, write
+from telephony.pbx.render import ROOT, PbxExtras, _fill, dynamic_features, render, write
 
 EXTRAS = PbxExtras("/srv/linkage-lab/12345", "tester", "TesterSecret1", 30000, 30998)
 
@@ -188,7 +188,7 @@ def test_the_bench_baseline_reaches_the_far_agent_without_any_agi(tmp_path: Path
     assert sent is not None
     inbound = render(far, PbxExtras("/x", "tester", "secret123", 31000, 31998))["linkage.conf"]
     line = next(ln for ln in inbound.splitlines() if ln.startswith(f"exten => {sent.group(1)},1,"))
-    assert "AGI" not in line and line.endswith(f"Dial({agent_dials(far)},{far.ring_timeout},r)")
+    assert "AGI" not in line and line.endswith(f"Dial(PJSIP/agent{far.agents[0].id},{far.ring_timeout},r)")
 
 
 def test_the_controller_is_sent_only_the_events_it_reads(files: dict[str, str]) -> None:
@@ -219,6 +219,6 @@ def test_the_bench_floor_is_the_baseline_plus_one_bare_agi_on_each_pbx(tmp_path:
     inbound = render(far, PbxExtras("/x", "tester", "secret123", 31000, 31998))["linkage.conf"]
     lines = inbound.splitlines()
     i = lines.index("exten => 9110,1,AGI(${LINKAGE_AGI}/bench_floor)")
-    assert lines[i + 1] == f" same => n,Dial({agent_dials(far)},{far.ring_timeout},r)"
+    assert lines[i + 1] == f" same => n,Dial(PJSIP/agent{far.agents[0].id},{far.ring_timeout},r)"
     without = dataclasses.replace(sender, bench_floor_key="")
     assert "bench_floor" not in render(without, PbxExtras("/x", "tester", "secret123", 30000, 30998))["linkage.conf"]
