@@ -42,7 +42,8 @@ from panoramisk.ami_protocol import AMIProtocol
 
 from telephony import logs
 from telephony.ami.session import INTERESTING
-from telephony.bench.machine import facts
+from telephony.bench.report import machine as site_machine
+from telephony.bench.report import replace_section
 from telephony.controller import Controller
 from telephony.lab.lab import PLANS, Lab
 
@@ -241,10 +242,7 @@ async def measure(data: bytes, repeat: int, redis_url: str, rootfs: str, site: s
 
 
 def machine() -> dict[str, str]:
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
-                            text=True, check=False).stdout.strip()
-    return {**facts(), "nproc": str(len(os.sched_getaffinity(0))), "panoramisk": version("panoramisk"),
-            "commit": commit}
+    return {**site_machine(), "panoramisk": version("panoramisk")}
 
 
 async def run_all(repeat: int, sites: list[str]) -> dict[str, Any]:
@@ -339,16 +337,7 @@ Profile of the controller path: `python -m telephony.bench.ami_ingest --profile 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     """Replace this benchmark's section of BENCHMARKS.md (up to the next `## ` heading), or append it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    new = section(report)
-    start = text.find(HEADING)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + new
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + new + ("\n" + text[end + 1:] if end >= 0 else "")
-    path.write_text(text, encoding="utf-8")
-
+    replace_section(path, HEADING, section(report))
 
 if __name__ == "__main__":
     raise SystemExit(main())

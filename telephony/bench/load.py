@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from telephony.bench.report import machine, replace_section
 from telephony.harness.dtmf import write_pcap
 from telephony.harness.scenario import fill_sipp
 from telephony.lab.lab import Lab
@@ -124,6 +125,66 @@ def _successful(stat_file: Path) -> int:
     return int(last[header.index("SuccessfulCall(C)")]) if "SuccessfulCall(C)" in header else 0
 
 
+HEADING = "## Sustained load"
+NAMES = {"onekey": "one-key", "bench_baseline": "pure dialplan (baseline)",
+         "bench_floor": "baseline + bare FastAGI on each PBX (floor)"}
+
+
+def summarise(steps: list[dict[str, Any]], command: str, seconds: float) -> dict[str, Any]:
+    """The report: every step, and per path the highest rate with zero failures below which no step failed."""
+    highest: dict[str, float | None] = {}
+    for key in dict.fromkeys(s["key"] for s in steps):
+        ok_rate = None
+        for s in sorted((s for s in steps if s["key"] == key), key=lambda s: s["rate"]):
+            if not s["ok"]:
+                break
+            ok_rate = s["rate"]
+        highest[key] = ok_rate
+    one, base = highest.get("onekey"), highest.get("bench_baseline")
+    return {"command": command, "date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), "machine": machine(),
+            "seconds_per_step": seconds, "highest_ok_rate": highest,
+            "onekey_share_of_baseline": one / base if one and base else None, "steps": steps}
+
+
+def section(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    keys = list(report["highest_ok_rate"])
+    rates = sorted({s["rate"] for s in report["steps"]})
+    cell: dict[tuple[str, float], str] = {}
+    for s in report["steps"]:
+        if s["ok"]:
+            text = "ok"
+        else:
+            got = s.get("tickets_signed_for_at_110", s["far_answered"])
+            text = f"FAIL ({got}/{s['calls']})"
+        cell[(s["key"], s["rate"])] = f"{text}, {s['cpu_ms_per_call_12345']} / {s['cpu_ms_per_call_110']}"
+    head = "| rate (transfers/s) | " + " | ".join(NAMES.get(k, k) for k in keys) + " |"
+    rows = [f"| {r:g} | " + " | ".join(cell.get((k, r), "—") for k in keys) + " |" for r in rates]
+    best = ", ".join(f"{NAMES.get(k, k)} {_rate(v)}" for k, v in report["highest_ok_rate"].items())
+    share = report["onekey_share_of_baseline"]
+    return f"""{HEADING} (`{report['command']}`, bench/results/load-{report['date']}.json)
+
+SIPp drives whole calls at a fixed rate for {report['seconds_per_step']:g} s per step: a citizen calls 12345,
+agent 1001 answers and presses the path's key, a 110 agent answers, the citizen hangs up. A step passes when
+every citizen call completed, every call was answered at 110 exactly once and (one-key) every ticket reached
+signed_for at 110. Each cell: the outcome, then the controllers' CPU milliseconds per call (12345 / 110, utime +
+stime over the step). Date {report['date']}; {m['cpu']}, nproc {m['nproc']}, kernel {m['kernel']}, Python
+{m['python']}, commit {m['commit']}.
+
+{head}
+|{"---|" * (len(keys) + 1)}
+{chr(10).join(rows)}
+
+- highest rate with zero failures: {best}
+- one-key / baseline: {"n/a" if share is None else f"{share:.0%}"} (target ≥ 90 %)
+- what SIPp said about failed calls is in the JSON (`sipp_errors` per step)
+"""
+
+
+def _rate(value: float | None) -> str:
+    return "none of the rates tried" if value is None else f"{value:g}/s"
+
+
 def main() -> int:
     import argparse
 
@@ -132,22 +193,27 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--keys", default="onekey,bench_baseline", help="which paths to step (comma-separated)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
     lab = Lab()
     desc = lab.up(log=lambda m: None)
-    results = []
+    steps = []
     for rate in [float(r) for r in args.rates.split(",")]:
         for key in args.keys.split(","):
             with tempfile.TemporaryDirectory(prefix="linkage-load-") as tmp:
                 r = step(desc, key, rate, args.seconds, Path(tmp))
             print(json.dumps(r), flush=True)
-            results.append(r)
+            steps.append(r)
+    command = (f"python -m telephony.bench.load --rates {args.rates} --seconds {args.seconds:g} "
+               f"--keys {args.keys}")
+    report = summarise(steps, command, args.seconds)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (out / f"load-{stamp}.json").write_text(json.dumps(results, indent=2))
+    (out / f"load-{report['date']}.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k != "steps"}, indent=2))
+    if not args.no_markdown:
+        replace_section(ROOT / "BENCHMARKS.md", HEADING, section(report))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The load and soak benchmarks' reports and their BENCHMARKS.md sections, from made-up results (no lab)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from telephony.bench import load, soak
+from telephony.bench.report import replace_section
+
+
+def _step(key: str, rate: float, ok: bool, signed: int | None = None) -> dict[str, Any]:
+    calls = int(rate * 10)
+    step: dict[str, Any] = {"key": key, "rate": rate, "calls": calls, "citizen_exit": 0 if ok else 1,
+                            "agent_exit": 0, "far_answered": calls if ok else calls - 3, "ok": ok,
+                            "cpu_ms_per_call_12345": 4.5, "cpu_ms_per_call_110": 3.6, "sipp_errors": {}}
+    if key == "onekey":
+        step["tickets_signed_for_at_110"] = calls if signed is None else signed
+    return step
+
+
+def test_the_highest_rate_is_the_last_before_the_first_failure() -> None:
+    steps = [_step("onekey", 64, True), _step("bench_baseline", 64, True),
+             _step("onekey", 72, False, 715), _step("bench_baseline", 72, True),
+             _step("onekey", 80, True), _step("bench_baseline", 80, True),  # a pass after a failure: noise
+             _step("bench_floor", 64, False)]
+    report = load.summarise(steps, "python -m telephony.bench.load --rates 64,72,80", 10)
+    assert report["highest_ok_rate"] == {"onekey": 64, "bench_baseline": 80, "bench_floor": None}
+    assert report["onekey_share_of_baseline"] == 0.8
+    assert report["machine"]["nproc"] and report["command"].startswith("python -m telephony.bench.load")
+    text = load.section(report)
+    assert text.startswith(f"{load.HEADING} (`python -m telephony.bench.load --rates 64,72,80`")
+    assert "| 72 | FAIL (715/720), 4.5 / 3.6 | ok, 4.5 / 3.6 | — |" in text
+    assert "one-key 64/s, pure dialplan (baseline) 80/s" in text and "none of the rates tried" in text
+    assert "one-key / baseline: 80% (target ≥ 90 %)" in text
+
+
+def _soak(rss_110: list[int]) -> dict[str, Any]:
+    samples = [{"t": 30 * (i + 1), "12345": 58000, "110": kb} for i, kb in enumerate(rss_110)]
+    step = _step("onekey", 5, True)
+    step["calls"], step["tickets_created"], step["tickets_signed_for_at_110"] = 9000, 9000, 9000
+    return {"rate": 5.0, "minutes": 30, "step": step, "rss_kb_start": {"12345": 57000, "110": 57000},
+            "rss_kb_end": {"12345": 58000, "110": rss_110[-1]}, "lost_tickets": 0, "rss_samples": samples,
+            "file": "soak-20261129T120000Z.json"}
+
+
+def test_soak_memory_is_flat_only_when_the_second_half_barely_grows() -> None:
+    growing = soak.summarise(_soak([58000 + 30 * i for i in range(60)]))  # +1.7 MB over 30 min
+    assert growing["memory"]["12345"]["flat"] is True and growing["memory"]["110"]["flat"] is False
+    assert growing["memory"]["110"]["kb_per_transfer"] == round(30 * 59 / 9000, 3)
+    flat = soak.summarise(_soak([58000 + (i % 3) * 40 for i in range(60)]))  # wobbles, does not climb
+    assert flat["memory"]["110"]["flat"] is True
+    text = soak.section(growing)
+    assert text.startswith(f"{soak.HEADING} (`python -m telephony.bench.soak`, bench/results/soak-20261129T120000Z")
+    assert "**0 lost**" in text and "| 110 | " in text and "| no |" in text and "Date 20261129T120000Z." in text
+
+
+def test_a_section_is_replaced_in_place_and_the_rest_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\nlatency\n\n## Sustained load (old)\nold rows\n\n## Notes\nkept\n")
+    replace_section(path, load.HEADING, "## Sustained load (new)\nnew rows\n")
+    replace_section(path, soak.HEADING, "## Soak (x)\nsoak\n")
+    text = path.read_text()
+    assert text == "# Benchmarks\nlatency\n\n## Sustained load (new)\nnew rows\n\n## Notes\nkept\n\n## Soak (x)\nsoak\n"
