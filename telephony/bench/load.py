@@ -34,6 +34,13 @@ def _cpu_and_rss(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _count_tickets(site: dict[str, Any], since: float, status: str | None = None) -> int:
     q = f"since={since:.3f}&page_size=1" + (f"&status={status}" if status else "")
     req = urllib.request.Request(f"{site['http']}/v1/tickets?{q}", headers={"Authorization": f"Bearer {site['token']}"})
@@ -66,6 +73,7 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     procs_by_name = {p.name: p for p in Lab()._state()}
     pids = {n: procs_by_name[f"controller-{n}"].pid for n in ("12345", "110")}
     before = {n: _cpu_and_rss(pid) for n, pid in pids.items()}
+    ticks = _machine_ticks()
     begin = time.time()
     citizen = subprocess.run(["sipp", f"{s12345['sip']['host']}:{s12345['sip']['port']}", "-sf",
                               str(fill_sipp(SIPP / "citizen_call.xml", {"caller": "13900000000", "hold": "2500"},
@@ -74,6 +82,7 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
                               "-r", str(rate), "-rp", "1000", "-m", str(total), "-stf", "citizen.csv", *common],
                              cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
                              timeout=seconds + 60)
+    busy, total_ticks = (a - b for a, b in zip(_machine_ticks(), ticks, strict=True))
     try:
         procs["agent"].wait(timeout=15)
     except subprocess.TimeoutExpired:
@@ -86,7 +95,9 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     after = {n: _cpu_and_rss(pid) for n, pid in pids.items()}
     answered = sum(_successful(workdir / f"far{i}.csv") for i in range(len(s110["accounts"]["agents"])))
     result: dict[str, Any] = {"key": key, "rate": rate, "calls": total, "citizen_exit": citizen.returncode,
-                              "agent_exit": procs["agent"].returncode, "far_answered": answered}
+                              "agent_exit": procs["agent"].returncode, "far_answered": answered,
+                              # the whole machine while the calls were placed: how much room was left
+                              "machine_busy": round(busy / total_ticks, 3) if total_ticks else None}
     if key == "onekey":
         result["tickets_created"] = _count_tickets(s12345, begin - 1)
         result["tickets_signed_for_at_110"] = _count_tickets(s110, begin - 1, "signed_for")
@@ -157,7 +168,8 @@ def section(report: dict[str, Any]) -> str:
         else:
             got = s.get("tickets_signed_for_at_110", s["far_answered"])
             text = f"FAIL ({got}/{s['calls']})"
-        cell[(s["key"], s["rate"])] = f"{text}, {s['cpu_ms_per_call_12345']} / {s['cpu_ms_per_call_110']}"
+        busy = f", machine {s['machine_busy']:.0%}" if s.get("machine_busy") is not None else ""
+        cell[(s["key"], s["rate"])] = f"{text}, {s['cpu_ms_per_call_12345']} / {s['cpu_ms_per_call_110']}{busy}"
     head = "| rate (transfers/s) | " + " | ".join(NAMES.get(k, k) for k in keys) + " |"
     rows = [f"| {r:g} | " + " | ".join(cell.get((k, r), "—") for k in keys) + " |" for r in rates]
     best = ", ".join(f"{NAMES.get(k, k)} {_rate(v)}" for k, v in report["highest_ok_rate"].items())
@@ -167,9 +179,10 @@ def section(report: dict[str, Any]) -> str:
 SIPp drives whole calls at a fixed rate for {report['seconds_per_step']:g} s per step: a citizen calls 12345,
 agent 1001 answers and presses the path's key, a 110 agent answers, the citizen hangs up. A step passes when
 every citizen call completed, every call was answered at 110 exactly once and (one-key) every ticket reached
-signed_for at 110. Each cell: the outcome, then the controllers' CPU milliseconds per call (12345 / 110, utime +
-stime over the step). Date {report['date']}; {m['cpu']}, nproc {m['nproc']}, kernel {m['kernel']}, Python
-{m['python']}, commit {m['commit']}.
+signed_for at 110. Each cell: the outcome, the controllers' CPU milliseconds per call (12345 / 110, utime +
+stime over the step), and how busy the whole machine was while the calls were placed (/proc/stat).
+Date {report['date']}; {m['cpu']}, nproc {m['nproc']}, kernel {m['kernel']}, Python {m['python']}, commit
+{m['commit']}.
 
 {head}
 |{"---|" * (len(keys) + 1)}
