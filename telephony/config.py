@@ -305,7 +305,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
     if http_tls is not None and not public_url.startswith("https://"):
         raise r.fail("controller.public_url", "must be https:// when controller.http.tls is set: peers reach "
                                               "ticket references under it")
-    return SiteConfig(
+    config = SiteConfig(
         name=r.string(site, "name", "site", SITE_NAME),
         platform=r.string(site, "platform", "site", SITE_NAME),
         level=level,
@@ -353,6 +353,30 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         parent=r.string(site, "parent", "site", re.compile(r"^([0-9A-Za-z][0-9A-Za-z_-]{0,31})?$"), default=""),
         source_file=source,
     )
+    _check_feature_keys(r, config, short_form=raw.get("targets") is None)
+    return config
+
+
+# features.conf's fixed codes (dialplans/linkage-features.conf.in): the attended transfer the controller drives
+# over AMI, and blind transfer moved off '#'
+FIXED_FEATURE_KEYS = {"*#7": "features.conf atxfer", "*#6": "features.conf blindxfer"}
+
+
+def _check_feature_keys(r: _Reader, config: SiteConfig, short_form: bool) -> None:
+    """An agent's call listens for all of these at once: Asterisk runs the first code that matches, so two equal
+    codes, or one that begins another (*8 and *81), would leave a key that can never be pressed."""
+    keys = [(name, code) for code, name in FIXED_FEATURE_KEYS.items()]  # first: a clash names the configured key
+    keys += [("keys.onekey" if short_form else f"targets[{i}].key", t.key) for i, t in enumerate(config.targets)]
+    keys += [("keys.threeway", config.threeway.key), ("keys.consult", config.threeway.consult_key)]
+    if config.bench_key:
+        keys.append(("bench.baseline_key", config.bench_key))
+        if config.bench_floor_key:
+            keys.append(("bench.agi_floor_key", config.bench_floor_key))
+    for i, (name, code) in enumerate(keys):
+        for other, other_code in keys[:i]:
+            if code.startswith(other_code) or other_code.startswith(code):
+                how = "is the same code as" if code == other_code else "overlaps (one begins the other)"
+                raise r.fail(name, f"{code} {how} {other_code} of {other}: an agent could never press one of them")
 
 
 def _reconnect_max(r: _Reader, ami: dict[str, Any]) -> float:

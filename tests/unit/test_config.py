@@ -468,3 +468,24 @@ def test_bad_reconnect_or_replay_window_names_the_key(raw: dict[str, Any], ami: 
 def test_a_bad_event_linger_names_the_key(raw: dict[str, Any], value: Any) -> None:
     raw["delivery"] = {"event_linger": value}
     assert_names(config_error(raw), "delivery.event_linger")
+
+
+@pytest.mark.parametrize("section, key, value, named", [
+    ("keys", "consult", "*81", "keys.consult"),  # begins with *8: *8 would always fire first
+    ("keys", "consult", "*", "keys.consult"),  # begins every other code
+    ("keys", "threeway", "*#", "keys.threeway"),  # begins features.conf's *#7 and *#6
+    ("bench", "baseline_key", "*9", "bench.baseline_key"),  # the same code as the three-way key
+    ("bench", "agi_floor_key", "*55", "bench.agi_floor_key"),  # begins with the baseline's *5
+])
+def test_an_agents_feature_codes_may_not_overlap(raw: dict[str, Any], section: str, key: str, value: str,
+                                                  named: str) -> None:
+    raw.setdefault(section, {})[key] = value
+    err = config_error(raw)
+    assert_names(err, named)
+    assert "an agent could never press one of them" in str(err)
+
+
+def test_the_short_form_names_the_onekey_code(raw: dict[str, Any]) -> None:
+    del raw["targets"]
+    raw["keys"]["onekey"] = "*#6"
+    assert_names(config_error(raw), "keys.onekey")
