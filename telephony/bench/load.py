@@ -97,7 +97,9 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     result: dict[str, Any] = {"key": key, "rate": rate, "calls": total, "citizen_exit": citizen.returncode,
                               "agent_exit": procs["agent"].returncode, "far_answered": answered,
                               # the whole machine while the calls were placed: how much room was left
-                              "machine_busy": round(busy / total_ticks, 3) if total_ticks else None}
+                              "machine_busy": round(busy / total_ticks, 3) if total_ticks else None,
+                              # all processes' CPU time (PBXes, SIPp, controllers, Redis) per call placed
+                              "machine_cpu_ms_per_call": round(busy * 1000 / TICKS / total, 2)}
     if key == "onekey":
         result["tickets_created"] = _count_tickets(s12345, begin - 1)
         result["tickets_signed_for_at_110"] = _count_tickets(s110, begin - 1, "signed_for")
@@ -168,7 +170,8 @@ def section(report: dict[str, Any]) -> str:
         else:
             got = s.get("tickets_signed_for_at_110", s["far_answered"])
             text = f"FAIL ({got}/{s['calls']})"
-        busy = f", machine {s['machine_busy']:.0%}" if s.get("machine_busy") is not None else ""
+        busy = (f", machine {s['machine_busy']:.0%} busy, {s['machine_cpu_ms_per_call']} ms/call"
+                if s.get("machine_busy") is not None else "")
         cell[(s["key"], s["rate"])] = f"{text}, {s['cpu_ms_per_call_12345']} / {s['cpu_ms_per_call_110']}{busy}"
     head = "| rate (transfers/s) | " + " | ".join(NAMES.get(k, k) for k in keys) + " |"
     rows = [f"| {r:g} | " + " | ".join(cell.get((k, r), "—") for k in keys) + " |" for r in rates]
@@ -180,7 +183,8 @@ SIPp drives whole calls at a fixed rate for {report['seconds_per_step']:g} s per
 agent 1001 answers and presses the path's key, a 110 agent answers, the citizen hangs up. A step passes when
 every citizen call completed, every call was answered at 110 exactly once and (one-key) every ticket reached
 signed_for at 110. Each cell: the outcome, the controllers' CPU milliseconds per call (12345 / 110, utime +
-stime over the step), and how busy the whole machine was while the calls were placed (/proc/stat).
+stime over the step), how busy the whole machine was while the calls were placed, and all its CPU time (PBXes,
+SIPp, controllers, Redis; /proc/stat) per call.
 Date {report['date']}; {m['cpu']}, nproc {m['nproc']}, kernel {m['kernel']}, Python {m['python']}, commit
 {m['commit']}.
 

@@ -14,7 +14,7 @@ def _step(key: str, rate: float, ok: bool, signed: int | None = None) -> dict[st
     step: dict[str, Any] = {"key": key, "rate": rate, "calls": calls, "citizen_exit": 0 if ok else 1,
                             "agent_exit": 0, "far_answered": calls if ok else calls - 3, "ok": ok,
                             "cpu_ms_per_call_12345": 4.5, "cpu_ms_per_call_110": 3.6, "sipp_errors": {},
-                            "machine_busy": 0.97}
+                            "machine_busy": 0.97, "machine_cpu_ms_per_call": 24.3}
     if key == "onekey":
         step["tickets_signed_for_at_110"] = calls if signed is None else signed
     return step
@@ -31,7 +31,8 @@ def test_the_highest_rate_is_the_last_before_the_first_failure() -> None:
     assert report["machine"]["nproc"] and report["command"].startswith("python -m telephony.bench.load")
     text = load.section(report)
     assert text.startswith(f"{load.HEADING} (`python -m telephony.bench.load --rates 64,72,80`")
-    assert "| 72 | FAIL (715/720), 4.5 / 3.6, machine 97% | ok, 4.5 / 3.6, machine 97% | — |" in text
+    busy = "machine 97% busy, 24.3 ms/call"
+    assert f"| 72 | FAIL (715/720), 4.5 / 3.6, {busy} | ok, 4.5 / 3.6, {busy} | — |" in text
     assert "one-key 64/s, pure dialplan (baseline) 80/s" in text and "none of the rates tried" in text
     assert "one-key / baseline: 80% (target ≥ 90 %)" in text
 
