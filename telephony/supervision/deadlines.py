@@ -19,10 +19,11 @@ from telephony.errors import LinkageError
 from telephony.metrics import Metrics
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
-from telephony.tickets.store import STORE_ERRORS
+from telephony.tickets.store import PREFIX, STORE_ERRORS
 from telephony.waits import raise_if_cancelled, wait_event
 
 log = structlog.get_logger("supervision")
+RELOADED = f"{PREFIX}deadlines:reloaded"  # set once every open ticket written before the zset was scheduled
 
 
 def _at(iso: str) -> datetime:
@@ -96,9 +97,12 @@ class Supervisor:
             self.next_at = due
             self.wake.set()
 
-    async def reload(self) -> int:
-        """Schedule every open ticket again: repairs the deadlines of tickets written before they were kept
-        in Redis, or by a controller without a supervisor. Returns the number of open tickets."""
+    async def reload(self) -> int | None:
+        """Once per Redis: schedule every open ticket, for the tickets written before their deadlines were kept
+        in Redis (every write keeps them since). Returns the number of open tickets read, or None when an earlier
+        start already did it."""
+        if await self.tickets.store.redis.exists(RELOADED):
+            return None
         count = 0
         ids = await self.tickets.store.open_ids()
         for i in range(0, len(ids), 200):
@@ -110,13 +114,14 @@ class Supervisor:
                 due = self.due_at(ticket)
                 if due is not None:
                     await self.tickets.store.set_deadline(ticket.id, due)
+        await self.tickets.store.redis.set(RELOADED, "1")
         return count
 
     async def run(self) -> None:
         delay = 0.5
         while True:  # the store may be restarting when we start: wait for it rather than die
             try:
-                log.info("supervision.started", open_tickets=await self.reload())
+                log.info("supervision.started", open_tickets_rescheduled=await self.reload())
                 break
             except STORE_ERRORS as exc:
                 log.warning("supervision.store_unavailable", error=exc.__class__.__name__, retry_in=delay)
