@@ -112,15 +112,21 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     return result
 
 
+SIPP_EVENT = re.compile(r"^\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: (.*)$")
+
+
 def _sipp_errors(workdir: Path) -> dict[str, int]:
-    """What SIPp said went wrong in a step (its -trace_err files), as message -> count, numbers blanked: a
-    failed step says why."""
+    """What SIPp said went wrong in a step (its -trace_err files), as role: message -> count, with call ids and
+    numbers blanked and a received message cut to its first line's first word: a failed step says why."""
     counts: dict[str, int] = {}
     for log in workdir.glob("*_errors.log"):
         for line in log.read_text(errors="replace").splitlines():
-            if not line.strip() or line.startswith(("sipp:", "Last message")) or line[:4].isdigit():
-                continue
-            text = re.sub(r"[0-9]+", "N", line.strip())[:120]
+            found = SIPP_EVENT.match(line.lstrip("'"))
+            if found is None:
+                continue  # the dumped message that follows an event line
+            text = re.sub(r"Call-I[dD] '[^']*'", "Call-Id", found.group(1))
+            text = re.sub(r"(received ')(\S+).*", r"\1\2'", text)
+            text = re.sub(r"[0-9]+", "N", text)[:160]
             key = f"{log.name.split('_')[0]}: {text}"
             counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:8])
@@ -168,8 +174,12 @@ def section(report: dict[str, Any]) -> str:
         if s["ok"]:
             text = "ok"
         else:
-            got = s.get("tickets_signed_for_at_110", s["far_answered"])
-            text = f"FAIL ({got}/{s['calls']})"
+            why = [f"{s['far_answered']}/{s['calls']} answered"]
+            if "tickets_signed_for_at_110" in s:
+                why.append(f"{s['tickets_signed_for_at_110']} signed for")
+            if s["citizen_exit"]:
+                why.append("citizen calls failed")
+            text = f"FAIL ({', '.join(why)})"
         busy = (f", machine {s['machine_busy']:.0%} busy, {s['machine_cpu_ms_per_call']} ms/call"
                 if s.get("machine_busy") is not None else "")
         cell[(s["key"], s["rate"])] = f"{text}, {s['cpu_ms_per_call_12345']} / {s['cpu_ms_per_call_110']}{busy}"

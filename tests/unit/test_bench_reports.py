@@ -32,7 +32,8 @@ def test_the_highest_rate_is_the_last_before_the_first_failure() -> None:
     text = load.section(report)
     assert text.startswith(f"{load.HEADING} (`python -m telephony.bench.load --rates 64,72,80`")
     busy = "machine 97% busy, 24.3 ms/call"
-    assert f"| 72 | FAIL (715/720), 4.5 / 3.6, {busy} | ok, 4.5 / 3.6, {busy} | — |" in text
+    failed = "FAIL (717/720 answered, 715 signed for, citizen calls failed)"
+    assert f"| 72 | {failed}, 4.5 / 3.6, {busy} | ok, 4.5 / 3.6, {busy} | — |" in text
     assert "one-key 64/s, pure dialplan (baseline) 80/s" in text and "none of the rates tried" in text
     assert "one-key / baseline: 80% (target ≥ 90 %)" in text
 
@@ -64,3 +65,18 @@ def test_a_section_is_replaced_in_place_and_the_rest_is_kept(tmp_path: Path) -> 
     replace_section(path, soak.HEADING, "## Soak (x)\nsoak\n")
     text = path.read_text()
     assert text == "# Benchmarks\nlatency\n\n## Sustained load (new)\nnew rows\n\n## Notes\nkept\n\n## Soak (x)\nsoak\n"
+
+
+def test_sipp_errors_are_counted_by_what_went_wrong(tmp_path: Path) -> None:
+    (tmp_path / "agent_onekey_7640_errors.log").write_text(
+        "The following events occurred:\n"
+        "2026-11-29\t12:06:12.610879\t1795953972.610879: Aborting call on unexpected message for Call-Id "
+        "'240c-a128': while expecting 'ACK' (index 4), received 'INVITE sip:1001@127.0.0.1:15081 SIP/2.0\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:15060;rport\nCSeq: 2217 INVITE\n\n"
+        "'2026-11-29\t12:06:12.622027\t1795953972.622027: Dead call 240c (aborted at index 4), received 'ACK sip:x\n"
+        "2026-11-29\t12:06:13.000001\t1795953973.000001: Aborting call on unexpected message for Call-Id "
+        "'99-zz': while expecting 'ACK' (index 4), received 'INVITE sip:1002@127.0.0.1:15082 SIP/2.0\n")
+    assert load._sipp_errors(tmp_path) == {
+        "agent: Aborting call on unexpected message for Call-Id: while expecting 'ACK' (index N), received 'INVITE'": 2,
+        "agent: Dead call Nc (aborted at index N), received 'ACK'": 1,
+    }
