@@ -146,7 +146,7 @@ class SiteConfig:
     push_wait: float = 0.5
     overflow: str = ""  # a peer (county seats) that takes an emergency this site's agents could not answer
     push_delay: float = 0.0  # seconds before a new ticket's first push: lab and fault drills only
-    event_linger: float = 0.02  # seconds a lone feedback event waits for others to go in the same request
+    delivered_linger: float = 0.02  # seconds a `delivered` event waits for the `offered` that follows it
     targets: tuple[Target, ...] = ()
     deadlines: Deadlines = Deadlines()
     threeway: Threeway = Threeway()
@@ -336,7 +336,7 @@ def parse_site_config(raw: Any, source: str) -> SiteConfig:
         push_wait=r.number(transfer, "push_wait", "transfer", 0, 2, 0.5),
         overflow=_overflow(r, transfer, peers),
         push_delay=r.number(delivery, "push_delay", "delivery", 0, 3600, 0.0),
-        event_linger=r.number(delivery, "event_linger", "delivery", 0, 1, 0.02),
+        delivered_linger=r.number(delivery, "delivered_linger", "delivery", 0, 1, 0.02),
         targets=targets,
         deadlines=deadlines,
         threeway=threeway,

@@ -9,7 +9,6 @@ import signal
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
@@ -27,7 +26,7 @@ from telephony.supervision.deadlines import Supervisor
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
-from telephony.tickets.store import Head, TicketStore
+from telephony.tickets.store import Head, TicketStore, connect
 from telephony.transfers.services import TransferService
 
 log = structlog.get_logger("controller")
@@ -37,10 +36,7 @@ class Controller:
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
         self.metrics = Metrics()
-        # A burst waits for a free connection (up to 3 s) rather than failing the key press: the default pool
-        # raises MaxConnectionsError at once, which `make bench-load` hit at 64 transfers/s.
-        self.redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            config.redis_url, max_connections=100, timeout=3, socket_timeout=5, socket_connect_timeout=2))
+        self.redis = connect(config.redis_url)
         self.store = TicketStore(self.redis, Sealer(config.storage_keys))
         self.calls = CallRegistry()
         self.workers: dict[str, OutboxWorker] = {}
@@ -89,7 +85,7 @@ class Controller:
             self.peers[peer.name] = client
             self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay,
                                                    sealer=self.store.sealer, metrics=self.metrics,
-                                                   linger=self.config.event_linger)
+                                                   linger=self.config.delivered_linger)
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)
         self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)

@@ -210,8 +210,8 @@ Current summary of `{command}` (the full series is in `bench/results/`, one CSV,
   with one FastAGI round trip (connect, the channel's variables, one SET VARIABLE, close) on each PBX and no
   controller work at all; no FastAGI-driven transfer can be faster than this floor
 - p99 one-key minus p99 baseline: {_fmt(stats.get('p99_minus_baseline_ms'))} ms (target ≤ 20 ms)
-- far controller held the ticket before the far agent's INVITE: {'n/a' if share is None else f'{share:.0%}'} of
-  one-key transfers (target ≥ 99 %)
+- far controller held the ticket (the push verified; its `delivered` time) before the far agent's INVITE:
+  {'n/a' if share is None else f'{share:.0%}'} of one-key transfers (target ≥ 99 %)
 
 The machines are shared and noisy: compare ratios and medians, not single values. The other benchmarks' sections
 follow; each run of a benchmark replaces only its own.

@@ -38,6 +38,11 @@ BATCH_RETRY_AFTER = 300.0  # seconds of single sends to a peer that refused the 
 RECENT_SENT = 256  # entries remembered as sent, so a head hint that arrives late is not sent a second time
 
 
+def _delivered(message: dict[str, Any]) -> bool:
+    body = message.get("body")
+    return message.get("kind") == "event" and isinstance(body, dict) and body.get("type") == "delivered"
+
+
 def _as_bytes(entry: Any) -> bytes:
     return entry if isinstance(entry, bytes) else str(entry).encode()
 
@@ -69,9 +74,10 @@ class OutboxWorker:
         self.max_delay = max_delay
         self.metrics = metrics or Metrics()
         self.push_delay = push_delay
-        # Seconds a feedback event that went into an empty outbox waits for company: the events of one transfer
-        # come in bursts (delivered, then offered a few ms later), and one request for the burst costs both sites
-        # less than one each. Tickets never wait: a call may be waiting for them.
+        # Seconds a `delivered` event that went into an empty outbox waits for company: the far phone rings a few
+        # ms later and `offered` follows, and one request for both costs both sites less than one each. Only that
+        # event: others are people's actions, and their order as the other site sees it should stay as close
+        # to the real one as the link allows. Tickets never wait: a call may be waiting for them.
         self.linger = linger
         self.sealer = sealer or Sealer(())
         self.attempt = 0  # failed sends of the head message in a row
@@ -116,7 +122,7 @@ class OutboxWorker:
         hinted, self._head = self._head, None
         if hinted is not None and _as_bytes(hinted.entry) in self._recent:
             hinted = None  # already read back and sent by an earlier step
-        if hinted is not None and self.linger and hinted.message.get("kind") == "event" and self._batching():
+        if hinted is not None and self.linger and _delivered(hinted.message) and self._batching():
             await asyncio.sleep(self.linger)
             if self.wake.is_set():  # more was queued meanwhile: read the outbox and send them together
                 hinted = None

@@ -100,13 +100,19 @@ class TicketService:
             outgoing = [(site, {"kind": "ticket", "queued_at": time.time(), "body": body})
                         for site in self.neighbours(ticket)]
             heads: dict[str, Head] = {}
-            if await self.store.create(ticket, outgoing, body, heads):
+            if await self.store.create(ticket, outgoing, body, heads) or await self._ours(ticket.id, event):
                 for site, _ in outgoing:  # first: the push is what the far side waits for before it rings
                     self.notify(site, heads.get(site))
                 log.info("ticket.created", ticket_id=ticket.id, call_id=linkedid, target=target_site)
                 self._emit(ticket, event)
                 return ticket
         raise Conflict("could not allocate a unique ticket id")
+
+    async def _ours(self, ticket_id: str, created: Event) -> bool:
+        """A create refused because the id exists: is that ticket this very attempt's, written before its reply
+        was lost (the store sends a command again on a new connection)? Then it is stored, not a collision."""
+        stored = await self.store.get(ticket_id)
+        return stored is not None and bool(stored.history) and stored.history[0].id == created.id
 
     def _local_event(self, ticket: Ticket, event_type: str, agent: str, payload: dict[str, Any]) -> Event:
         seq = ticket.sequences.get(self.config.name, 0) + 1

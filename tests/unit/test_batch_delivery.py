@@ -4,10 +4,8 @@ parking, replays, strict bodies, per-message authorisation, and the fallback to 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from telephony.security import signing
 from telephony.security.sealing import Sealer
 from telephony.tickets.models import Event, Party, Ticket, new_event_id, now_iso, parse_ticket
 from telephony.tickets.services import TicketService
-from telephony.tickets.store import Head, TicketStore, outbox_key
+from telephony.tickets.store import TicketStore, outbox_key
 
 REDIS_DB = 12  # the sender's database (the unit conftest's `redis` fixture, emptied); the receiver's is 13
 RECEIVER_DB = 13
@@ -307,36 +305,3 @@ async def test_a_replayed_ticket_push_is_refused_in_the_stores_own_write(link: L
     stored = await link.tickets.store.get(T1)
     assert stored is not None and [e.type for e in stored.history] == ["created", "delivered"]
 
-
-async def test_a_lone_feedback_event_waits_briefly_for_company_and_a_ticket_never_waits(link: Link) -> None:
-    """event_linger: the events of one transfer come in bursts (delivered, then offered a few ms later); the
-    first waits a moment so the burst goes in one request. A ticket is sent at once (a call may wait for it)."""
-    link.worker.linger = 0.2
-    await link.client.send(ticket(T1))
-    first, second = amended(T1, 2, "a"), amended(T1, 3, "b")
-    await link.queue(first)
-    link.worker.notify(Head(json.dumps(first), first))  # it went into an empty outbox: the hint
-    step = asyncio.create_task(link.worker._step())
-    await asyncio.sleep(0.05)
-    assert not step.done()  # waiting for company
-    await link.queue(second)
-    link.worker.notify()
-    await step
-    assert await link.queued() == [] and await link.titles(T1) == ["a", "b"]
-    assert link.count("linkage_delivery_batches_total") == 1 and link.count("linkage_delivery_sent_total") == 2
-
-    third = amended(T1, 4, "c")  # alone: sent after the wait, from the hint
-    await link.queue(third)
-    link.worker.notify(Head(json.dumps(third), third))
-    start = time.monotonic()
-    await link.worker._step()
-    assert time.monotonic() - start >= 0.2 and await link.titles(T1) == ["a", "b", "c"]
-    assert link.count("linkage_delivery_batches_total") == 1 and link.count("linkage_delivery_sent_total") == 3
-
-    pushed = ticket(T2)
-    await link.queue(pushed)
-    link.worker.notify(Head(json.dumps(pushed), pushed))
-    start = time.monotonic()
-    await link.worker._step()
-    assert time.monotonic() - start < 0.2 and await link.queued() == []
-    assert await link.tickets.store.get(T2) is not None

@@ -438,16 +438,16 @@ def test_reconnect_and_replay_window_defaults(raw: dict[str, Any]) -> None:
     c = parse_site_config(raw, SOURCE)
     assert (c.ami.reconnect_min, c.ami.reconnect_max) == (0.5, 5.0)
     assert c.replay_window == 8 * 86400  # longer than the sender retries
-    assert c.event_linger == 0.02
+    assert c.delivered_linger == 0.02
 
 
 def test_reconnect_and_replay_window_are_read(raw: dict[str, Any]) -> None:
     raw["pbx"]["ami"].update(reconnect_min=1, reconnect_max=60)
     raw["security"] = {"replay_window": 30 * 86400}
-    raw["delivery"] = {"event_linger": 0}
+    raw["delivery"] = {"delivered_linger": 0}
     c = parse_site_config(raw, SOURCE)
     assert (c.ami.reconnect_min, c.ami.reconnect_max, c.replay_window) == (1.0, 60.0, 30 * 86400)
-    assert c.event_linger == 0.0
+    assert c.delivered_linger == 0.0
 
 
 @pytest.mark.parametrize("ami, security, key", [
@@ -465,9 +465,9 @@ def test_bad_reconnect_or_replay_window_names_the_key(raw: dict[str, Any], ami: 
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5, "0.02", True])
-def test_a_bad_event_linger_names_the_key(raw: dict[str, Any], value: Any) -> None:
-    raw["delivery"] = {"event_linger": value}
-    assert_names(config_error(raw), "delivery.event_linger")
+def test_a_bad_delivered_linger_names_the_key(raw: dict[str, Any], value: Any) -> None:
+    raw["delivery"] = {"delivered_linger": value}
+    assert_names(config_error(raw), "delivery.delivered_linger")
 
 
 @pytest.mark.parametrize("section, key, value, named", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ from throwaway import ThrowawayRedis
 
 from telephony import backoff
 from telephony.config import HostPort, Peer
+from telephony.delivery import batch
 from telephony.delivery import outbox as outbox_module
 from telephony.delivery.client import PeerError
 from telephony.delivery.deadletters import open_entry
 from telephony.delivery.outbox import OutboxWorker
 from telephony.security.sealing import Sealer
-from telephony.tickets.store import PREFIX, Head, TicketStore, outbox_key
+from telephony.tickets.store import PREFIX, Head, TicketStore, connect, outbox_key
 
 REDIS_DB = 5  # the unit conftest's `redis` fixture gives this database, emptied
 PEER = Peer("110", "110", "http://127.0.0.1:1", HostPort("127.0.0.1", 1), "110", secrets=("whsec_" + "A" * 24,))
@@ -227,3 +229,71 @@ async def test_a_late_hint_for_a_message_already_sent_is_not_sent_again(redis: a
         await asyncio.wait_for(task, 2)
     assert peer.seen == ["a"]
     assert "delivery.head_moved" not in [e["event"] for e in logs]
+
+
+async def test_the_controllers_client_survives_a_redis_restart(tmp_path: Path) -> None:
+    """After a restart every pooled connection is dead; without a resend, each failed its first command (a
+    transfer_failed AGI crashed on one in the Asterisk-restart drill and left a failed transfer unrecorded)."""
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    client = connect(server.url, max_connections=8)
+    try:
+        await asyncio.gather(*[client.set(f"k{i}", i) for i in range(8)])  # eight pooled connections
+        server.stop()
+        server.start()  # same port, same append-only file
+        assert await asyncio.gather(*[client.get(f"k{i}") for i in range(8)]) == [str(i).encode() for i in range(8)]
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+class BatchingPeer(ScriptedPeer):
+    """Takes batches too, and remembers them."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.batches: list[list[str]] = []
+
+    async def send_batch(self, items: list[Any]) -> list[Any]:
+        self.batches.append([i.id for i in items])
+        return [batch.Result(i.id, 200) for i in items]
+
+
+def _event(event_type: str, n: int) -> dict[str, Any]:
+    return {"kind": "event", "body": {"id": f"{n:032x}", "ticket_id": "37080020260101120000000001",
+                                      "type": event_type}}
+
+
+async def _hinted(redis: aioredis.Redis, worker: OutboxWorker, message: dict[str, Any]) -> None:
+    entry = json.dumps(message)
+    await redis.rpush(outbox_key("110"), entry)
+    worker.notify(Head(entry, message))  # it went into an empty outbox
+
+
+async def test_delivered_waits_for_the_offer_that_follows_and_nothing_else_waits(redis: aioredis.Redis) -> None:
+    """delivered_linger: `delivered` waits a moment, so the `offered` that follows a few ms later goes in the same
+    request. Any other event, and a ticket, is sent at once."""
+    peer = BatchingPeer()
+    worker = OutboxWorker(redis, peer, base_delay=0.01, linger=0.2)  # type: ignore[arg-type]
+    await _hinted(redis, worker, _event("delivered", 1))
+    step = asyncio.create_task(worker._step())
+    await asyncio.sleep(0.05)
+    assert not step.done() and peer.seen == [] and peer.batches == []  # waiting for company
+    await redis.rpush(outbox_key("110"), json.dumps(_event("offered", 2)))
+    worker.notify()
+    await step
+    assert peer.batches == [[f"event-{1:032x}", f"event-{2:032x}"]] and await redis.llen(outbox_key("110")) == 0
+
+    await _hinted(redis, worker, _event("delivered", 3))  # alone: sent after the wait, from the hint
+    start = time.monotonic()
+    await worker._step()
+    assert time.monotonic() - start >= 0.2 and peer.seen == [f"{3:032x}"]
+
+    for n, message in enumerate([_event("accepted", 4), _event("signed_for", 5),
+                                 {"kind": "ticket", "body": {"id": "37080020260101120000000009", "version": 1}}]):
+        await _hinted(redis, worker, message)
+        start = time.monotonic()
+        await worker._step()
+        assert time.monotonic() - start < 0.2, n
+    assert peer.seen[1:] == [f"{4:032x}", f"{5:032x}", "37080020260101120000000009"]
+    assert await redis.llen(outbox_key("110")) == 0

@@ -590,3 +590,32 @@ async def test_a_peer_messages_replay_key_is_written_with_the_change_it_causes(s
         assert not refused.done and await redis.exists("linkage:seen:110:m2") == 0
     finally:
         REMEMBER.reset(token)
+
+
+async def test_a_create_whose_reply_was_lost_is_not_taken_for_a_collision(site_a: Site) -> None:
+    """The store sends a command again on a new connection when the old one died; if the first attempt had run,
+    the create is refused (the id exists) but the ticket there is this attempt's own: one ticket, not two."""
+    real = site_a.store.create
+    attempts: list[str] = []
+
+    async def ran_then_refused(ticket: Ticket, *args: Any, **kwargs: Any) -> bool:
+        attempts.append(ticket.id)
+        await real(ticket, *args, **kwargs)  # the first attempt ran...
+        return False  # ...and its resend found the id taken
+
+    site_a.store.create = ran_then_refused  # type: ignore[method-assign]
+    ticket = await create(site_a)
+    assert attempts == [ticket.id]  # no second id allocated
+    assert [k async for k in site_a.redis.scan_iter(f"{PREFIX}ticket:*")] == [ticket_key(ticket.id).encode()]
+    assert [m["body"]["id"] for m in await site_a.outbox("110")] == [ticket.id]
+    assert site_a.notified == ["110"] and site_a.emitted == [(ticket.id, "created")]
+
+
+async def test_a_real_collision_still_gets_a_new_id(site_a: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = await create(site_a, linkedid="1767268800.8")
+    ids = iter([taken.id, "37080020260101120000654321"])
+    monkeypatch.setattr(services_module, "new_ticket_id", lambda division: next(ids))
+    ticket = await create(site_a, linkedid="1767268800.9")
+    assert ticket.id == "37080020260101120000654321"
+    stored = await site_a.store.get(taken.id)
+    assert stored is not None and stored.linkedid == "1767268800.8"  # the other call's ticket, untouched
