@@ -8,6 +8,7 @@ Site 12345 (the government-service hotline) and site 110 (the police desk), each
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -42,6 +43,20 @@ HOST = "127.0.0.1"
 # RTP ports per PBX (below the kernel's ephemeral range): 4000 ports, 2000 streams. 1000 ran out at ~24 transfers/s
 # in `make bench-load` ("Unable to create RTP instance"): a lab limit, not the product's.
 RTP_PORTS = 4000
+
+
+ROOT = Path(__file__).resolve().parents[2]
+CODE = ("telephony/**/*.py", "dialplans/*.in", "config/asterisk/*.in")  # what a running lab was started from
+
+
+def code_fingerprint(root: Path = ROOT) -> str:
+    """A digest of the package, the dialplans and the PBX config templates: `lab up` restarts a running lab
+    started from other code, so tests never run against yesterday's controller or dialplan."""
+    digest = hashlib.sha256()
+    for pattern in CODE:
+        for path in sorted(root.glob(pattern)):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -193,8 +208,18 @@ class Lab:
             return []
         return [Proc(**p) for p in json.loads(self.state_file.read_text()).get("procs", [])]
 
-    def _save(self, procs: list[Proc]) -> None:
-        self.state_file.write_text(json.dumps({"procs": [p.to_dict() for p in procs]}))
+    def _save(self, procs: list[Proc], code: str | None = None) -> None:
+        """The lab's processes, and the code they were started from (kept when a drill restarts one)."""
+        if code is None and self.state_file.exists():
+            code = json.loads(self.state_file.read_text()).get("code")
+        self.state_file.write_text(json.dumps({"procs": [p.to_dict() for p in procs], "code": code}))
+
+    def started_from(self) -> str | None:
+        """The code fingerprint the running lab was started from (None: unknown, or not up)."""
+        if not self.state_file.exists():
+            return None
+        code = json.loads(self.state_file.read_text()).get("code")
+        return code if isinstance(code, str) else None
 
     def is_up(self) -> bool:
         procs = self._state()
@@ -213,16 +238,20 @@ class Lab:
     def up(self, log: Any = print) -> dict[str, Any]:
         if not (self.rootfs / "usr/sbin/asterisk").exists():
             raise LabError(f"no Asterisk root filesystem at {self.rootfs}: run `make setup` first")
+        code = code_fingerprint()
         if self.is_up():
-            log("lab already up")
-            return self.describe()
-        self.down(quiet=True)  # leftovers of a crashed run
+            if self.started_from() == code:
+                log("lab already up")
+                return self.describe()
+            # a lab started from other code (or dialplans) would test that code, not this checkout's
+            log("lab up: the code changed since the lab started; restarting it")
+        self.down(quiet=True)  # leftovers of a crashed run, or a lab of other code
         _reserve_ports()
         started: list[Proc] = []
         try:
             for plan in SITES:
                 started += self._start_site_backends(plan)
-            self._save(started)
+            self._save(started, code)
             for plan in SITES:
                 self._wait_asterisk(plan)
             for plan in SITES:

@@ -489,3 +489,4 @@ def test_the_short_form_names_the_onekey_code(raw: dict[str, Any]) -> None:
     del raw["targets"]
     raw["keys"]["onekey"] = "*#6"
     assert_names(config_error(raw), "keys.onekey")
+
