@@ -104,16 +104,14 @@ class Supervisor:
         if await self.tickets.store.redis.exists(RELOADED):
             return None
         count = 0
-        ids = await self.tickets.store.open_ids()
-        for i in range(0, len(ids), 200):
-            tickets = [await self.tickets.store.get(ticket_id) for ticket_id in ids[i:i + 200]]
-            for ticket in tickets:
-                if ticket is None:
-                    continue
-                count += 1
-                due = self.due_at(ticket)
-                if due is not None:
-                    await self.tickets.store.set_deadline(ticket.id, due)
+        for ticket_id in await self.tickets.store.open_ids():
+            ticket = await self.tickets.store.get(ticket_id)
+            if ticket is None:
+                continue
+            count += 1
+            due = self.due_at(ticket)
+            if due is not None:
+                await self.tickets.store.set_deadline(ticket.id, due)
         await self.tickets.store.redis.set(RELOADED, "1")
         return count
 

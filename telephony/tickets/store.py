@@ -103,8 +103,11 @@ def connect(url: str, max_connections: int = 100) -> aioredis.Redis:
     press (the default pool raises MaxConnectionsError at once, which `make bench-load` hit at 64 transfers/s).
     A command that meets a dead connection is sent once more on a new one: after a Redis restart every pooled
     connection is dead and failed its first command, which once left a failed transfer unrecorded. A write that
-    did run before its connection died may so run twice; every write here is idempotent, and creating a ticket
-    recognises its own earlier attempt (TicketService.create)."""
+    did run before its connection died may so run twice. That is harmless here: the ticket and its indexes are set
+    to the same values again; a queued message is queued twice and the peer answers the second as a replay; a
+    peer message's replay key makes the second run answer "replayed", which the sender counts as delivered; the
+    outbox trim checks the head first; and creating a ticket recognises its own earlier attempt
+    (TicketService.create)."""
     return aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=3, socket_timeout=5, socket_connect_timeout=2,
         retry=Retry(NoBackoff(), 1), retry_on_error=[redis.exceptions.ConnectionError]))
