@@ -124,7 +124,9 @@ def _sipp_errors(workdir: Path) -> dict[str, int]:
             found = SIPP_EVENT.match(line.lstrip("'"))
             if found is None:
                 continue  # the dumped message that follows an event line
-            text = re.sub(r"Call-I[dD] '[^']*'", "Call-Id", found.group(1))
+            text = found.group(1).split("\t", 1)[0]  # SIPp sometimes runs two events into one line
+            text = re.sub(r"Call-I[dD] '[^']*'", "Call-Id", text)
+            text = re.sub(r"(Dead call|for call:) \S+", r"\1 <id>", text)
             text = re.sub(r"(received ')(\S+).*", r"\1\2'", text)
             text = re.sub(r"[0-9]+", "N", text)[:160]
             key = f"{log.name.split('_')[0]}: {text}"

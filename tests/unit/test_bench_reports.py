@@ -75,8 +75,11 @@ def test_sipp_errors_are_counted_by_what_went_wrong(tmp_path: Path) -> None:
         "Via: SIP/2.0/UDP 127.0.0.1:15060;rport\nCSeq: 2217 INVITE\n\n"
         "'2026-11-29\t12:06:12.622027\t1795953972.622027: Dead call 240c (aborted at index 4), received 'ACK sip:x\n"
         "2026-11-29\t12:06:13.000001\t1795953973.000001: Aborting call on unexpected message for Call-Id "
-        "'99-zz': while expecting 'ACK' (index 4), received 'INVITE sip:1002@127.0.0.1:15082 SIP/2.0\n")
+        "'99-zz': while expecting 'ACK' (index 4), received 'INVITE sip:1002@127.0.0.1:15082 SIP/2.0\n"
+        "2026-11-29\t12:06:14.1\t1795953974.1: Aborting call on an unexpected BYE for call: 5ad-3c\t12:06:14.2\t"
+        "1795953974.2: Aborting call on an unexpected BYE for call: 6be-4d\n")
     assert load._sipp_errors(tmp_path) == {
         "agent: Aborting call on unexpected message for Call-Id: while expecting 'ACK' (index N), received 'INVITE'": 2,
-        "agent: Dead call Nc (aborted at index N), received 'ACK'": 1,
+        "agent: Dead call <id> (aborted at index N), received 'ACK'": 1,
+        "agent: Aborting call on an unexpected BYE for call: <id>": 1,
     }
