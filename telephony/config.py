@@ -525,8 +525,6 @@ def _threeway(r: _Reader, raw: dict[str, Any], targets: tuple[Target, ...], keys
         consult_complete=r.string(raw, "consult_complete", "threeway", FEATURE_KEY, default="*2"),
         emergency_categories=tuple(cats),
     )
-    if tw.key in {t.key for t in targets} or tw.consult_key in {t.key for t in targets} | {tw.key}:
-        raise r.fail("keys.threeway", "the three-way and consult keys must differ from each other and the targets'")
     if tw.accept_key == tw.leave_key:
         raise r.fail("threeway.leave_key", "must differ from accept_key")
     return tw

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from telephony.bench.capture import TransferCapture
-from telephony.bench.machine import facts
+from telephony.bench.report import machine as site_machine
+from telephony.bench.report import replace_section
 from telephony.harness.runner import MEDIA_BASE, run_scenario
 from telephony.harness.scenario import Role, Scenario
 from telephony.lab.lab import Lab
@@ -133,7 +134,7 @@ def summarise(samples: list[Sample], out_dir: Path, n: int) -> dict[str, Any]:
 def machine() -> dict[str, str]:
     asterisk = subprocess.run(["chroot", str(Lab().rootfs), "/usr/sbin/asterisk", "-V"], capture_output=True,
                               text=True, check=False).stdout.strip()
-    return {**facts(), "cores": str(os.cpu_count() or 0), "asterisk": asterisk}
+    return {**site_machine(), "cores": str(os.cpu_count() or 0), "asterisk": asterisk}
 
 
 def _plot(samples: list[Sample], path: Path) -> None:
@@ -174,6 +175,9 @@ def main() -> int:
     return 0
 
 
+HEADING = "# Benchmarks"  # this benchmark's section is the top of BENCHMARKS.md, up to the first `## `
+
+
 def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
 
@@ -188,7 +192,7 @@ def write_markdown(stats: dict[str, Any], path: Path, command: str) -> None:
     ratio = stats.get("ratio_p50")
     floor = stats.get("floor_ratio_p50")
     share = stats.get("ticket_before_ring_share")
-    text = f"""# Benchmarks
+    text = f"""{HEADING}
 
 Current summary of `{command}` (the full series is in `bench/results/`, one CSV, JSON and PNG per run).
 
@@ -216,9 +220,7 @@ Current summary of `{command}` (the full series is in `bench/results/`, one CSV,
 The machines are shared and noisy: compare ratios and medians, not single values. The other benchmarks' sections
 follow; each run of a benchmark replaces only its own.
 """
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    rest = old.find("\n## ")
-    path.write_text(text + (old[rest:] if rest >= 0 else ""), encoding="utf-8")
+    replace_section(path, HEADING, text)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from telephony.bench import load, soak
+from telephony.bench import latency, load, soak
 from telephony.bench.report import replace_section
 
 
@@ -83,3 +83,17 @@ def test_sipp_errors_are_counted_by_what_went_wrong(tmp_path: Path) -> None:
         "agent: Dead call <id> (aborted at index N), received 'ACK'": 1,
         "agent: Aborting call on an unexpected BYE for call: <id>": 1,
     }
+
+
+def test_the_latency_summary_replaces_only_the_top_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\nold summary\n\n## Sustained load (x)\nrows\n")
+    paths = {"p50": 9.6, "p95": 12.3, "p99": 12.7, "ok": 60, "failed": 0}
+    stats = {"date": "20261129T132535Z", "n_per_mode": 60, "onekey": paths, "baseline": {**paths, "p50": 3.8},
+             "machine": {"cpu": "AMD EPYC", "cores": "2", "kernel": "6", "python": "3.11", "asterisk": "22"},
+             "ratio_p50": 2.56, "p99_minus_baseline_ms": 7.7, "ticket_before_ring_share": 1.0}
+    latency.write_markdown(stats, path, "make bench BENCH_N=60")
+    text = path.read_text()
+    assert text.startswith("# Benchmarks\n\nCurrent summary of `make bench BENCH_N=60`") and "old summary" not in text
+    assert text.endswith("own.\n\n## Sustained load (x)\nrows\n")
+    assert "ratio of medians (one-key / baseline): 2.56" in text

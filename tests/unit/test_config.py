@@ -471,6 +471,8 @@ def test_a_bad_delivered_linger_names_the_key(raw: dict[str, Any], value: Any) -
 
 
 @pytest.mark.parametrize("section, key, value, named", [
+    ("keys", "threeway", "*8", "keys.threeway"),  # the same code as the 110 target
+    ("keys", "consult", "*9", "keys.consult"),  # the same code as the three-way key
     ("keys", "consult", "*81", "keys.consult"),  # begins with *8: *8 would always fire first
     ("keys", "consult", "*", "keys.consult"),  # begins every other code
     ("keys", "threeway", "*#", "keys.threeway"),  # begins features.conf's *#7 and *#6

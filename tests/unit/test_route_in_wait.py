@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from test_ticket_services import plain_ticket
 
 from telephony.calls.registry import CallRegistry
 from telephony.lab.lab import PLANS, Lab
-from telephony.tickets.models import Party, Ticket
+from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore
 from telephony.transfers.services import TransferService
@@ -30,16 +31,35 @@ def _sites(tmp_path: Path, redis: aioredis.Redis) -> tuple[TicketService, Transf
     return sender, TransferService(receiver_config, CallRegistry(), receiver, {})
 
 
+async def _pushed(sender: TicketService, redis: aioredis.Redis, n: int) -> Ticket:
+    """A ticket the sender created, as its push will carry it; the far side does not have it yet (one db)."""
+    ticket = await sender.create(target_site="110", target_platform="110", caller_number="13912345678",
+                                 agent_id="1001", linkedid=f"pbx12345-1.{n}", uniqueids=[f"pbx12345-1.{n}"],
+                                 draft={})
+    await redis.delete(f"linkage:ticket:{ticket.id}")
+    return ticket
+
+
+def _hold_writes(far: TransferService) -> asyncio.Event:
+    """The far side's durable writes wait until the returned event is set."""
+    gate = asyncio.Event()
+    real_put = far.tickets.store.put
+
+    async def slow_put(*args: Any, **kwargs: Any) -> bool:
+        await gate.wait()
+        return await real_put(*args, **kwargs)
+
+    far.tickets.store.put = slow_put  # type: ignore[method-assign]
+    return gate
+
+
 async def test_a_push_landing_while_the_call_waits_is_used(tmp_path: Path, redis: aioredis.Redis) -> None:
     sender, far = _sites(tmp_path, redis)
-    ticket = await sender.create(target_site="110", target_platform="110", caller_number="13912345678",
-                                 agent_id="1001", linkedid="pbx12345-1.1", uniqueids=["pbx12345-1.1"], draft={})
-    copy = type(ticket)(**{**ticket.__dict__})
-    await redis.delete(f"linkage:ticket:{ticket.id}")  # the far side has not got it yet
+    ticket = await _pushed(sender, redis, 1)  # the far side has not got it yet
 
     async def push_later() -> None:
         await asyncio.sleep(0.01)
-        await far.tickets.receive(copy, via="push")
+        await far.tickets.receive(ticket, via="push")
 
     start = time.monotonic()
     pushed = asyncio.create_task(push_later())
@@ -64,21 +84,11 @@ async def test_the_waiting_call_goes_on_before_the_durable_write_and_changes_wai
     """route_in only reads where the ticket goes: it is woken once the push is verified and parsed, while the
     store write is still in flight. Anything that changes the ticket (the phone's offer) waits for that write."""
     sender, far = _sites(tmp_path, redis)
-    ticket = await sender.create(target_site="110", target_platform="110", caller_number="13912345678",
-                                 agent_id="1001", linkedid="pbx12345-1.2", uniqueids=["pbx12345-1.2"], draft={})
-    copy = type(ticket)(**{**ticket.__dict__})
-    await redis.delete(f"linkage:ticket:{ticket.id}")
-    gate = asyncio.Event()
-    real_put = far.tickets.store.put
-
-    async def slow_put(*args: Any, **kwargs: Any) -> bool:
-        await gate.wait()  # the durable write, held back
-        return await real_put(*args, **kwargs)
-
-    far.tickets.store.put = slow_put  # type: ignore[method-assign]
+    ticket = await _pushed(sender, redis, 2)
+    gate = _hold_writes(far)  # the durable write, held back
     waiting = asyncio.create_task(far._local_or_pushed(ticket.id))
     await asyncio.sleep(0.01)
-    pushed = asyncio.create_task(far.tickets.receive(copy, via="push"))
+    pushed = asyncio.create_task(far.tickets.receive(ticket, via="push"))
     got = await asyncio.wait_for(waiting, 2.0)
     assert got is not None and got.id == ticket.id and not pushed.done()
     assert await redis.get(f"linkage:ticket:{ticket.id}") is None  # not written yet
@@ -96,19 +106,9 @@ async def test_a_call_that_starts_waiting_during_the_write_is_woken_by_it(
     """The push landed before the call asked (nobody was waiting yet) and its write is still in flight when the
     call looks: the end of the write wakes it, not the push_wait timeout."""
     sender, far = _sites(tmp_path, redis)
-    ticket = await sender.create(target_site="110", target_platform="110", caller_number="13912345678",
-                                 agent_id="1001", linkedid="pbx12345-1.3", uniqueids=["pbx12345-1.3"], draft={})
-    copy = type(ticket)(**{**ticket.__dict__})
-    await redis.delete(f"linkage:ticket:{ticket.id}")
-    gate = asyncio.Event()
-    real_put = far.tickets.store.put
-
-    async def slow_put(*args: Any, **kwargs: Any) -> bool:
-        await gate.wait()
-        return await real_put(*args, **kwargs)
-
-    far.tickets.store.put = slow_put  # type: ignore[method-assign]
-    pushed = asyncio.create_task(far.tickets.receive(copy, via="push"))
+    ticket = await _pushed(sender, redis, 3)
+    gate = _hold_writes(far)  # the durable write, held back
+    pushed = asyncio.create_task(far.tickets.receive(ticket, via="push"))
     await asyncio.sleep(0.01)  # landed, nobody waiting; the write is held
     far.recent.clear()  # as if a burst of other pushes had pushed it out of the recent ones
     start = time.monotonic()
@@ -124,11 +124,8 @@ async def test_a_call_that_starts_waiting_during_the_write_is_woken_by_it(
 async def test_a_call_after_its_push_takes_the_landed_ticket_without_reading_redis(
         tmp_path: Path, redis: aioredis.Redis) -> None:
     sender, far = _sites(tmp_path, redis)
-    ticket = await sender.create(target_site="110", target_platform="110", caller_number="13912345678",
-                                 agent_id="1001", linkedid="pbx12345-1.4", uniqueids=["pbx12345-1.4"], draft={})
-    copy = type(ticket)(**{**ticket.__dict__})
-    await redis.delete(f"linkage:ticket:{ticket.id}")
-    await far.tickets.receive(copy, via="push")
+    ticket = await _pushed(sender, redis, 4)
+    await far.tickets.receive(ticket, via="push")
     reads: list[str] = []
     real_get = far.tickets.store.get
 
@@ -143,17 +140,10 @@ async def test_a_call_after_its_push_takes_the_landed_ticket_without_reading_red
     assert await far._local_or_pushed(ticket.id) is not None and reads == [ticket.id]
 
 
-def _ticket_like() -> Ticket:
-    return Ticket(id="37080020260101120000000000", direction="12345->110", source=Party("12345", "12345"),
-                  target=Party("110", "110"), caller_number="", agent_id="1001", linkedid="1.1", uniqueids=[],
-                  created_at="2026-01-01T12:00:00.000Z")
-
-
 def test_the_landed_tickets_kept_for_calls_are_bounded(tmp_path: Path, redis: aioredis.Redis) -> None:
     from telephony.transfers.services import RECENT_LANDED
     _, far = _sites(tmp_path, redis)
     for n in range(RECENT_LANDED + 50):
-        ticket = dataclasses.replace(_ticket_like(), id=f"370800202601011200{n:08d}")
-        far._on_landing(ticket)
+        far._on_landing(plain_ticket(f"370800202601011200{n:08d}"))
     assert len(far.recent) == RECENT_LANDED
     assert next(iter(far.recent)) == f"370800202601011200{50:08d}"  # the oldest went first
