@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def _serve(args: argparse.Namespace) -> int:
     from telephony import logs
     from telephony.config import load_site_config
-    from telephony.controller import Controller
+    from telephony.controller import serve
     from telephony.lab.lab import Lab
 
     logs.configure(args.log_level)
@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.site and args.site != config.name:
         print(f"linkage: {path} is the config of site {config.name}, not {args.site}", file=sys.stderr)
         return 2
-    asyncio.run(Controller(config).run())
+    asyncio.run(serve(config))
     return 0
 
 

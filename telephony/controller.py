@@ -1,5 +1,14 @@
-"""The composition root: build the Redis client, AMI session, HTTP session and services once, wire them,
-run the servers and owned tasks, and shut all of it down in order on SIGTERM/SIGINT.
+"""The composition root: everything one site runs, built once in dependency order, started, and stopped in
+reverse order on SIGTERM/SIGINT. Every hook between contexts is subscribed here and nowhere else, so this file
+is the map of who hears what:
+
+    AMI events ──▶ CallRegistry ──▶ transfers (dial outcomes), threeway (conference and consult)
+    FastAGI    ──▶ transfers (onekey, route_in, transfer_failed, overflow), threeway (threeway, conf_key, …)
+    HTTP /v1   ──▶ delivery inbox (peers), calls/transfers/threeway/tickets (console), ops
+    ticket changed ──▶ console stream, metrics, supervision alarm      (TicketHooks.changed)
+    peer ticket landed ──▶ transfers' arrivals (a waiting call rings)   (TicketHooks.landed)
+    message queued ──▶ that peer's outbox worker                        (TicketHooks.queued)
+    ticket written ──▶ its next deadline, in the same atomic write     (TicketHooks.deadline_of)
 """
 
 from __future__ import annotations
@@ -22,37 +31,67 @@ from telephony.delivery.client import PeerClient
 from telephony.delivery.outbox import OutboxWorker
 from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
-from telephony.supervision.deadlines import Supervisor
+from telephony.supervision.deadlines import Alarm, DeadlineRule, Supervisor
 from telephony.threeway.services import ThreewayService
+from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import Head, TicketStore, connect
-from telephony.transfers.services import TransferService
+from telephony.transfers.agi import TransferAgi
+from telephony.transfers.ami import TransferAmi
+from telephony.transfers.arrivals import Arrivals
+from telephony.transfers.receiving import ReceivingService
+from telephony.transfers.sending import SendingService
 
 log = structlog.get_logger("controller")
+SHUTDOWN_TIMEOUT = 10.0
 
 
 class Controller:
+    """Built inside the running event loop (its HTTP client session needs one): see `serve`."""
+
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
         self.metrics = Metrics()
+        # shared clients
         self.redis = connect(config.redis_url)
-        self.store = TicketStore(self.redis, Sealer(config.storage_keys))
+        self.session = aiohttp.ClientSession()
         self.calls = CallRegistry()
-        self.workers: dict[str, OutboxWorker] = {}
-        self.tickets = TicketService(config, self.store, self._notify)
         self.ami = AmiSession(config.ami, self.calls, self.metrics)
         self.agi = FastAgiServer(config.agi.host, config.agi.port, self.metrics)
-        self.session: aiohttp.ClientSession | None = None
-        self.peers: dict[str, PeerClient] = {}
-        self.transfers = TransferService(config, self.calls, self.tickets, self.peers, self.ami.send)
-        self.threeway = ThreewayService(config, self.calls, self.tickets, self.transfers, self.ami.send)
+        # delivery: one client and one outbox worker per peer
+        sealer = Sealer(config.storage_keys)
+        self.peers = {p.name: PeerClient(self.session, p, config.name) for p in config.peers}
+        self.workers = {name: OutboxWorker(self.redis, client, push_delay=config.push_delay, sealer=sealer,
+                                           metrics=self.metrics, linger=config.delivered_linger)
+                        for name, client in self.peers.items()}
+        # what hears a ticket change
         self.hub = StreamHub(config.name)
-        self.tickets.listeners.append(self.hub.publish)
-        self.tickets.listeners.append(self._count)
-        self.supervisor = Supervisor(config, self.tickets, self.metrics)
-        self.api = Api(config, self.tickets, self.transfers, self.calls, self.health, self.metrics, self.hub,
+        self.alarm = Alarm(DeadlineRule(config))
+        self.arrivals = Arrivals(config.push_wait)
+        hooks = TicketHooks(changed=(self.hub.publish, self._count, self.alarm.on_change),
+                            landed=(self.arrivals.land,), queued=self._wake, deadline_of=self.alarm.rule)
+        # the contexts
+        self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
+        self.tickets = TicketService(config, self.store, hooks)
+        self.supervisor = Supervisor(config, self.tickets, self.alarm, self.metrics)
+        self.sending = SendingService(config, self.calls, self.tickets, self.ami.send)
+        self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
+        self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
+        # adapters
+        self.ami_handlers = (self.threeway.on_ami_event, TransferAmi(self.receiving).on_event)
+        for name, handler in {**TransferAgi(self.sending, self.receiving).routes(), **self._threeway_routes(),
+                              **self._bench_routes()}.items():
+            self.agi.route(name, handler)
+        self.api = Api(config, self.tickets, self.sending, self.calls, self.health, self.metrics, self.hub,
                        self.threeway)
+
+    def _threeway_routes(self) -> dict[str, Any]:
+        return {"threeway": self.threeway.agi_threeway, "conf_key": self.threeway.agi_conf_key,
+                "consult": self.threeway.agi_consult, "consult_out": self.threeway.agi_consult_out}
+
+    def _bench_routes(self) -> dict[str, Any]:
+        return {"bench_floor": bench_floor} if self.config.bench_key and self.config.bench_floor_key else {}
 
     def _count(self, ticket: Ticket, event: Event) -> None:
         origin = "local" if event.actor.get("site") == self.config.name else "remote"
@@ -60,14 +99,15 @@ class Controller:
         if event.type == "created" and origin == "local":
             self.metrics.inc("linkage_tickets_created_total", target=ticket.target.site)
 
-    def _notify(self, peer: str, head: Head | None = None) -> None:
+    def _wake(self, peer: str, head: Head | None = None) -> None:
         worker = self.workers.get(peer)
         if worker is not None:
             worker.notify(head)
 
     async def health(self) -> dict[str, Any]:
         try:
-            redis_ok = await asyncio.wait_for(self.store.ping(), 1.0)
+            async with asyncio.timeout(1.0):
+                redis_ok = await self.store.ping()
         except Exception:
             redis_ok = False
         ami_ok = self.ami.logged_in.is_set()
@@ -75,30 +115,11 @@ class Controller:
                 "redis": redis_ok, "ami": ami_ok, "calls": len(self.calls.calls)}
 
     async def run(self) -> None:
+        """Listeners first (HTTP, FastAGI), then AMI; the owned tasks run until SIGTERM/SIGINT."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        self.session = aiohttp.ClientSession()
-        for peer in self.config.peers:
-            client = PeerClient(self.session, peer, self.config.name)
-            self.peers[peer.name] = client
-            self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay,
-                                                   sealer=self.store.sealer, metrics=self.metrics,
-                                                   linger=self.config.delivered_linger)
-        self.agi.route("onekey", self.transfers.agi_onekey)
-        self.agi.route("route_in", self.transfers.agi_route_in)
-        self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)
-        self.agi.route("overflow", self.transfers.agi_overflow)
-        self.agi.route("threeway", self.threeway.agi_threeway)
-        self.agi.route("conf_key", self.threeway.agi_conf_key)
-        self.agi.route("consult", self.threeway.agi_consult)
-        self.agi.route("consult_out", self.threeway.agi_consult_out)
-        if self.config.bench_key and self.config.bench_floor_key:
-            self.agi.route("bench_floor", bench_floor)
-        self.ami.handlers.append(self.threeway.on_ami_event)
-        self.ami.handlers.append(self.transfers.on_ami_event)
-
         runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
         await runner.setup()
         await http_site(runner, self.config).start()
@@ -109,7 +130,8 @@ class Controller:
                  agi=self.config.agi.port, tls="mutual" if tls is not None and tls.ca else "on" if tls else "off")
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self.ami.run()), group.create_task(self.supervisor.run()),
+                tasks = [group.create_task(self.ami.run(self.ami_handlers)),
+                         group.create_task(self.supervisor.run()),
                          group.create_task(self.ami.resync()), group.create_task(self.ami.watchdog())]
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
                 await stop.wait()
@@ -117,17 +139,23 @@ class Controller:
                 for task in tasks:
                     task.cancel()
         finally:
-            await asyncio.wait_for(self._shutdown(runner), 10)
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                await self.close(runner)
 
-    async def _shutdown(self, runner: web.AppRunner) -> None:
+    async def close(self, runner: web.AppRunner | None = None) -> None:
+        """In reverse order of use: no new calls or requests, then the PBX link, then the clients."""
         self.threeway.close()
         await self.agi.stop()
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         self.ami.close()
-        if self.session is not None:
-            await self.session.close()
+        await self.session.close()
         await self.redis.aclose()
         log.info("controller.stopped")
+
+
+async def serve(config: SiteConfig) -> None:
+    await Controller(config).run()
 
 
 def http_site(runner: web.AppRunner, config: SiteConfig) -> web.TCPSite:

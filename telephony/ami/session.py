@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -73,7 +73,6 @@ class AmiSession:
     def __init__(self, config: AmiConfig, calls: CallRegistry, metrics: Metrics | None = None) -> None:
         self.config = config
         self.calls = calls
-        self.handlers: list[EventHandler] = []
         self.queue: asyncio.Queue[dict[str, str]] = asyncio.Queue(maxsize=100000)
         self.logged_in = asyncio.Event()
         self.metrics = metrics or Metrics()
@@ -135,13 +134,13 @@ class AmiSession:
     async def start(self) -> None:
         self._connect()
 
-    async def run(self) -> None:
+    async def run(self, handlers: Sequence[EventHandler]) -> None:
         """Owned by the controller's task group: deliver queued events to handlers, one at a time."""
         while True:
             event = await self.queue.get()
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(call_id=event.get("Linkedid", ""))
-            for handler in self.handlers:
+            for handler in handlers:
                 try:
                     await handler(event)
                 except Exception:

@@ -53,7 +53,7 @@ from telephony.tickets.models import (
 )
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import REMEMBER, STORE_ERRORS, Remember
-from telephony.transfers.services import TransferService
+from telephony.transfers.sending import SendingService
 
 log = structlog.get_logger("http")
 MAX_BODY = 64 * 1024
@@ -67,7 +67,7 @@ LOCAL_TRANSITIONS = EVENT_TYPES - {"created", "delivered", "offered", "abandoned
 
 
 class Api:
-    def __init__(self, config: SiteConfig, tickets: TicketService, transfers: TransferService,
+    def __init__(self, config: SiteConfig, tickets: TicketService, transfers: SendingService,
                  calls: CallRegistry, health: Callable[[], Awaitable[dict[str, Any]]], metrics: Metrics,
                  hub: StreamHub, conference: ThreewayService) -> None:
         self.config = config
@@ -273,7 +273,7 @@ class Api:
         else:
             raise InvalidInput('body is {"index": N} (N >= 0, as listed) or {"all": true}')
         log.info("delivery.dead_replayed", peer=peer, count=moved, by="console")
-        self.tickets.notify(peer, None)  # the peer's worker sends at once instead of at its next poll
+        self.tickets.hooks.queued(peer, None)  # the peer's worker sends at once instead of at its next poll
         return web.json_response({"peer": peer, "replayed": moved})
 
     # ---- peer side ----------------------------------------------------------------------------------
@@ -383,7 +383,7 @@ class Api:
         target = body.get("target") or (self.config.targets[0].name if self.config.targets else "")
         if not isinstance(target, str):
             raise InvalidInput("field 'target' must be a string", field="target")
-        ticket = await self.transfers.http_transfer(linkedid, target, self._agent(request, body))
+        ticket = await self.transfers.button(linkedid, target, self._agent(request, body))
         return web.json_response({"ticket_id": ticket.id, "status": ticket.status}, status=202)
 
     async def threeway(self, request: web.Request) -> web.Response:

@@ -133,13 +133,10 @@ async def bare(pieces: list[bytes]) -> Run:
 
 
 def controller(rootfs: str, redis_url: str, site: str = "12345") -> Controller:
-    """The real composition for a lab site's config, its Redis pointed at redis_url; AMI handlers wired as in
-    Controller.run (keep in step with it)."""
+    """The real composition for a lab site's config, its Redis pointed at redis_url (call it inside the event
+    loop: the controller's HTTP client session needs one)."""
     config = replace(Lab(rootfs=rootfs).site_config(PLANS[site]), redis_url=redis_url)
-    ctl = Controller(config)
-    ctl.ami.handlers.append(ctl.threeway.on_ami_event)
-    ctl.ami.handlers.append(ctl.transfers.on_ami_event)
-    return ctl
+    return Controller(config)
 
 
 async def controlled(pieces: list[bytes], ctl: Controller, queued: int) -> Run:
@@ -151,9 +148,8 @@ async def controlled(pieces: list[bytes], ctl: Controller, queued: int) -> Run:
         nonlocal handled
         handled += 1
 
-    session.handlers.append(last)
     protocol = _attach(session.manager)
-    runner = asyncio.create_task(session.run())
+    runner = asyncio.create_task(session.run((*ctl.ami_handlers, last)))
     await asyncio.sleep(0)
     w0, c0 = time.perf_counter(), time.process_time()
     for piece in pieces:
@@ -169,7 +165,6 @@ async def controlled(pieces: list[bytes], ctl: Controller, queued: int) -> Run:
     except asyncio.CancelledError:
         pass
     seen = int(ctl.metrics.counters["linkage_ami_events_total"][()])  # the session counts every event
-    session.handlers.remove(last)
     return Run(seen, handled, wall, cpu)
 
 
@@ -222,6 +217,7 @@ async def measure(data: bytes, repeat: int, redis_url: str, rootfs: str, site: s
         runs["bare"].append(await bare(pieces))
         ctl = controller(rootfs, redis_url, site)
         runs["controller"].append(await controlled(pieces, ctl, queued))
+        await ctl.session.close()
         await ctl.redis.aclose()
     redis_used = redis_commands(counter) - before - 1  # minus the INFO that read `before`
     counter.close()
@@ -259,6 +255,7 @@ async def profile(site: str, top: int) -> None:
         prof.enable()
         await controlled(pieces, ctl, queued)
         prof.disable()
+        await ctl.session.close()
         await ctl.redis.aclose()
     pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(top)
 

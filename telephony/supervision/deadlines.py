@@ -2,9 +2,8 @@
 
 A deadline is derived from the ticket's status and the time of the event that started it. Every write of a
 ticket also writes its next deadline into a Redis zset, in the same atomic step, so the deadlines survive a
-restart and take no controller memory however many tickets are open (a soak of open tickets used to grow the
-controller by one heap entry each). Only the receiving site supervises the receiver's deadlines; its
-`overdue` event travels to the sender like every other event.
+restart and take no controller memory however many tickets are open. Only the receiving site supervises the
+receiver's deadlines; its `overdue` event travels to the sender like every other event.
 """
 
 from __future__ import annotations
@@ -68,22 +67,14 @@ def already_alerted(ticket: Ticket, state: str) -> bool:
     return any(e.type == "overdue" and e.payload.get("state") == state for e in ticket.history)
 
 
-class Supervisor:
-    """Raises overdue alerts. The deadlines live in Redis (a zset of ticket id -> next deadline, written in the
-    same atomic step as the ticket, see TicketStore.deadline_of), so the controller's memory does not grow with
-    the open tickets and a restart loses none. This task only sleeps until the earliest one and checks it."""
+class DeadlineRule:
+    """When a ticket's next deadline falls (an epoch time), if this site supervises it and has not alerted it
+    yet; None otherwise. The store writes it with every ticket change (TicketHooks.deadline_of)."""
 
-    def __init__(self, config: SiteConfig, tickets: TicketService, metrics: Metrics) -> None:
+    def __init__(self, config: SiteConfig) -> None:
         self.config = config
-        self.tickets = tickets
-        self.metrics = metrics
-        self.wake = asyncio.Event()
-        self.next_at = float("inf")  # the earliest deadline this task knows of
-        tickets.store.deadline_of = self.due_at
-        tickets.listeners.append(self.on_change)
 
-    def due_at(self, ticket: Ticket) -> float | None:
-        """When the ticket's next deadline falls, if this site supervises it and has not alerted it yet."""
+    def __call__(self, ticket: Ticket) -> float | None:
         if ticket.target.site != self.config.name:
             return None
         due = deadline(ticket, self.config.deadlines)
@@ -91,11 +82,34 @@ class Supervisor:
             return None
         return due[1].timestamp()
 
+
+class Alarm:
+    """Wakes the supervisor when a ticket change (TicketHooks.changed) brings a deadline earlier than the one it
+    sleeps towards; the deadline itself is already stored with the ticket."""
+
+    def __init__(self, rule: DeadlineRule) -> None:
+        self.rule = rule
+        self.wake = asyncio.Event()
+        self.next_at = float("inf")  # the earliest deadline the supervisor knows of
+
     def on_change(self, ticket: Ticket, _: Event) -> None:
-        due = self.due_at(ticket)  # already stored with the ticket: only wake up if it is the earliest now
+        due = self.rule(ticket)
         if due is not None and due < self.next_at:
             self.next_at = due
             self.wake.set()
+
+
+class Supervisor:
+    """Raises overdue alerts. The deadlines live in Redis (a zset of ticket id -> next deadline, written in the
+    same atomic step as the ticket), so the controller's memory does not grow with the open tickets and a
+    restart loses none. This task only sleeps until the earliest one and checks it."""
+
+    def __init__(self, config: SiteConfig, tickets: TicketService, alarm: Alarm, metrics: Metrics) -> None:
+        self.config = config
+        self.tickets = tickets
+        self.alarm = alarm
+        self.due_at = alarm.rule
+        self.metrics = metrics
 
     async def reload(self) -> int | None:
         """Once per Redis: schedule every open ticket, for the tickets written before their deadlines were kept
@@ -127,17 +141,17 @@ class Supervisor:
                 delay = min(delay * 2, 5.0)
         while True:
             raise_if_cancelled()
-            self.wake.clear()
+            self.alarm.wake.clear()
             timeout = 1.0
             try:
                 await self.tick()
                 nxt = await self.tickets.store.next_deadline()
-                self.next_at = float("inf") if nxt is None else nxt
-                timeout = self.next_at - datetime.now(UTC).timestamp()
+                self.alarm.next_at = float("inf") if nxt is None else nxt
+                timeout = self.alarm.next_at - datetime.now(UTC).timestamp()
             except STORE_ERRORS as exc:  # store away for a moment: the deadlines wait in it
                 log.warning("supervision.store_unavailable", error=exc.__class__.__name__, retry_in=1.0)
-                self.next_at = float("inf")
-            await wait_event(self.wake, min(max(timeout, 0.01), 1.0))
+                self.alarm.next_at = float("inf")
+            await wait_event(self.alarm.wake, min(max(timeout, 0.01), 1.0))
 
     async def tick(self) -> int:
         """Check every deadline that has passed; returns how many were checked."""

@@ -26,7 +26,7 @@ from telephony.config import SiteConfig
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
 from telephony.tickets.models import TICKET_ID, Ticket
 from telephony.tickets.services import TicketService
-from telephony.transfers.services import AmiSend, TransferService
+from telephony.transfers.sending import AmiSend, SendingService
 
 log = structlog.get_logger("threeway")
 HOOK_SETTLE = 0.2
@@ -49,11 +49,11 @@ class Room:
 
 class ThreewayService:
     def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService,
-                 transfers: TransferService, ami_send: AmiSend) -> None:
+                 sending: SendingService, ami_send: AmiSend) -> None:
         self.config = config
         self.calls = calls
         self.tickets = tickets
-        self.transfers = transfers
+        self.sending = sending
         self.ami_send = ami_send
         self.rooms: dict[str, Room] = {}
         self.consults: dict[str, str] = {}  # ticket id -> the consultation's Local channel (once it dials)
@@ -101,7 +101,7 @@ class ThreewayService:
             raise InvalidInput("the three-way target must be a platform with a controller")
         if call.bridged_at is None:
             raise Conflict("the call is not answered yet", linkedid=linkedid)
-        ticket, exten = await self.transfers.start_transfer(call, agent_uniqueid, target, mode="threeway")
+        ticket, exten = await self.sending.start(call, agent_uniqueid, target, mode="threeway")
         room = Room(ticket.id, caller_leg.channel, agent_leg.channel, ticket.agent_id, exten)
         self.rooms[ticket.id] = room
         self._spawn(self._assemble(room))
@@ -145,7 +145,7 @@ class ThreewayService:
             log.warning("consult.refused", reason="unknown call, agent or target")
             return
         try:
-            ticket, exten = await self.transfers.start_transfer(call, request.uniqueid, target, mode="attended")
+            ticket, exten = await self.sending.start(call, request.uniqueid, target, mode="attended")
         except LinkageError as exc:
             log.warning("consult.refused", reason=exc.message)
             return

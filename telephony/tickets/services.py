@@ -2,7 +2,8 @@
 peer's events in order.
 
 Every change goes through `_commit`, which persists the ticket together with the messages for the neighbouring
-sites on the ticket's path in one atomic Redis step, then wakes those sites' delivery workers.
+sites on the ticket's path in one atomic Redis step, then tells the hooks (TicketHooks: the peers' delivery
+workers, the console stream, metrics, supervision).
 Events carry `seq`, a counter per ticket and authoring site; every copy applies each author's events in seq
 order (an early arrival waits in `pending`, a duplicate is acknowledged and changes nothing).
 """
@@ -12,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from telephony.config import SiteConfig
 from telephony.errors import Conflict, Forbidden, NotFound
+from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import (
     DRAFT_FIELDS,
     Event,
@@ -33,23 +34,16 @@ from telephony.tickets.store import Head, TicketStore
 
 log = structlog.get_logger("tickets")
 MAX_PENDING = 50  # the schema's bound on `pending`; a peer beyond it is told to resend in order
-Listener = Callable[[Ticket, Event], None]
 
 
 class TicketService:
-    def __init__(self, config: SiteConfig, store: TicketStore, notify: Callable[[str, Head | None], None]) -> None:
+    def __init__(self, config: SiteConfig, store: TicketStore, hooks: TicketHooks) -> None:
         self.config = config
         self.store = store
-        self.notify = notify  # wakes the delivery worker of a peer
+        self.hooks = hooks
         # One lock per ticket while anyone uses it: a lock nobody holds or waits for is dropped with its last
-        # reference, so memory does not grow with the tickets seen (a soak of 9000 transfers grew it ~0.3 KB each).
+        # reference, so memory does not grow with the tickets seen.
         self.locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self.listeners: list[Listener] = []
-        # Called with a peer's ticket once it is verified and parsed, before its durable write (and again after
-        # it): a call waiting to ring here may go on at once. The write follows under the ticket's lock, so every
-        # later change of the ticket waits for it; the sender keeps the ticket queued until that write is
-        # acknowledged.
-        self.landing: list[Callable[[Ticket], None]] = []
 
     def _lock(self, ticket_id: str) -> asyncio.Lock:
         lock = self.locks.get(ticket_id)
@@ -102,9 +96,9 @@ class TicketService:
             heads: dict[str, Head] = {}
             if await self.store.create(ticket, outgoing, body, heads) or await self._ours(ticket.id, event):
                 for site, _ in outgoing:  # first: the push is what the far side waits for before it rings
-                    self.notify(site, heads.get(site))
+                    self.hooks.queued(site, heads.get(site))
                 log.info("ticket.created", ticket_id=ticket.id, call_id=linkedid, target=target_site)
-                self._emit(ticket, event)
+                self.hooks.emit(ticket, event)
                 return ticket
         raise Conflict("could not allocate a unique ticket id")
 
@@ -131,20 +125,20 @@ class TicketService:
             if ticket.target.site == self.config.name:
                 event = self._local_event(ticket, "delivered", "", {"via": via})
                 apply_event(ticket, event)
-                self._land(ticket)
+                self.hooks.land(ticket)
                 stored = await self._commit(ticket, event, create=True)
                 if stored:
-                    self._land(ticket)  # again: a call that began waiting during the write is woken too
+                    self.hooks.land(ticket)  # again: a call that began waiting during the write is woken too
             else:  # a relay: keep a copy and pass the ticket on towards its target
                 event = ticket.history[-1]
                 nxt = self.neighbours(ticket, exclude=self.came_from(ticket, ticket.source.site))
                 outgoing = [(s, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}) for s in nxt]
-                self._land(ticket)
+                self.hooks.land(ticket)
                 stored = await self.store.put(ticket, outgoing, create=True)
                 if stored:
-                    self._land(ticket)
+                    self.hooks.land(ticket)
                     for s in nxt:
-                        self.notify(s, None)
+                        self.hooks.queued(s, None)
                     log.info("ticket.relayed", ticket_id=ticket.id, to=nxt)
             if not stored:
                 again = await self.store.get(ticket.id)
@@ -182,8 +176,8 @@ class TicketService:
             outgoing.append((site, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}))
             await self.store.put(ticket, outgoing)
             for s, _ in outgoing:
-                self.notify(s, None)
-            self._emit(ticket, event)
+                self.hooks.queued(s, None)
+            self.hooks.emit(ticket, event)
             return ticket
 
     async def apply_remote(self, event: Event, sender: str | None = None) -> tuple[Ticket, str]:
@@ -220,9 +214,9 @@ class TicketService:
                 outgoing += [(s, {"kind": "event", "body": e.to_dict()}) for s in relay_to]
             await self.store.put(ticket, outgoing)
             for s in relay_to:
-                self.notify(s, None)
+                self.hooks.queued(s, None)
             for e in applied_events:
-                self._emit(ticket, e)
+                self.hooks.emit(ticket, e)
             return ticket, "applied"
 
     @staticmethod
@@ -252,14 +246,6 @@ class TicketService:
         if not await self.store.put(ticket, outgoing, create=create, heads=heads):
             return False
         for s in nxt:
-            self.notify(s, heads.get(s))
-        self._emit(ticket, event)
+            self.hooks.queued(s, heads.get(s))
+        self.hooks.emit(ticket, event)
         return True
-
-    def _land(self, ticket: Ticket) -> None:
-        for hook in self.landing:
-            hook(ticket)
-
-    def _emit(self, ticket: Ticket, event: Event) -> None:
-        for listener in self.listeners:
-            listener(ticket, event)

@@ -126,15 +126,17 @@ def _json(data: Any) -> str:
 
 
 class TicketStore:
-    def __init__(self, redis: aioredis.Redis, sealer: Sealer | None = None) -> None:
+    def __init__(self, redis: aioredis.Redis, sealer: Sealer | None = None,
+                 deadline_of: Callable[[Ticket], float | None] | None = None) -> None:
+        """`deadline_of` is the supervision rule for a ticket's next deadline (a time, or None when nothing is
+        due here; see TicketHooks). Every write keeps the deadlines zset in step with the ticket in the same
+        atomic step, so the deadlines live in Redis, not in the controller's memory, and survive its restarts.
+        Without it, writes leave the deadlines alone."""
         self.redis = redis
         self.sealer = sealer or Sealer(())
+        self.deadline_of = deadline_of
         self._put = redis.register_script(PUT_SCRIPT)
         self._drop = redis.register_script(DROP_SCRIPT)
-        # The supervisor's rule for a ticket's next deadline (a time, or None when nothing is due here). Every
-        # write keeps the deadlines zset in step with the ticket, in the same atomic step: the deadlines live in
-        # Redis, not in the controller's memory, and survive its restarts.
-        self.deadline_of: Callable[[Ticket], float | None] | None = None
 
     async def get(self, ticket_id: str) -> Ticket | None:
         raw = await self.redis.get(ticket_key(ticket_id))

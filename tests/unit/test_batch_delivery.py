@@ -30,6 +30,7 @@ from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import Metrics
 from telephony.security import signing
 from telephony.security.sealing import Sealer
+from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Event, Party, Ticket, new_event_id, now_iso, parse_ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore, outbox_key
@@ -113,7 +114,7 @@ async def receiver(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def link(tmp_path: Path, redis: aioredis.Redis, receiver: aioredis.Redis) -> AsyncIterator[Link]:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["110"])
-    tickets = TicketService(config, TicketStore(receiver, Sealer(config.storage_keys)), lambda peer, head=None: None)
+    tickets = TicketService(config, TicketStore(receiver, Sealer(config.storage_keys)), TicketHooks())
 
     async def health() -> dict[str, Any]:
         return {"ok": True}

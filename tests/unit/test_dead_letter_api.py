@@ -23,6 +23,7 @@ from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import Metrics
 from telephony.security import signing
 from telephony.security.sealing import Sealer
+from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Party, Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore, outbox_key
@@ -59,7 +60,7 @@ async def site(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[Site]:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
     port = free_port()
     s = Site(config, redis, f"http://127.0.0.1:{port}")
-    tickets = TicketService(config, s.store, lambda site, head=None: s.notified.append(site))
+    tickets = TicketService(config, s.store, TicketHooks(queued=lambda site, head=None: s.notified.append(site)))
 
     async def health() -> dict[str, Any]:
         return {"ok": True}

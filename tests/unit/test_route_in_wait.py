@@ -12,23 +12,34 @@ from typing import Any
 import redis.asyncio as aioredis
 from test_ticket_services import plain_ticket
 
-from telephony.calls.registry import CallRegistry
 from telephony.lab.lab import PLANS, Lab
+from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore
-from telephony.transfers.services import TransferService
+from telephony.transfers.arrivals import RECENT_LANDED, Arrivals
 
 REDIS_DB = 8  # the unit conftest's `redis` fixture gives this database, emptied
 
 
-def _sites(tmp_path: Path, redis: aioredis.Redis) -> tuple[TicketService, TransferService]:
+@dataclasses.dataclass
+class Far:
+    """The receiving site's ticket service with the arrivals it lands its pushes in, wired as the controller does."""
+    tickets: TicketService
+    arrivals: Arrivals
+
+    async def look(self, ticket_id: str) -> Ticket | None:
+        return await self.arrivals.ticket(ticket_id, self.tickets.store.get)
+
+
+def _sites(tmp_path: Path, redis: aioredis.Redis) -> tuple[TicketService, Far]:
     lab = Lab(rootfs=str(tmp_path))
-    sender = TicketService(lab.site_config(PLANS["12345"]), TicketStore(redis), lambda site, head=None: None)
+    sender = TicketService(lab.site_config(PLANS["12345"]), TicketStore(redis), TicketHooks())
     # a long wait: only the ticket service's wake-up can end it early, so a broken wake-up fails the test
-    receiver_config = dataclasses.replace(lab.site_config(PLANS["110"]), push_wait=5.0)
-    receiver = TicketService(receiver_config, TicketStore(redis), lambda site, head=None: None)  # one db: ids differ
-    return sender, TransferService(receiver_config, CallRegistry(), receiver, {})
+    arrivals = Arrivals(push_wait=5.0)
+    receiver = TicketService(lab.site_config(PLANS["110"]), TicketStore(redis),  # one db: ids differ
+                             TicketHooks(landed=(arrivals.land,)))
+    return sender, Far(receiver, arrivals)
 
 
 async def _pushed(sender: TicketService, redis: aioredis.Redis, n: int) -> Ticket:
@@ -40,7 +51,7 @@ async def _pushed(sender: TicketService, redis: aioredis.Redis, n: int) -> Ticke
     return ticket
 
 
-def _hold_writes(far: TransferService) -> asyncio.Event:
+def _hold_writes(far: Far) -> asyncio.Event:
     """The far side's durable writes wait until the returned event is set."""
     gate = asyncio.Event()
     real_put = far.tickets.store.put
@@ -63,20 +74,20 @@ async def test_a_push_landing_while_the_call_waits_is_used(tmp_path: Path, redis
 
     start = time.monotonic()
     pushed = asyncio.create_task(push_later())
-    got = await far._local_or_pushed(ticket.id)
+    got = await far.look(ticket.id)
     await pushed
     assert got is not None and got.id == ticket.id
     assert time.monotonic() - start < 2.0  # woken by the push, not by the 5 s timeout
-    assert far.arrivals == {} and far.landed == {}
+    assert far.arrivals.waiting == {} and far.arrivals.landed == {}
 
 
 async def test_no_push_in_time_gives_none_and_leaves_nothing_behind(tmp_path: Path, redis: aioredis.Redis) -> None:
     _, far = _sites(tmp_path, redis)
-    far.config = dataclasses.replace(far.config, push_wait=0.05)
+    far.arrivals.push_wait = 0.05
     start = time.monotonic()
-    assert await far._local_or_pushed("37080020260101120000123456") is None
-    assert time.monotonic() - start >= far.config.push_wait * 0.9
-    assert far.arrivals == {} and far.landed == {}
+    assert await far.look("37080020260101120000123456") is None
+    assert time.monotonic() - start >= far.arrivals.push_wait * 0.9
+    assert far.arrivals.waiting == {} and far.arrivals.landed == {}
 
 
 async def test_the_waiting_call_goes_on_before_the_durable_write_and_changes_wait_for_it(
@@ -86,7 +97,7 @@ async def test_the_waiting_call_goes_on_before_the_durable_write_and_changes_wai
     sender, far = _sites(tmp_path, redis)
     ticket = await _pushed(sender, redis, 2)
     gate = _hold_writes(far)  # the durable write, held back
-    waiting = asyncio.create_task(far._local_or_pushed(ticket.id))
+    waiting = asyncio.create_task(far.look(ticket.id))
     await asyncio.sleep(0.01)
     pushed = asyncio.create_task(far.tickets.receive(ticket, via="push"))
     got = await asyncio.wait_for(waiting, 2.0)
@@ -110,9 +121,9 @@ async def test_a_call_that_starts_waiting_during_the_write_is_woken_by_it(
     gate = _hold_writes(far)  # the durable write, held back
     pushed = asyncio.create_task(far.tickets.receive(ticket, via="push"))
     await asyncio.sleep(0.01)  # landed, nobody waiting; the write is held
-    far.recent.clear()  # as if a burst of other pushes had pushed it out of the recent ones
+    far.arrivals.recent.clear()  # as if a burst of other pushes had pushed it out of the recent ones
     start = time.monotonic()
-    waiting = asyncio.create_task(far._local_or_pushed(ticket.id))
+    waiting = asyncio.create_task(far.look(ticket.id))
     await asyncio.sleep(0.01)
     gate.set()
     await pushed
@@ -134,16 +145,15 @@ async def test_a_call_after_its_push_takes_the_landed_ticket_without_reading_red
         return await real_get(ticket_id)
 
     far.tickets.store.get = counted  # type: ignore[method-assign]
-    got = await far._local_or_pushed(ticket.id)
+    got = await far.look(ticket.id)
     assert got is not None and got.id == ticket.id and got.status == "delivered" and reads == []
-    assert ticket.id not in far.recent  # taken once; a second call for it reads the store
-    assert await far._local_or_pushed(ticket.id) is not None and reads == [ticket.id]
+    assert ticket.id not in far.arrivals.recent  # taken once; a second call for it reads the store
+    assert await far.look(ticket.id) is not None and reads == [ticket.id]
 
 
 def test_the_landed_tickets_kept_for_calls_are_bounded(tmp_path: Path, redis: aioredis.Redis) -> None:
-    from telephony.transfers.services import RECENT_LANDED
     _, far = _sites(tmp_path, redis)
     for n in range(RECENT_LANDED + 50):
-        far._on_landing(plain_ticket(f"370800202601011200{n:08d}"))
-    assert len(far.recent) == RECENT_LANDED
-    assert next(iter(far.recent)) == f"370800202601011200{50:08d}"  # the oldest went first
+        far.arrivals.land(plain_ticket(f"370800202601011200{n:08d}"))
+    assert len(far.arrivals.recent) == RECENT_LANDED
+    assert next(iter(far.arrivals.recent)) == f"370800202601011200{50:08d}"  # the oldest went first

@@ -17,7 +17,15 @@ import redis.asyncio as aioredis
 from telephony.config import Deadlines, SiteConfig
 from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import Metrics
-from telephony.supervision.deadlines import Supervisor, add_working_days, already_alerted, deadline
+from telephony.supervision.deadlines import (
+    Alarm,
+    DeadlineRule,
+    Supervisor,
+    add_working_days,
+    already_alerted,
+    deadline,
+)
+from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Event, Party, Ticket, new_event_id, now_iso
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import DEADLINES, TicketStore, outbox_key
@@ -105,10 +113,12 @@ class Desk:
 
     def __init__(self, config: SiteConfig, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self.store = TicketStore(redis)
-        self.tickets = TicketService(config, self.store, lambda site, head=None: None)
+        self.alarm = Alarm(DeadlineRule(config))  # wired as the controller wires it
+        self.store = TicketStore(redis, deadline_of=self.alarm.rule)
+        self.tickets = TicketService(config, self.store, TicketHooks(changed=(self.alarm.on_change,),
+                                                                     deadline_of=self.alarm.rule))
         self.metrics = Metrics()
-        self.supervisor = Supervisor(config, self.tickets, self.metrics)
+        self.supervisor = Supervisor(config, self.tickets, self.alarm, self.metrics)
 
     async def receive(self, n: int = 1, target: str = "110") -> Ticket:
         tid = f"370800202601011200001234{n:02d}"
@@ -221,7 +231,7 @@ async def test_the_deadlines_follow_every_write_of_the_ticket(desk: Desk) -> Non
     assert await deadlines(desk) == {}  # delivered: nothing due until a phone rings
     await desk.tickets.record(t.id, "offered", agent="2001")
     assert list(await deadlines(desk)) == [t.id]
-    assert desk.supervisor.wake.is_set()
+    assert desk.alarm.wake.is_set()
     first = (await deadlines(desk))[t.id]
     await desk.tickets.record(t.id, "signed_for", agent="2001")
     assert list(await deadlines(desk)) == [t.id]  # one entry per ticket: its next deadline
@@ -240,8 +250,10 @@ async def test_the_supervisor_keeps_no_memory_per_open_ticket(desk: Desk) -> Non
         await desk.tickets.record(t.id, "offered", agent="2001")
     assert len(await deadlines(desk)) == 30
     assert {k: type(v).__name__ for k, v in vars(desk.supervisor).items()} == {
-        "config": "SiteConfig", "tickets": "TicketService", "metrics": "Metrics", "wake": "Event",
-        "next_at": "float"}
+        "config": "SiteConfig", "tickets": "TicketService", "alarm": "Alarm", "due_at": "DeadlineRule",
+        "metrics": "Metrics"}
+    assert {k: type(v).__name__ for k, v in vars(desk.alarm).items()} == {
+        "rule": "DeadlineRule", "wake": "Event", "next_at": "float"}
 
 
 def test_due_at_only_supervises_the_receivers_own_deadlines(desk: Desk) -> None:
@@ -262,26 +274,26 @@ async def test_reload_schedules_every_open_ticket_written_without_a_supervisor(d
     closed.status = "closed"
     await desk.store.put(closed)
     assert await deadlines(desk) == {}
-    restarted = Supervisor(desk.tickets.config, desk.tickets, desk.metrics)
+    restarted = Supervisor(desk.tickets.config, desk.tickets, desk.alarm, desk.metrics)
     assert await restarted.reload() == 2
     assert list(await deadlines(desk)) == [due.id]
     assert quiet.id in await desk.store.open_ids() and closed.id not in await desk.store.open_ids()
     # once per Redis: every write keeps the deadlines since, so later starts read no tickets
-    assert await Supervisor(desk.tickets.config, desk.tickets, desk.metrics).reload() is None
+    assert await Supervisor(desk.tickets.config, desk.tickets, desk.alarm, desk.metrics).reload() is None
 
 
 async def test_a_restarted_supervisor_alerts_without_reloading(desk: Desk) -> None:
     t = await desk.receive()
     await desk.tickets.record(t.id, "offered", agent="2001")
     await desk.backdate(t.id, "offered")
-    restarted = Supervisor(desk.tickets.config, desk.tickets, desk.metrics)
+    restarted = Supervisor(desk.tickets.config, desk.tickets, desk.alarm, desk.metrics)
     assert await restarted.tick() == 1
     assert desk.overdue_count("signed_for") == 1
 
 
 async def test_the_running_supervisor_alerts_when_the_deadline_passes(desk: Desk) -> None:
     fast = Deadlines(signed_for=0.05)
-    desk.supervisor.config = dataclasses.replace(desk.tickets.config, deadlines=fast)
+    desk.supervisor.config = desk.alarm.rule.config = dataclasses.replace(desk.tickets.config, deadlines=fast)
     t = await desk.receive()
     task = asyncio.create_task(desk.supervisor.run())
     try:

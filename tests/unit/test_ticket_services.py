@@ -16,6 +16,7 @@ from telephony.config import SiteConfig
 from telephony.errors import Conflict, Forbidden, InvalidInput, NotFound
 from telephony.lab.lab import PLANS, Lab
 from telephony.tickets import services as services_module
+from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Event, Party, Ticket, new_event_id, parse_event, parse_ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import PREFIX, TicketStore, outbox_key, ticket_key
@@ -43,8 +44,9 @@ class Site:
         self.store = TicketStore(redis)
         self.notified: list[str] = []
         self.emitted: list[tuple[str, str]] = []
-        self.service = TicketService(config, self.store, lambda site, head=None: self.notified.append(site))
-        self.service.listeners.append(lambda t, e: self.emitted.append((t.id, e.type)))
+        hooks = TicketHooks(changed=(lambda t, e: self.emitted.append((t.id, e.type)),),
+                            queued=lambda site, head=None: self.notified.append(site))
+        self.service = TicketService(config, self.store, hooks)
 
     async def outbox(self, peer: str) -> list[dict[str, Any]]:
         return [json.loads(m) for m in await self.redis.lrange(outbox_key(peer), 0, -1)]
@@ -542,7 +544,7 @@ async def test_a_redelivered_event_of_a_site_that_since_became_a_relay_is_a_dupl
 def test_neighbours_and_came_from_on_a_three_site_path(configs: dict[str, SiteConfig]) -> None:
     ticket = plain_ticket()
     ticket.path = ["12345", "110", COUNTY]
-    a, b, c = (TicketService(configs[n], None, lambda s, head=None: None) for n in ("12345", "110", COUNTY))  # type: ignore[arg-type]
+    a, b, c = (TicketService(configs[n], None, TicketHooks()) for n in ("12345", "110", COUNTY))  # type: ignore[arg-type]
     assert (a.neighbours(ticket), b.neighbours(ticket), c.neighbours(ticket)) == (["110"], ["12345", COUNTY],
                                                                                   ["110"])
     assert b.neighbours(ticket, exclude="12345") == [COUNTY]

@@ -36,10 +36,11 @@ from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
 from telephony.threeway.services import ThreewayService
+from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Event, Party, Ticket, new_event_id, now_iso
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore
-from telephony.transfers.services import TransferService
+from telephony.transfers.sending import SendingService
 
 REDIS_DB = 9  # the unit conftest's `redis` fixture gives this database, emptied
 TID = "37080020260101120000654321"
@@ -144,11 +145,15 @@ class Desk:
     tickets: TicketService
 
 
+async def _no_pbx(action: dict[str, str]) -> Any:
+    raise AssertionError(f"no AMI action expected here: {action}")
+
+
 @contextlib.asynccontextmanager
 async def _serve(config: SiteConfig, redis: aioredis.Redis) -> AsyncIterator[Desk]:
-    tickets = TicketService(config, TicketStore(redis, Sealer(config.storage_keys)), lambda peer, head=None: None)
+    tickets = TicketService(config, TicketStore(redis, Sealer(config.storage_keys)), TicketHooks())
     calls = CallRegistry()
-    transfers = TransferService(config, calls, tickets, {})
+    transfers = SendingService(config, calls, tickets, _no_pbx)
     api = Api(config, tickets, transfers, calls, _healthy, Metrics(), StreamHub(config.name),
               ThreewayService(config, calls, tickets, transfers, None))
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)

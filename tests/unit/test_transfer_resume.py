@@ -5,14 +5,16 @@ the same ticket again: one ticket for the call, one push in the outbox, never a 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from telephony.calls.registry import CallRegistry
 from telephony.lab.lab import PLANS, Lab
+from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import PREFIX, TicketStore, outbox_key
-from telephony.transfers.services import TransferService
+from telephony.transfers.sending import SendingService
 
 REDIS_DB = 7  # the unit conftest's `redis` fixture gives this database, emptied
 LINKEDID = "1795934017.10"
@@ -24,10 +26,14 @@ CHANNELS = [
 ]
 
 
-def _service(tmp_path: Path, redis: aioredis.Redis, calls: CallRegistry) -> TransferService:
+def _service(tmp_path: Path, redis: aioredis.Redis, calls: CallRegistry) -> SendingService:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
-    tickets = TicketService(config, TicketStore(redis), lambda site, head=None: None)
-    return TransferService(config, calls, tickets, {})
+    tickets = TicketService(config, TicketStore(redis), TicketHooks())
+    return SendingService(config, calls, tickets, _no_pbx)
+
+
+async def _no_pbx(action: dict[str, str]) -> Any:
+    raise AssertionError(f"no AMI action expected here: {action}")
 
 
 def _restarted() -> CallRegistry:
@@ -41,10 +47,10 @@ async def test_a_press_after_a_restart_resends_the_stored_ticket(tmp_path: Path,
     first = _service(tmp_path, redis, first_calls)
     target = first.config.target("110")
     assert target is not None
-    ticket, exten = await first.start_transfer(first_calls.calls[LINKEDID], "1795934017.11", target)
+    ticket, exten = await first.start(first_calls.calls[LINKEDID], "1795934017.11", target)
     # ...the controller dies here, before the AGI answer: the call never moved. A new run, a new press:
     calls = _restarted()
-    again, exten_again = await _service(tmp_path, redis, calls).start_transfer(
+    again, exten_again = await _service(tmp_path, redis, calls).start(
         calls.calls[LINKEDID], "1795934017.11", target)
     assert (again.id, exten_again) == (ticket.id, exten)
     assert await redis.zcard(f"{PREFIX}tickets") == 1
@@ -58,10 +64,10 @@ async def test_a_ticket_past_delivered_is_not_resent(tmp_path: Path, redis: aior
     service = _service(tmp_path, redis, calls)
     target = service.config.target("110")
     assert target is not None
-    ticket, _ = await service.start_transfer(calls.calls[LINKEDID], "1795934017.11", target)
+    ticket, _ = await service.start(calls.calls[LINKEDID], "1795934017.11", target)
     await service.tickets.record(ticket.id, "transfer_failed", "1001", {"reason": "no answer in time"})
     calls = _restarted()
-    again, _ = await _service(tmp_path, redis, calls).start_transfer(calls.calls[LINKEDID], "1795934017.11", target)
+    again, _ = await _service(tmp_path, redis, calls).start(calls.calls[LINKEDID], "1795934017.11", target)
     assert again.id != ticket.id
     assert await redis.zcard(f"{PREFIX}tickets") == 2
 

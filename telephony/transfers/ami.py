@@ -1,0 +1,34 @@
+"""AMI adapter of the transfers context: the dial outcomes of a linked call on the receiving side.
+DialBegin on the trunk channel is `offered`, DialEnd ANSWER is `signed_for` (签收), an unanswered end is
+`abandoned`; a Hangup before any outcome forgets the call."""
+
+from __future__ import annotations
+
+import structlog
+
+from telephony.calls.registry import endpoint_of
+from telephony.transfers.receiving import ReceivingService
+
+
+class TransferAmi:
+    def __init__(self, receiving: ReceivingService) -> None:
+        self.receiving = receiving
+
+    async def on_event(self, event: dict[str, str]) -> None:
+        name = event.get("Event")
+        uniqueid = event.get("Uniqueid", "")
+        if name == "Hangup":
+            self.receiving.hung_up(uniqueid)
+            return
+        if name not in ("DialBegin", "DialEnd"):
+            return
+        ticket_id = self.receiving.ticket_of(uniqueid)
+        if ticket_id is None:
+            return
+        agent = endpoint_of(event.get("DestChannel", "")).removeprefix("agent")
+        agent = agent if agent.isdigit() else ""
+        structlog.contextvars.bind_contextvars(ticket_id=ticket_id, call_id=event.get("Linkedid", ""))
+        if name == "DialBegin":
+            await self.receiving.dial_began(ticket_id, agent)
+        else:
+            await self.receiving.dial_ended(uniqueid, ticket_id, agent, event.get("DialStatus", ""))

@@ -1,0 +1,162 @@
+"""The receiving side of a transfer: where a linked call that arrives over the trunk goes, and what its ringing
+means for the ticket.
+
+`route` makes sure the ticket is here (pushed, or fetched by the Call-Info reference within
+`transfer.fetch_timeout`), then names the agent to ring, or — on a city site — passes the call on: down to the
+county site that owns the ticket's division (市级互转), or up towards the target of a county's ticket. The dial
+outcomes on the trunk channel (transfers/ami.py) become offered, signed_for (签收) and abandoned.
+`overflow` sends an unanswered emergency on to the overflow site (county seats), once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from telephony.calls.registry import CallRegistry
+from telephony.config import SiteConfig
+from telephony.delivery.client import PeerClient, PeerError
+from telephony.errors import LinkageError
+from telephony.tickets.models import TICKET_ID, Ticket, parse_ticket
+from telephony.tickets.services import TicketService
+from telephony.transfers.arrivals import Arrivals
+
+log = structlog.get_logger("transfers")
+CALL_INFO = re.compile(r"<(https?://[^>\s]{1,300})>")
+UNANSWERED = ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION")
+
+
+@dataclass(frozen=True)
+class Route:
+    dest: str  # the Dial string
+    relay: bool  # onward over a trunk (no agent here)
+
+
+class ReceivingService:
+    def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService,
+                 peers: Mapping[str, PeerClient], arrivals: Arrivals) -> None:
+        self.config = config
+        self.calls = calls
+        self.tickets = tickets
+        self.peers = peers
+        self.arrivals = arrivals
+        self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, while its dial is open
+
+    async def route(self, ticket_id: str, trunk_uniqueid: str,
+                    call_info: Callable[[], Awaitable[str]]) -> Route:
+        """Where the linked call on `trunk_uniqueid` goes. `call_info` reads the INVITE's Call-Info header, only
+        needed when the ticket is neither here nor pushed in time."""
+        ticket = None
+        if TICKET_ID.match(ticket_id):
+            ticket = await self.arrivals.ticket(ticket_id, self.tickets.store.get)
+            if ticket is None:
+                ticket = await self._fetch_by_reference(ticket_id, await call_info())
+        else:
+            log.warning("route_in.no_ticket_header")
+        route = await self._route(ticket)
+        if not route.relay and ticket is not None:
+            self.inbound[trunk_uniqueid] = ticket.id
+        return route
+
+    async def _route(self, ticket: Ticket | None) -> Route:
+        if ticket is not None and ticket.target.site != self.config.name:
+            hop = self.tickets.neighbours(ticket, exclude=self.tickets.came_from(ticket, ticket.source.site))
+            peer = self.config.peer(hop[0]) if hop else None
+            if peer is not None:
+                log.info("route_in.relay", to=peer.name)
+                return Route(f"PJSIP/{peer.dial}@trunk-{peer.name}", True)
+        if ticket is not None and self.config.level == "city" and ticket.division:
+            county = next((p for p in self.config.peers if p.level == "county" and p.division == ticket.division
+                           and p.platform == self.config.platform), None)
+            if county is not None:
+                await self._route_down(ticket, county.name)
+                return Route(f"PJSIP/{county.dial}@trunk-{county.name}", True)
+        return Route(f"PJSIP/agent{self._pick_agent()}", False)
+
+    async def _route_down(self, ticket: Ticket, county: str) -> None:
+        """市级互转: the city hands the ticket to the county that owns its division; the ticket goes first."""
+        try:
+            await self.tickets.route_to(ticket.id, county)
+            log.info("route_in.pushed_down", to=county)
+        except LinkageError as exc:
+            log.warning("route_in.push_down_failed", error=exc.message)
+
+    def _pick_agent(self) -> str:
+        """The first agent, in configured order, with no live call leg; the first agent if all are busy."""
+        busy = {leg.endpoint for call in self.calls.calls.values() for leg in call.legs.values()}
+        for agent in self.config.agents:
+            if f"agent{agent.id}" not in busy:
+                return agent.id
+        return self.config.agents[0].id
+
+    async def _fetch_by_reference(self, ticket_id: str, ref: str) -> Ticket | None:
+        match = CALL_INFO.search(ref)
+        if not match:
+            log.warning("route_in.ticket_missing_no_reference")
+            return None
+        url = match.group(1)
+        client = next((c for c in self.peers.values() if url.startswith(c.peer.url + "/")), None)
+        if client is None or not url.endswith("/" + ticket_id):
+            log.warning("route_in.reference_refused")
+            return None
+        try:
+            async with asyncio.timeout(self.config.fetch_timeout):
+                data = await client.fetch_ticket(url)
+            ticket, _ = await self.tickets.receive(parse_ticket(data), via="reference")
+            log.info("route_in.fetched_by_reference")
+            return ticket
+        except (PeerError, LinkageError, TimeoutError) as exc:
+            log.warning("route_in.fetch_failed", error=str(exc))
+            return None
+
+    async def overflow(self, ticket_id: str, status: str, trunk_uniqueid: str) -> Route | None:
+        """Nobody here answered a linked call. An emergency goes on to the overflow site, once; anything else
+        ends here (None) and the sender recalls its caller."""
+        peer = self.config.peer(self.config.overflow) if self.config.overflow else None
+        if peer is None or status not in UNANSWERED:
+            return None
+        ticket = await self.tickets.store.get(ticket_id) if TICKET_ID.match(ticket_id) else None
+        if ticket is None or ticket.target.site != self.config.name or peer.name in ticket.path:
+            return None
+        if ticket.category not in self.config.threeway.emergency_categories:
+            log.info("overflow.not_emergency", dial_status=status)
+            return None
+        try:
+            await self.tickets.route_to(ticket_id, peer.name, reason=f"overflow: {status.lower()}")
+        except LinkageError as exc:
+            log.warning("overflow.refused", reason=exc.message)
+            return None
+        log.warning("overflow.routed", to=peer.name, dial_status=status)
+        self.inbound.pop(trunk_uniqueid, None)
+        return Route(f"PJSIP/{peer.dial}@trunk-{peer.name}", True)
+
+    # ---- dial outcomes on the trunk channel (from AMI) ----------------------------------------------
+    def hung_up(self, trunk_uniqueid: str) -> None:
+        """A linked call that ended before any dial outcome."""
+        self.inbound.pop(trunk_uniqueid, None)
+
+    def ticket_of(self, trunk_uniqueid: str) -> str | None:
+        return self.inbound.get(trunk_uniqueid)
+
+    async def dial_began(self, ticket_id: str, agent: str) -> None:
+        await self._record(ticket_id, "offered", agent)
+
+    async def dial_ended(self, trunk_uniqueid: str, ticket_id: str, agent: str, status: str) -> None:
+        if status == "ANSWER":
+            self.inbound.pop(trunk_uniqueid, None)
+            await self._record(ticket_id, "signed_for", agent)
+        elif status in ("CANCEL", *UNANSWERED):
+            self.inbound.pop(trunk_uniqueid, None)
+            reason = "caller hung up while the phone rang" if status == "CANCEL" else "not answered"
+            await self._record(ticket_id, "abandoned", agent, {"reason": reason, "dial_status": status.lower()})
+
+    async def _record(self, ticket_id: str, event_type: str, agent: str,
+                      payload: dict[str, str] | None = None) -> None:
+        try:
+            await self.tickets.record(ticket_id, event_type, agent, payload)
+        except LinkageError as exc:
+            log.warning("transfer.record_failed", error=exc.message)

@@ -1,0 +1,174 @@
+"""The sending side of a transfer: the ticket is built and stored durably before the call moves.
+
+A transfer key (FastAGI `onekey`, see transfers/agi.py) and the console's button (transfers/http.py) take the same
+path: `start` stores the ticket and names the transfer extension `<dial>*<ticket id>`; the dialplan (key) or an
+AMI BlindTransfer (button) moves the caller. The push to the peer leaves afterwards from the delivery worker.
+When the caller's Dial to the target ends without an answer, `failed` marks the ticket transfer_failed with a
+discrepancy record and names who gets the caller back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from telephony.calls.registry import CHANNEL, NUMBER, UNIQUEID, Call, CallRegistry
+from telephony.config import SiteConfig, Target
+from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
+from telephony.tickets.models import TICKET_ID, Ticket
+from telephony.tickets.services import TicketService
+from telephony.tickets.store import STORE_ERRORS
+
+log = structlog.get_logger("transfers")
+FAILURE_REASONS = {
+    "BUSY": "target busy",
+    "NOANSWER": "no answer in time",
+    "CHANUNAVAIL": "target unreachable (trunk or far PBX down)",
+    "CONGESTION": "target congested or refused the call",
+}
+AmiSend = Callable[[dict[str, str]], Awaitable[Any]]
+MAX_DRAFTS = 1000  # drafts kept before those of calls that ended without a transfer are dropped
+
+
+class SendingService:
+    def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService, ami_send: AmiSend) -> None:
+        self.config = config
+        self.calls = calls
+        self.tickets = tickets
+        self.ami_send = ami_send
+        self.drafts: dict[str, dict[str, str]] = {}
+
+    async def start(self, call: Call, agent_uniqueid: str, target: Target,
+                    mode: str = "transfer") -> tuple[Ticket, str]:
+        """Build and store the ticket; returns it and the transfer extension. Shared by key, button, three-way
+        and attended transfer (`mode`)."""
+        if call.transferring:
+            raise Conflict("this call is already being transferred", ticket_id=call.ticket_id or "")
+        agent_leg = call.legs.get(agent_uniqueid)
+        if agent_leg is None or not agent_leg.endpoint.startswith("agent"):
+            raise InvalidInput("that channel is not an agent's leg of the call")
+        agent_id = agent_leg.endpoint.removeprefix("agent")
+        caller = next((leg for leg in call.legs.values() if leg.uniqueid != agent_uniqueid), None)
+        caller_number = caller.caller_number if caller and NUMBER.match(caller.caller_number) else ""
+        path = [self.config.name, target.via, target.name] if target.via else [self.config.name, target.name]
+        call.transferring = True
+        try:
+            resumed = await self._resume(call, target, mode) if call.recovered and call.ticket_id is None else None
+            if resumed is not None:
+                return resumed
+            ticket = await self.tickets.create(
+                target_site=target.name, target_platform=target.platform, caller_number=caller_number,
+                agent_id=agent_id if agent_id.isdigit() else "", linkedid=call.linkedid,
+                uniqueids=sorted(call.legs), draft=self.drafts.pop(call.linkedid, {}), path=path, mode=mode,
+                recording=f"linkage-{caller.uniqueid}.wav" if caller else "")
+        except Exception:
+            call.transferring = False
+            raise
+        call.ticket_id = ticket.id
+        structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
+        log.info("transfer.started", target=target.name)
+        return ticket, f"{target.dial}*{ticket.id}"
+
+    async def _resume(self, call: Call, target: Target, mode: str) -> tuple[Ticket, str] | None:
+        """A call this run of the controller learnt from Asterisk after a restart: if the previous run stored a
+        ticket for it and died before the call moved (between the write and the AGI answer), the agent's next
+        press sends that ticket again instead of making a second one. Anything past `delivered` is a new
+        transfer (a failed one was recalled, say), as before the restart."""
+        ticket_id = await self.tickets.store.by_linkedid(call.linkedid)
+        ticket = await self.tickets.store.get(ticket_id) if ticket_id else None
+        if (ticket is None or ticket.source.site != self.config.name or ticket.target.site != target.name
+                or ticket.mode != mode or {e.type for e in ticket.history} - {"created", "delivered"}):
+            return None
+        call.ticket_id = ticket.id
+        structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
+        log.info("transfer.resumed", target=target.name)
+        return ticket, f"{target.dial}*{ticket.id}"
+
+    async def key(self, linkedid: str, target_name: str, agent_uniqueid: str, agent_channel: str,
+                  connected_line: Callable[[], Awaitable[str]]) -> str | None:
+        """A transfer key on the agent's channel: the transfer extension, or None to keep the call with the
+        agent (who can press again). `connected_line` reads the citizen's number from the channel, only needed
+        when AMI has not told us about the call."""
+        target = self.config.target(target_name or (self.config.targets[0].name if self.config.targets else ""))
+        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
+        if call is None and target is not None and not self.calls.live:
+            # AMI is down (or has not resynced yet): the key press itself tells us enough to transfer. The
+            # agent's channel's own caller ID is the agent; the citizen is its connected line.
+            call = self.calls.adopt(linkedid, agent_uniqueid, agent_channel, await connected_line())
+            if call is not None:
+                log.warning("onekey.call_adopted", reason="call not seen on AMI")
+        if call is None or target is None:
+            log.warning("onekey.unknown_call", reason="no such call" if target else "no such target")
+            return None
+        try:
+            _, exten = await self.start(call, agent_uniqueid, target)
+        except LinkageError as exc:
+            log.warning("onekey.refused", reason=exc.message)
+            return None
+        except STORE_ERRORS as exc:  # nothing stored, so the call stays with the agent, who can press again
+            log.error("onekey.store_unavailable", error=exc.__class__.__name__)
+            return None
+        return exten
+
+    async def button(self, linkedid: str, target_name: str, agent: str) -> Ticket:
+        """The console's transfer button: the same ticket path as the key, then BlindTransfer over AMI."""
+        call = self.calls.get(linkedid)
+        if call is None:
+            raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        if call.transferring:  # first: once transferred the agent's leg is gone, and this is the clearer answer
+            raise Conflict("this call is already being transferred", ticket_id=call.ticket_id or "")
+        target = self.config.target(target_name)
+        if target is None:
+            raise InvalidInput(f"unknown transfer target {target_name!r}",
+                               targets=[t.name for t in self.config.targets])
+        leg = next((g for g in call.legs.values() if g.endpoint == f"agent{agent}"), None)
+        if leg is None:
+            raise InvalidInput(f"agent {agent} is not on that call", linkedid=linkedid)
+        if call.bridged_at is None:
+            raise Conflict("the call is not answered yet", linkedid=linkedid)
+        ticket, exten = await self.start(call, leg.uniqueid, target)
+        if not CHANNEL.match(leg.channel):
+            raise Conflict("cannot reach the PBX for this transfer")
+        reply = await self.ami_send({"Action": "BlindTransfer", "Channel": leg.channel, "Exten": exten,
+                                     "Context": "linkage-out"})
+        if getattr(reply, "success", True) is False:
+            call.transferring = False
+            await self.tickets.record(ticket.id, "transfer_failed", agent,
+                                      {"reason": "the PBX refused the transfer"})
+            raise Conflict("the PBX refused the transfer", ticket_id=ticket.id)
+        return ticket
+
+    async def failed(self, ticket_id: str, dial_status: str, linkedid: str) -> str:
+        """The caller's Dial to the target ended without an answer: the ticket becomes transfer_failed with a
+        discrepancy record. Returns the agent who gets the caller back ('' = all agents): the one who pressed,
+        if still free."""
+        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
+        if call is not None:
+            call.transferring = False
+        ticket = await self.tickets.store.get(ticket_id) if TICKET_ID.match(ticket_id) else None
+        if ticket is None:
+            log.warning("recall.unknown_ticket")
+            return ""
+        reason = FAILURE_REASONS.get(dial_status, f"the transfer ended with {dial_status.lower() or 'no status'}")
+        busy = {leg.endpoint for c in self.calls.calls.values() for leg in c.legs.values()}
+        agent = ticket.agent_id if ticket.agent_id and f"agent{ticket.agent_id}" not in busy else ""
+        payload = {"reason": reason, "dial_status": dial_status.lower()[:32], "target": ticket.target.site,
+                   "recalled_to": f"agent {agent}" if agent else "all agents",
+                   "discrepancy": f"transfer to {ticket.target.site} failed ({reason}); caller recalled"}
+        try:
+            await self.tickets.record(ticket_id, "transfer_failed", "", payload)
+        except LinkageError as exc:
+            log.warning("recall.not_recorded", reason=exc.message)
+        log.warning("transfer.failed", dial_status=dial_status, recalled_to=payload["recalled_to"])
+        return agent
+
+    def set_draft(self, linkedid: str, draft: dict[str, str]) -> dict[str, str]:
+        if self.calls.get(linkedid) is None:
+            raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        if len(self.drafts) > MAX_DRAFTS:
+            self.drafts = {k: v for k, v in self.drafts.items() if k in self.calls.calls}
+        merged = {**self.drafts.get(linkedid, {}), **draft}
+        self.drafts[linkedid] = merged
+        return merged
