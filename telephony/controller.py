@@ -11,22 +11,28 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from telephony.agi.metrics import AgiMetrics
 from telephony.agi.server import AgiRequest, FastAgiServer
+from telephony.ami.metrics import AmiMetrics
 from telephony.ami.session import AmiSession
 from telephony.api.http import Api
+from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.delivery.client import PeerClient
+from telephony.delivery.metrics import DeliveryMetrics
 from telephony.delivery.outbox import OutboxWorker
-from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import Supervisor
+from telephony.supervision.metrics import SupervisionMetrics
 from telephony.threeway.services import ThreewayService
-from telephony.tickets.models import Event, Ticket
+from telephony.tickets.metrics import TicketMetrics
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import Head, TicketStore, connect
+from telephony.transfers.metrics import TransferMetrics
 from telephony.transfers.services import TransferService
 
 log = structlog.get_logger("controller")
@@ -35,30 +41,27 @@ log = structlog.get_logger("controller")
 class Controller:
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.registry = CollectorRegistry()  # this controller's own: /metrics renders it
+        self.delivery_metrics = DeliveryMetrics(self.registry)
+        self.ticket_metrics = TicketMetrics(self.registry, config.name)
         self.redis = connect(config.redis_url)
         self.store = TicketStore(self.redis, Sealer(config.storage_keys))
         self.calls = CallRegistry()
         self.workers: dict[str, OutboxWorker] = {}
         self.tickets = TicketService(config, self.store, self._notify)
-        self.ami = AmiSession(config.ami, self.calls, self.metrics)
-        self.agi = FastAgiServer(config.agi.host, config.agi.port, self.metrics)
+        self.ami = AmiSession(config.ami, self.calls, AmiMetrics(self.registry))
+        self.agi = FastAgiServer(config.agi.host, config.agi.port, AgiMetrics(self.registry))
         self.session: aiohttp.ClientSession | None = None
         self.peers: dict[str, PeerClient] = {}
-        self.transfers = TransferService(config, self.calls, self.tickets, self.peers, self.ami.send)
+        self.transfers = TransferService(config, self.calls, self.tickets, self.peers, self.ami.send,
+                                         TransferMetrics(self.registry))
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.transfers, self.ami.send)
         self.hub = StreamHub(config.name)
         self.tickets.listeners.append(self.hub.publish)
-        self.tickets.listeners.append(self._count)
-        self.supervisor = Supervisor(config, self.tickets, self.metrics)
-        self.api = Api(config, self.tickets, self.transfers, self.calls, self.health, self.metrics, self.hub,
-                       self.threeway)
-
-    def _count(self, ticket: Ticket, event: Event) -> None:
-        origin = "local" if event.actor.get("site") == self.config.name else "remote"
-        self.metrics.inc("linkage_ticket_events_total", type=event.type, origin=origin)
-        if event.type == "created" and origin == "local":
-            self.metrics.inc("linkage_tickets_created_total", target=ticket.target.site)
+        self.tickets.listeners.append(self.ticket_metrics.on_ticket_change)
+        self.supervisor = Supervisor(config, self.tickets, SupervisionMetrics(self.registry))
+        self.api = Api(config, self.tickets, self.transfers, self.calls, self.health,
+                       HttpMetrics(self.registry, self.delivery_metrics), self.hub, self.threeway)
 
     def _notify(self, peer: str, head: Head | None = None) -> None:
         worker = self.workers.get(peer)
@@ -84,7 +87,7 @@ class Controller:
             client = PeerClient(self.session, peer, self.config.name)
             self.peers[peer.name] = client
             self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay,
-                                                   sealer=self.store.sealer, metrics=self.metrics,
+                                                   sealer=self.store.sealer, metrics=self.delivery_metrics,
                                                    linger=self.config.delivered_linger)
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from telephony.agi.server import AgiRequest
 from telephony.calls.registry import CHANNEL, NUMBER, UNIQUEID, Call, CallRegistry, endpoint_of
@@ -29,6 +31,7 @@ from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
 from telephony.tickets.models import TICKET_ID, Ticket, parse_ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
+from telephony.transfers.metrics import TransferMetrics
 from telephony.waits import wait_event
 
 log = structlog.get_logger("transfers")
@@ -51,12 +54,14 @@ class Route:
 
 class TransferService:
     def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService,
-                 peers: dict[str, PeerClient], ami_send: AmiSend = None) -> None:
+                 peers: dict[str, PeerClient], ami_send: AmiSend = None,
+                 metrics: TransferMetrics | None = None) -> None:
         self.config = config
         self.calls = calls
         self.tickets = tickets
         self.peers = peers
         self.ami_send = ami_send
+        self.metrics = metrics or TransferMetrics(CollectorRegistry())
         self.drafts: dict[str, dict[str, str]] = {}
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, on the receiving side
         self.arrivals: dict[str, asyncio.Event] = {}  # ticket id -> set when its push lands here
@@ -345,7 +350,9 @@ class TransferService:
         status = event.get("DialStatus", "")
         try:
             if name == "DialBegin":
-                await self.tickets.record(ticket_id, "offered", agent)
+                began = time.monotonic()
+                await self.tickets.record(ticket_id, "offered", agent)  # the stream publishes it in there
+                self.metrics.screen_pop.observe(time.monotonic() - began)
             elif status == "ANSWER":
                 self.inbound.pop(event.get("Uniqueid", ""), None)
                 await self.tickets.record(ticket_id, "signed_for", agent)
