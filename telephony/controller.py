@@ -20,26 +20,32 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from telephony.agi.metrics import AgiMetrics
 from telephony.agi.server import AgiRequest, FastAgiServer
+from telephony.ami.metrics import AmiMetrics
 from telephony.ami.session import AmiSession
 from telephony.api.http import Api
+from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.delivery.client import PeerClient
+from telephony.delivery.metrics import DeliveryMetrics
 from telephony.delivery.outbox import OutboxWorker
-from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import Alarm, DeadlineRule, Supervisor
+from telephony.supervision.metrics import SupervisionMetrics
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.hooks import TicketHooks
-from telephony.tickets.models import Event, Ticket
+from telephony.tickets.metrics import TicketMetrics
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import Head, TicketStore, connect
 from telephony.transfers.agi import TransferAgi
 from telephony.transfers.ami import TransferAmi
 from telephony.transfers.arrivals import Arrivals
+from telephony.transfers.metrics import TransferMetrics
 from telephony.transfers.receiving import ReceivingService
 from telephony.transfers.sending import SendingService
 
@@ -52,39 +58,42 @@ class Controller:
 
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.registry = CollectorRegistry()  # this controller's own: /metrics renders it
         # shared clients
         self.redis = connect(config.redis_url)
         self.session = aiohttp.ClientSession()
         self.calls = CallRegistry()
-        self.ami = AmiSession(config.ami, self.calls, self.metrics)
-        self.agi = FastAgiServer(config.agi.host, config.agi.port, self.metrics)
+        self.ami = AmiSession(config.ami, self.calls, AmiMetrics(self.registry))
+        self.agi = FastAgiServer(config.agi.host, config.agi.port, AgiMetrics(self.registry))
         # delivery: one client and one outbox worker per peer
         sealer = Sealer(config.storage_keys)
+        self.delivery_metrics = DeliveryMetrics(self.registry)
         self.peers = {p.name: PeerClient(self.session, p, config.name) for p in config.peers}
         self.workers = {name: OutboxWorker(self.redis, client, push_delay=config.push_delay, sealer=sealer,
-                                           metrics=self.metrics, linger=config.delivered_linger)
+                                           metrics=self.delivery_metrics, linger=config.delivered_linger)
                         for name, client in self.peers.items()}
         # what hears a ticket change
         self.hub = StreamHub(config.name)
         self.alarm = Alarm(DeadlineRule(config))
         self.arrivals = Arrivals(config.push_wait)
-        hooks = TicketHooks(changed=(self.hub.publish, self._count, self.alarm.on_change),
+        self.ticket_metrics = TicketMetrics(self.registry, config.name)
+        hooks = TicketHooks(changed=(self.hub.publish, self.ticket_metrics.on_ticket_change, self.alarm.on_change),
                             landed=(self.arrivals.land,), queued=self._wake, deadline_of=self.alarm.rule)
         # the contexts
         self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
         self.tickets = TicketService(config, self.store, hooks)
-        self.supervisor = Supervisor(config, self.tickets, self.alarm, self.metrics)
+        self.supervisor = Supervisor(config, self.tickets, self.alarm, SupervisionMetrics(self.registry))
         self.sending = SendingService(config, self.calls, self.tickets, self.ami.send)
         self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
         # adapters
-        self.ami_handlers = (self.threeway.on_ami_event, TransferAmi(self.receiving).on_event)
+        self.transfer_metrics = TransferMetrics(self.registry)
+        self.ami_handlers = (self.threeway.on_ami_event, TransferAmi(self.receiving, self.transfer_metrics).on_event)
         for name, handler in {**TransferAgi(self.sending, self.receiving).routes(), **self._threeway_routes(),
                               **self._bench_routes()}.items():
             self.agi.route(name, handler)
-        self.api = Api(config, self.tickets, self.sending, self.calls, self.health, self.metrics, self.hub,
-                       self.threeway)
+        self.api = Api(config, self.tickets, self.sending, self.calls, self.health,
+                       HttpMetrics(self.registry, self.delivery_metrics), self.hub, self.threeway)
 
     def _threeway_routes(self) -> dict[str, Any]:
         return {"threeway": self.threeway.agi_threeway, "conf_key": self.threeway.agi_conf_key,
@@ -92,12 +101,6 @@ class Controller:
 
     def _bench_routes(self) -> dict[str, Any]:
         return {"bench_floor": bench_floor} if self.config.bench_key and self.config.bench_floor_key else {}
-
-    def _count(self, ticket: Ticket, event: Event) -> None:
-        origin = "local" if event.actor.get("site") == self.config.name else "remote"
-        self.metrics.inc("linkage_ticket_events_total", type=event.type, origin=origin)
-        if event.type == "created" and origin == "local":
-            self.metrics.inc("linkage_tickets_created_total", target=ticket.target.site)
 
     def _wake(self, peer: str, head: Head | None = None) -> None:
         worker = self.workers.get(peer)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import structlog
 from panoramisk.utils import parse_agi_result
+from prometheus_client import CollectorRegistry
 
-from telephony.metrics import Metrics
+from telephony.agi.metrics import AgiMetrics
 
 log = structlog.get_logger("agi")
 
@@ -81,10 +83,10 @@ Handler = Callable[[AgiRequest], Awaitable[None]]
 
 
 class FastAgiServer:
-    def __init__(self, host: str, port: int, metrics: Metrics | None = None) -> None:
+    def __init__(self, host: str, port: int, metrics: AgiMetrics | None = None) -> None:
         self.host = host
         self.port = port
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or AgiMetrics(CollectorRegistry())
         self.routes: dict[str, Handler] = {}
         self.server: asyncio.Server | None = None
 
@@ -121,16 +123,20 @@ class FastAgiServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         structlog.contextvars.clear_contextvars()
+        accepted = time.monotonic()
         try:
             headers = await self._read_headers(reader)
             request = AgiRequest(headers, reader, writer)
             structlog.contextvars.bind_contextvars(uniqueid=request.uniqueid, agi=request.script)
             handler = self.routes.get(request.script)
-            self.metrics.inc("linkage_agi_requests_total", script=request.script if handler else "unknown")
+            self.metrics.requests.labels(script=request.script if handler else "unknown").inc()
             if handler is None:
                 log.warning("agi.unknown_route")
                 return
-            await handler(request)
+            try:
+                await handler(request)
+            finally:  # a failed handling is timed too: the dialplan waited for it all the same
+                self.metrics.handling.labels(script=request.script).observe(time.monotonic() - accepted)
         except (AgiError, TimeoutError, ConnectionError, ValueError) as exc:  # ValueError: line over the limit
             log.warning("agi.failed", error=str(exc))
         except Exception:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 from panoramisk import Manager
+from prometheus_client import CollectorRegistry
 
 from telephony import backoff
+from telephony.ami.metrics import AmiMetrics
 from telephony.calls.registry import CallRegistry
 from telephony.config import AmiConfig
-from telephony.metrics import Metrics
 
 log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
@@ -70,12 +72,12 @@ def event_dict(message: Any) -> dict[str, str]:
 
 
 class AmiSession:
-    def __init__(self, config: AmiConfig, calls: CallRegistry, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: AmiConfig, calls: CallRegistry, metrics: AmiMetrics | None = None) -> None:
         self.config = config
         self.calls = calls
         self.queue: asyncio.Queue[dict[str, str]] = asyncio.Queue(maxsize=100000)
         self.logged_in = asyncio.Event()
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or AmiMetrics(CollectorRegistry())
         self.closing = False
         self.resync_needed = asyncio.Event()
         self.missed_pings = 0
@@ -123,7 +125,7 @@ class AmiSession:
 
     def _on_event(self, _: Any, message: Any) -> None:
         event = event_dict(message)
-        self.metrics.inc("linkage_ami_events_total")
+        self.metrics.events.inc()
         self.calls.on_event(event)
         if event.get("Event") in INTERESTING:
             try:
@@ -138,6 +140,7 @@ class AmiSession:
         """Owned by the controller's task group: deliver queued events to handlers, one at a time."""
         while True:
             event = await self.queue.get()
+            self._observe_lag(event)
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(call_id=event.get("Linkedid", ""))
             for handler in handlers:
@@ -145,6 +148,17 @@ class AmiSession:
                     await handler(event)
                 except Exception:
                     log.exception("ami.handler_failed", event_name=event.get("Event"))
+
+    def _observe_lag(self, event: dict[str, str]) -> None:
+        """Asterisk stamps events only with timestampevents = yes (manager.conf): without it, nothing to see."""
+        stamp = event.get("Timestamp")
+        if stamp is None:
+            return
+        try:
+            lag = time.time() - float(stamp)
+        except ValueError:
+            return
+        self.metrics.event_lag.observe(max(0.0, lag))  # a clock stepped back must not make a negative lag
 
     async def resync(self) -> None:
         """Owned task: after every login, rebuild the call registry from CoreShowChannels."""

@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub, sse
 from telephony.calls.registry import UNIQUEID, CallRegistry
 from telephony.config import SiteConfig
@@ -37,7 +38,6 @@ from telephony.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from telephony.metrics import Metrics
 from telephony.security import signing
 from telephony.security.ratelimit import RateLimiter
 from telephony.threeway.services import ThreewayService
@@ -68,7 +68,7 @@ LOCAL_TRANSITIONS = EVENT_TYPES - {"created", "delivered", "offered", "abandoned
 
 class Api:
     def __init__(self, config: SiteConfig, tickets: TicketService, transfers: SendingService,
-                 calls: CallRegistry, health: Callable[[], Awaitable[dict[str, Any]]], metrics: Metrics,
+                 calls: CallRegistry, health: Callable[[], Awaitable[dict[str, Any]]], metrics: HttpMetrics,
                  hub: StreamHub, conference: ThreewayService) -> None:
         self.config = config
         self.tickets = tickets
@@ -147,7 +147,7 @@ class Api:
             return web.json_response(body, status=exc.status)
 
     def _refused(self, exc: LinkageError) -> None:
-        self.metrics.inc("linkage_http_refused_total", status=str(exc.status))
+        self.metrics.refused.labels(status=str(exc.status)).inc()
         log.info("http.refused", status=exc.status, error=exc.error_id, reason=exc.message)
 
     @contextlib.asynccontextmanager
@@ -233,10 +233,11 @@ class Api:
         try:  # read at scrape time: the CLI may have replayed or dropped some since
             for peer in self.config.peers:
                 count = await deadletters.count(self.tickets.store.redis, peer.name)
-                self.metrics.set("linkage_delivery_dead_letters", count, peer=peer.name)
+                self.metrics.delivery.dead_letters.labels(peer=peer.name).set(count)
         except STORE_ERRORS:
             pass  # Redis is down: the page still answers, /v1/health says why
-        return web.Response(text=self.metrics.render(), content_type="text/plain")
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     def _supervisor(self, request: web.Request) -> None:
         if request.get("agent") is not None:

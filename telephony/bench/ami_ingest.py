@@ -46,6 +46,7 @@ from telephony.bench.report import machine as site_machine
 from telephony.bench.report import replace_section
 from telephony.controller import Controller
 from telephony.lab.lab import PLANS, Lab
+from telephony.metrics import sample
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSCRIPTS = {"12345": ROOT / "bench" / "transcripts" / "onekey-load-12345.ami.gz",
@@ -164,7 +165,7 @@ async def controlled(pieces: list[bytes], ctl: Controller, queued: int) -> Run:
         await runner
     except asyncio.CancelledError:
         pass
-    seen = int(ctl.metrics.counters["linkage_ami_events_total"][()])  # the session counts every event
+    seen = int(sample(ctl.registry, "linkage_ami_events_total"))  # the session counts every event
     return Run(seen, handled, wall, cpu)
 
 

@@ -19,12 +19,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from prometheus_client import CollectorRegistry
 
 from telephony import backoff
 from telephony.delivery import batch, deadletters
 from telephony.delivery.client import PeerClient, PeerError
+from telephony.delivery.metrics import DeliveryMetrics
 from telephony.errors import ConfigError
-from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
 from telephony.tickets.store import STORE_ERRORS, Head, outbox_key
 from telephony.waits import raise_if_cancelled, wait_event
@@ -65,14 +66,19 @@ return 1
 class OutboxWorker:
     def __init__(self, redis: aioredis.Redis, client: PeerClient, base_delay: float = 0.2,
                  max_delay: float = 60.0, push_delay: float = 0.0, sealer: Sealer | None = None,
-                 metrics: Metrics | None = None, linger: float = 0.0) -> None:
+                 metrics: DeliveryMetrics | None = None, linger: float = 0.0) -> None:
         self.redis = redis
         self.client = client
         self.peer = client.peer.name
         self.wake = asyncio.Event()
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or DeliveryMetrics(CollectorRegistry())
+        self.sent = self.metrics.sent.labels(peer=self.peer)  # bound once: every series is exposed from the start
+        self.retries = self.metrics.retries.labels(peer=self.peer)
+        self.dead = self.metrics.dead.labels(peer=self.peer)
+        self.batches = self.metrics.batches.labels(peer=self.peer)
+        self.batched_messages = self.metrics.batched_messages.labels(peer=self.peer)
         self.push_delay = push_delay
         # Seconds a `delivered` event that went into an empty outbox waits for company: the far phone rings a few
         # ms later and `offered` follows, and one request for both costs both sites less than one each. Only that
@@ -158,7 +164,7 @@ class OutboxWorker:
             await self._pause(exc)
             return
         self.attempt = 0
-        self.metrics.inc("linkage_delivery_sent_total", peer=self.peer)
+        self.sent.inc()
         await self._trim(key, [raw])
 
     def _refused(self, exc: PeerError, at_head: bool) -> bool:
@@ -168,7 +174,7 @@ class OutboxWorker:
 
     async def _park(self, message: dict[str, Any], exc: PeerError) -> None:
         log.error("delivery.dead_letter", peer=self.peer, error=str(exc), kind=message.get("kind"))
-        self.metrics.inc("linkage_delivery_dead_total", peer=self.peer)
+        self.dead.inc()
         await deadletters.park(self.redis, self.sealer, self.peer, message, str(exc))
 
     # ---- batches -------------------------------------------------------------------------------------
@@ -211,15 +217,15 @@ class OutboxWorker:
             await self._pause(exc)
             return
         self.batch_refused = False
-        self.metrics.inc("linkage_delivery_batches_total", peer=self.peer)
-        self.metrics.inc("linkage_delivery_batched_messages_total", len(chosen), peer=self.peer)
+        self.batches.inc()
+        self.batched_messages.inc(len(chosen))
         removed = 0
         acked: list[Any] = []  # delivered entries at the head, not yet removed
         stop: PeerError | None = None
         for (raw, message, _), result in zip(chosen, results, strict=False):
             if batch.delivered(result.status, result.error):
                 acked.append(raw)
-                self.metrics.inc("linkage_delivery_sent_total", peer=self.peer)
+                self.sent.inc()
                 continue
             refusal = PeerError.of(result.status, result.error or "")
             if not self._refused(refusal, at_head=not removed and not acked):
@@ -263,5 +269,5 @@ class OutboxWorker:
         if exc.retry_after is not None:
             delay = min(exc.retry_after, self.max_delay)
         log.warning("delivery.retry", peer=self.peer, attempt=self.attempt, delay=round(delay, 3), error=str(exc))
-        self.metrics.inc("linkage_delivery_retries_total", peer=self.peer)
+        self.retries.inc()
         await asyncio.sleep(delay)

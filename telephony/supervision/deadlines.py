@@ -15,7 +15,7 @@ import structlog
 
 from telephony.config import Deadlines, SiteConfig
 from telephony.errors import LinkageError
-from telephony.metrics import Metrics
+from telephony.supervision.metrics import SupervisionMetrics
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import PREFIX, STORE_ERRORS
@@ -104,7 +104,7 @@ class Supervisor:
     same atomic step as the ticket), so the controller's memory does not grow with the open tickets and a
     restart loses none. This task only sleeps until the earliest one and checks it."""
 
-    def __init__(self, config: SiteConfig, tickets: TicketService, alarm: Alarm, metrics: Metrics) -> None:
+    def __init__(self, config: SiteConfig, tickets: TicketService, alarm: Alarm, metrics: SupervisionMetrics) -> None:
         self.config = config
         self.tickets = tickets
         self.alarm = alarm
@@ -190,5 +190,5 @@ class Supervisor:
             log.warning("supervision.alert_failed", error=exc.message)
             await store.drop_deadline(ticket_id, seen)  # not retried every second
             return
-        self.metrics.inc("linkage_tickets_overdue_total", state=state[0])
+        self.metrics.overdue.labels(state=state[0]).inc()
         log.warning("supervision.overdue", state=state[0], status=ticket.status)

@@ -100,9 +100,8 @@ class Head(NamedTuple):
 
 def connect(url: str, max_connections: int = 100) -> aioredis.Redis:
     """The controller's Redis client. A burst waits for a free connection (up to 3 s) rather than failing the key
-    press (the default pool raises MaxConnectionsError at once, which `make bench-load` hit at 64 transfers/s).
-    A command that meets a dead connection is sent once more on a new one: after a Redis restart every pooled
-    connection is dead and failed its first command, which once left a failed transfer unrecorded. A write that
+    press (the default pool raises MaxConnectionsError at once). A command that meets a dead connection is sent
+    once more on a new one: after a Redis restart every pooled connection is dead. A write that
     did run before its connection died may so run twice. That is harmless here: the ticket and its indexes are set
     to the same values again; a queued message is queued twice and the peer answers the second as a replay; a
     peer message's replay key makes the second run answer "replayed", which the sender counts as delivered; the

@@ -4,15 +4,19 @@ DialBegin on the trunk channel is `offered`, DialEnd ANSWER is `signed_for` (签
 
 from __future__ import annotations
 
+import time
+
 import structlog
 
 from telephony.calls.registry import endpoint_of
+from telephony.transfers.metrics import TransferMetrics
 from telephony.transfers.receiving import ReceivingService
 
 
 class TransferAmi:
-    def __init__(self, receiving: ReceivingService) -> None:
+    def __init__(self, receiving: ReceivingService, metrics: TransferMetrics) -> None:
         self.receiving = receiving
+        self.metrics = metrics
 
     async def on_event(self, event: dict[str, str]) -> None:
         name = event.get("Event")
@@ -29,6 +33,8 @@ class TransferAmi:
         agent = agent if agent.isdigit() else ""
         structlog.contextvars.bind_contextvars(ticket_id=ticket_id, call_id=event.get("Linkedid", ""))
         if name == "DialBegin":
-            await self.receiving.dial_began(ticket_id, agent)
+            began = time.monotonic()
+            await self.receiving.dial_began(ticket_id, agent)  # the stream publishes the pop inside it
+            self.metrics.screen_pop.observe(time.monotonic() - began)
         else:
             await self.receiving.dial_ended(uniqueid, ticket_id, agent, event.get("DialStatus", ""))

@@ -13,14 +13,15 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from throwaway import free_port
 
 from telephony.api.http import Api
+from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.config import SiteConfig
 from telephony.delivery import deadletters
 from telephony.lab.lab import PLANS, Lab
-from telephony.metrics import Metrics
 from telephony.security import signing
 from telephony.security.sealing import Sealer
 from telephony.tickets.hooks import TicketHooks
@@ -65,7 +66,7 @@ async def site(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[Site]:
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
-    api = Api(config, tickets, None, None, health, Metrics(), StreamHub(config.name), None)  # type: ignore[arg-type]
+    api = Api(config, tickets, None, None, health, HttpMetrics(CollectorRegistry()), StreamHub(config.name), None)  # type: ignore[arg-type]
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, generate_latest
 
 from telephony.config import Deadlines, SiteConfig
 from telephony.lab.lab import PLANS, Lab
-from telephony.metrics import Metrics
+from telephony.metrics import sample
 from telephony.supervision.deadlines import (
     Alarm,
     DeadlineRule,
@@ -25,6 +26,7 @@ from telephony.supervision.deadlines import (
     already_alerted,
     deadline,
 )
+from telephony.supervision.metrics import SupervisionMetrics
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Event, Party, Ticket, new_event_id, now_iso
 from telephony.tickets.services import TicketService
@@ -117,7 +119,7 @@ class Desk:
         self.store = TicketStore(redis, deadline_of=self.alarm.rule)
         self.tickets = TicketService(config, self.store, TicketHooks(changed=(self.alarm.on_change,),
                                                                      deadline_of=self.alarm.rule))
-        self.metrics = Metrics()
+        self.metrics = SupervisionMetrics(CollectorRegistry())
         self.supervisor = Supervisor(config, self.tickets, self.alarm, self.metrics)
 
     async def receive(self, n: int = 1, target: str = "110") -> Ticket:
@@ -136,7 +138,7 @@ class Desk:
         await self.store.put(t)
 
     def overdue_count(self, state: str) -> float:
-        return self.metrics.counters[OVERDUE][(("state", state),)]
+        return sample(self.metrics.registry, OVERDUE, state=state)
 
 
 @pytest.fixture
@@ -167,7 +169,7 @@ async def test_a_ticket_offered_long_ago_and_never_signed_for_gets_exactly_one_a
     assert overdue[0].actor == {"platform": "110", "site": "110"}
     assert (stored.status, stored.flags) == ("delivered", ["overdue"])
     assert desk.overdue_count("signed_for") == 1
-    assert f'{OVERDUE}{{state="signed_for"}} 1' in desk.metrics.render()
+    assert f'{OVERDUE}{{state="signed_for"}} 1.0\n' in generate_latest(desk.metrics.registry).decode()
     queued = [json.loads(m)["body"]["type"] for m in await desk.redis.lrange(outbox_key("12345"), 0, -1)]
     assert queued == ["delivered", "offered", "overdue"]  # the sender hears of it like every other event
     assert await deadlines(desk) == {}
@@ -251,7 +253,7 @@ async def test_the_supervisor_keeps_no_memory_per_open_ticket(desk: Desk) -> Non
     assert len(await deadlines(desk)) == 30
     assert {k: type(v).__name__ for k, v in vars(desk.supervisor).items()} == {
         "config": "SiteConfig", "tickets": "TicketService", "alarm": "Alarm", "due_at": "DeadlineRule",
-        "metrics": "Metrics"}
+        "metrics": "SupervisionMetrics"}
     assert {k: type(v).__name__ for k, v in vars(desk.alarm).items()} == {
         "rule": "DeadlineRule", "wake": "Event", "next_at": "float"}
 

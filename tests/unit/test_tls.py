@@ -23,9 +23,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from telephony.api.http import Api
+from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig, parse_site_config
@@ -33,7 +35,6 @@ from telephony.controller import http_site
 from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import ConfigError
 from telephony.lab.lab import PLANS, Lab
-from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.hooks import TicketHooks
@@ -154,7 +155,7 @@ async def _serve(config: SiteConfig, redis: aioredis.Redis) -> AsyncIterator[Des
     tickets = TicketService(config, TicketStore(redis, Sealer(config.storage_keys)), TicketHooks())
     calls = CallRegistry()
     transfers = SendingService(config, calls, tickets, _no_pbx)
-    api = Api(config, tickets, transfers, calls, _healthy, Metrics(), StreamHub(config.name),
+    api = Api(config, tickets, transfers, calls, _healthy, HttpMetrics(CollectorRegistry()), StreamHub(config.name),
               ThreewayService(config, calls, tickets, transfers, None))
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
     await runner.setup()
