@@ -14,7 +14,7 @@ from aiohttp import web
 
 from telephony.agi.server import AgiRequest, FastAgiServer
 from telephony.ami.session import AmiSession
-from telephony.api.http import Api
+from telephony.api.app import build_app
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
@@ -51,8 +51,9 @@ class Controller:
         self.tickets.listeners.append(self.hub.publish)
         self.tickets.listeners.append(self._count)
         self.supervisor = Supervisor(config, self.tickets, self.metrics)
-        self.api = Api(config, self.tickets, self.transfers, self.calls, self.health, self.metrics, self.hub,
-                       self.threeway)
+        self.api = build_app(config, tickets=self.tickets, transfers=self.transfers, threeway=self.threeway,
+                             calls=self.calls, hub=self.hub, metrics=self.metrics, health=self.health,
+                             redis=self.redis, sealer=self.store.sealer, wake=self._notify)
 
     def _count(self, ticket: Ticket, event: Event) -> None:
         origin = "local" if event.actor.get("site") == self.config.name else "remote"
@@ -99,7 +100,7 @@ class Controller:
         self.ami.handlers.append(self.threeway.on_ami_event)
         self.ami.handlers.append(self.transfers.on_ami_event)
 
-        runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.api, access_log=None, handle_signals=False)
         await runner.setup()
         await http_site(runner, self.config).start()
         await self.agi.start()

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from structlog.testing import capture_logs
 
-from telephony.api.http import Api
+from telephony.api.app import build_app
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig, parse_site_config
@@ -146,12 +146,15 @@ class Desk:
 
 @contextlib.asynccontextmanager
 async def _serve(config: SiteConfig, redis: aioredis.Redis) -> AsyncIterator[Desk]:
-    tickets = TicketService(config, TicketStore(redis, Sealer(config.storage_keys)), lambda peer, head=None: None)
+    store = TicketStore(redis, Sealer(config.storage_keys))
+    tickets = TicketService(config, store, lambda peer, head=None: None)
     calls = CallRegistry()
     transfers = TransferService(config, calls, tickets, {})
-    api = Api(config, tickets, transfers, calls, _healthy, Metrics(), StreamHub(config.name),
-              ThreewayService(config, calls, tickets, transfers, None))
-    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+    app = build_app(config, tickets=tickets, transfers=transfers,
+                    threeway=ThreewayService(config, calls, tickets, transfers, None), calls=calls,
+                    hub=StreamHub(config.name), metrics=Metrics(), health=_healthy, redis=redis,
+                    sealer=store.sealer, wake=lambda peer: None)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await http_site(runner, config).start()
     try:
