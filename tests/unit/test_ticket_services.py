@@ -283,6 +283,39 @@ async def test_a_relay_keeps_a_copy_and_passes_the_ticket_on(site_a: Site, site_
     assert await site_a.outbox(COUNTY) == [] and await events_for(site_a, "110") == []
 
 
+async def test_the_pushing_messages_mark_is_written_with_the_ticket_and_the_event(site_a: Site, site_b: Site,
+                                                                                   site_c: Site) -> None:
+    """The mark a peer message comes with reaches the store's write of the change it causes, on every path:
+    a ticket delivered here, a ticket relayed on, an event applied or queued; a duplicate writes nothing."""
+    from telephony.tickets.store import ReplayMark
+
+    ticket = await create(site_a, target=COUNTY, path=["12345", "110", COUNTY])
+    body = (await site_a.outbox("110"))[0]["body"]
+    relay = ReplayMark("linkage:seen:12345:t1", 3600)
+    await site_b.service.receive(parse_ticket(body), via="push", replay=relay)
+    assert relay.done and await site_b.redis.exists(relay.key) == 1
+    body = (await site_b.outbox(COUNTY))[0]["body"]
+    landing = ReplayMark("linkage:seen:110:t1", 3600)
+    await site_c.service.receive(parse_ticket(body), via="push", replay=landing)
+    assert landing.done and await site_c.redis.exists(landing.key) == 1
+    again = ReplayMark("linkage:seen:110:t2", 3600)
+    _, created = await site_c.service.receive(parse_ticket(body), via="push", replay=again)
+    assert not created and not again.done and await site_c.redis.exists(again.key) == 0  # the inbox writes it
+    [event] = await events_for(site_c, "110")
+    applied = ReplayMark("linkage:seen:" + COUNTY + ":e1", 3600)
+    assert (await site_b.service.apply_remote(event, replay=applied))[1] == "applied"
+    assert applied.done and await site_b.redis.exists(applied.key) == 1
+    duplicate = ReplayMark("linkage:seen:" + COUNTY + ":e2", 3600)
+    assert (await site_b.service.apply_remote(event, replay=duplicate))[1] == "duplicate"
+    assert not duplicate.done and await site_b.redis.exists(duplicate.key) == 0
+    later = await site_c.service.record(ticket.id, "offered", agent="2001")
+    await site_c.service.record(later.id, "signed_for", agent="2001")
+    [_, _, signed_for] = await events_for(site_c, "110")
+    queued = ReplayMark("linkage:seen:" + COUNTY + ":e3", 3600)
+    assert (await site_b.service.apply_remote(signed_for, replay=queued))[1] == "queued"  # waits for 'offered'
+    assert queued.done and await site_b.redis.exists(queued.key) == 1
+
+
 # ---- record --------------------------------------------------------------------------------------------
 
 async def test_record_queues_the_event_for_the_other_site(site_a: Site, site_b: Site) -> None:
