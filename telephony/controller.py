@@ -26,7 +26,7 @@ from telephony.agi.metrics import AgiMetrics
 from telephony.agi.server import AgiRequest, FastAgiServer
 from telephony.ami.metrics import AmiMetrics
 from telephony.ami.session import AmiSession
-from telephony.api.http import Api
+from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
@@ -92,8 +92,10 @@ class Controller:
         for name, handler in {**TransferAgi(self.sending, self.receiving).routes(), **self._threeway_routes(),
                               **self._bench_routes()}.items():
             self.agi.route(name, handler)
-        self.api = Api(config, self.tickets, self.sending, self.calls, self.health,
-                       HttpMetrics(self.registry, self.delivery_metrics), self.hub, self.threeway)
+        self.http_metrics = HttpMetrics(self.registry, self.delivery_metrics)
+        self.api = build_app(config, tickets=self.tickets, transfers=self.sending, threeway=self.threeway,
+                             calls=self.calls, hub=self.hub, metrics=self.http_metrics, health=self.health,
+                             redis=self.redis, sealer=sealer, wake=self._wake)
 
     def _threeway_routes(self) -> dict[str, Any]:
         return {"threeway": self.threeway.agi_threeway, "conf_key": self.threeway.agi_conf_key,
@@ -123,7 +125,7 @@ class Controller:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.api, access_log=None, handle_signals=False)
         await runner.setup()
         await http_site(runner, self.config).start()
         await self.agi.start()

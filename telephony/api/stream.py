@@ -1,6 +1,7 @@
 """The event stream for consoles (SSE): a screen pop when a linked call is offered to an agent, and every later
 change of that agent's tickets. Each subscriber has a bounded queue; a console too slow to read loses its
-oldest events rather than slowing the controller, and is told so.
+oldest events rather than slowing the controller, and is told so. `StreamHub.serve` is the GET /v1/stream
+handler.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from telephony.tickets.models import Event, Ticket
+from aiohttp import web
+
+from telephony.api.requests import own_agent
+from telephony.errors import InvalidInput
+from telephony.tickets.models import AGENT, Event, Ticket
+
+KEEP_ALIVE = 15.0  # seconds without an event before a comment line keeps proxies from closing the stream
 
 
 @dataclass(eq=False)
@@ -51,6 +58,34 @@ class StreamHub:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        agent = own_agent(request) or request.query.get("agent")  # an agent's token: its own stream only
+        if agent is not None and not AGENT.match(agent):
+            raise InvalidInput("agent must be digits")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        sub = self.subscribe(agent or None)
+        counter = 0
+        try:
+            await response.write(b": connected\n\n")
+            while True:
+                try:
+                    async with asyncio.timeout(KEEP_ALIVE):  # not wait_for: see telephony/waits.py
+                        message = await sub.queue.get()
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                counter += 1
+                if sub.dropped:  # too slow to read: say how many it lost, then carry on
+                    await response.write(f"event: dropped\ndata: {sub.dropped}\n\n".encode())
+                    sub.dropped = 0
+                await response.write(sse(message, str(counter)))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.unsubscribe(sub)
+        return response
 
 
 def sse(message: dict[str, Any], event_id: str) -> bytes:

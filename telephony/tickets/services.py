@@ -30,7 +30,7 @@ from telephony.tickets.models import (
     now_iso,
 )
 from telephony.tickets.state import apply_event, check, check_author
-from telephony.tickets.store import Head, TicketStore
+from telephony.tickets.store import Head, ReplayMark, TicketStore
 
 log = structlog.get_logger("tickets")
 MAX_PENDING = 50  # the schema's bound on `pending`; a peer beyond it is told to resend in order
@@ -113,8 +113,9 @@ class TicketService:
         ticket.sequences[self.config.name] = seq
         return Event(new_event_id(), ticket.id, event_type, now_iso(), self.actor(agent), payload, seq=seq)
 
-    async def receive(self, ticket: Ticket, via: str) -> tuple[Ticket, bool]:
-        """A ticket from a peer (pushed, or fetched by reference). Idempotent on the ticket id."""
+    async def receive(self, ticket: Ticket, via: str, replay: ReplayMark | None = None) -> tuple[Ticket, bool]:
+        """A ticket from a peer (pushed, or fetched by reference). Idempotent on the ticket id. `replay` is the
+        pushing message's mark, written with the ticket."""
         async with self._lock(ticket.id):
             # No read first: the store refuses an id it has (create=True) and then we read what it holds. A
             # push is on the path of a call waiting to ring here, and this saves it a round trip.
@@ -126,7 +127,7 @@ class TicketService:
                 event = self._local_event(ticket, "delivered", "", {"via": via})
                 apply_event(ticket, event)
                 self.hooks.land(ticket)
-                stored = await self._commit(ticket, event, create=True)
+                stored = await self._commit(ticket, event, create=True, replay=replay)
                 if stored:
                     self.hooks.land(ticket)  # again: a call that began waiting during the write is woken too
             else:  # a relay: keep a copy and pass the ticket on towards its target
@@ -134,7 +135,7 @@ class TicketService:
                 nxt = self.neighbours(ticket, exclude=self.came_from(ticket, ticket.source.site))
                 outgoing = [(s, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}) for s in nxt]
                 self.hooks.land(ticket)
-                stored = await self.store.put(ticket, outgoing, create=True)
+                stored = await self.store.put(ticket, outgoing, create=True, replay=replay)
                 if stored:
                     self.hooks.land(ticket)
                     for s in nxt:
@@ -180,9 +181,11 @@ class TicketService:
             self.hooks.emit(ticket, event)
             return ticket
 
-    async def apply_remote(self, event: Event, sender: str | None = None) -> tuple[Ticket, str]:
+    async def apply_remote(self, event: Event, sender: str | None = None,
+                           replay: ReplayMark | None = None) -> tuple[Ticket, str]:
         """An event from a peer: 'applied', 'duplicate' or 'queued' (waiting for an earlier one). `sender` is the
-        signing peer, which must be one of the ticket's sites."""
+        signing peer, which must be one of the ticket's sites; `replay` its message's mark, written with the
+        change."""
         async with self._lock(event.ticket_id):
             ticket = await self._get(event.ticket_id)
             origin = event.actor.get("site", "")
@@ -199,7 +202,7 @@ class TicketService:
                     raise Conflict("too many events are waiting for an earlier one; send that one first",
                                    ticket_id=ticket.id, waiting_for=last + 1)
                 ticket.pending.append(event)
-                await self.store.put(ticket)
+                await self.store.put(ticket, replay=replay)
                 log.info("ticket.event_queued", ticket_id=ticket.id, seq=event.seq, waiting_for=last + 1)
                 return ticket, "queued"
             applied_events = [event, *self._drain(ticket, origin, event.seq)]
@@ -212,7 +215,7 @@ class TicketService:
                 log.info("ticket.transition", ticket_id=ticket.id, old=applied.old, event_type=e.type,
                          new=applied.new, remote=origin, moved=applied.moved)
                 outgoing += [(s, {"kind": "event", "body": e.to_dict()}) for s in relay_to]
-            await self.store.put(ticket, outgoing)
+            await self.store.put(ticket, outgoing, replay=replay)
             for s in relay_to:
                 self.hooks.queued(s, None)
             for e in applied_events:
@@ -239,11 +242,12 @@ class TicketService:
             raise NotFound(f"ticket {ticket_id} not found", ticket_id=ticket_id)
         return ticket
 
-    async def _commit(self, ticket: Ticket, event: Event, create: bool = False) -> bool:
+    async def _commit(self, ticket: Ticket, event: Event, create: bool = False,
+                      replay: ReplayMark | None = None) -> bool:
         nxt = self.neighbours(ticket)
         outgoing = [(s, {"kind": "event", "body": event.to_dict()}) for s in nxt]
         heads: dict[str, Head] = {}
-        if not await self.store.put(ticket, outgoing, create=create, heads=heads):
+        if not await self.store.put(ticket, outgoing, create=create, heads=heads, replay=replay):
             return False
         for s in nxt:
             self.hooks.queued(s, heads.get(s))

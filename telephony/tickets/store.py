@@ -7,10 +7,8 @@ and no index entry for a ticket that was never stored.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -27,6 +25,7 @@ from telephony.tickets.models import Ticket, parse_ticket
 PREFIX = "linkage:"
 # What Redis being away looks like to a caller: the store is unavailable, nothing is wrong with the data.
 STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+STORE_UNAVAILABLE = "store_unavailable"  # the error id a caller is answered with then
 
 # KEYS: ticket key, tickets zset, by_linkedid hash, open set, a peer message's replay key (or ''), deadlines
 # zset, then one outbox list per message
@@ -78,18 +77,13 @@ DEADLINES = f"{PREFIX}deadlines"
 
 
 @dataclass
-class Remember:
-    """The replay key of the peer message being handled (see api/http.py): the first store write the message
-    causes sets it in the same atomic step, so the message costs one fsync'd write, not two. Only the task
-    handling the message uses it, once."""
+class ReplayMark:
+    """The replay key of one peer message, handed down by the inbox with the change the message causes: the
+    store sets it in the same atomic step as that change, so the message costs one fsync'd write, not two. Used
+    by one write only (`done` says it was written); when nothing was written the inbox sets it itself."""
     key: str
     ttl: int
-    task: asyncio.Task[Any] | None
-    done: bool = False  # the store wrote it
-    status: int = 500  # the answer the message got: the handler sets it once the message was processed
-
-
-REMEMBER: ContextVar[Remember | None] = ContextVar("linkage_remember", default=None)
+    done: bool = False
 
 
 class Head(NamedTuple):
@@ -145,28 +139,27 @@ class TicketStore:
 
     async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]] = (),
                   *, create: bool = False, body: dict[str, Any] | None = None,
-                  heads: dict[str, Head] | None = None) -> bool:
+                  heads: dict[str, Head] | None = None, replay: ReplayMark | None = None) -> bool:
         """Store the ticket and queue messages for peers atomically. With create=True, an existing id is
         refused and nothing is written; returns whether it was stored. `heads` (when given) gets, per peer, the
-        stored entry and the message when it went into an empty outbox: the worker's next send, as it is."""
-        remember = REMEMBER.get()
-        if remember is not None and (remember.done or remember.task is not asyncio.current_task()):
-            remember = None
+        stored entry and the message when it went into an empty outbox: the worker's next send, as it is.
+        `replay` (a peer message's mark) is refused when already set (Replayed), else set with the change."""
+        mark = None if replay is None or replay.done else replay
         keys = [ticket_key(ticket.id), f"{PREFIX}tickets", f"{PREFIX}by_linkedid", f"{PREFIX}open",
-                remember.key if remember else "", DEADLINES]
+                mark.key if mark else "", DEADLINES]
         keys += [outbox_key(peer) for peer, _ in outgoing]
         body = ticket.to_dict() if body is None else body  # the caller may have rendered it already
         args = ["1" if create else "0", self.sealer.seal(_json(body)), str(_score(ticket.created_at)),
                 ticket.id, ticket.linkedid, "0" if ticket.status in FINAL_STATES else "1",
-                str(remember.ttl) if remember else "0", self._deadline(ticket)]
+                str(mark.ttl) if mark else "0", self._deadline(ticket)]
         entries = [self.sealer.seal(_json(message)) for _, message in outgoing]
         result = await self._put(keys=keys, args=args + entries)
         if result == -1:
             raise Replayed("this message id was already processed; nothing changed")
         if not result:
             return False
-        if remember is not None:
-            remember.done = True
+        if mark is not None:
+            mark.done = True
         if heads is not None and isinstance(result, list):
             for (peer, message), entry, length in zip(outgoing, entries, result[1:], strict=False):
                 if length == 1:
@@ -196,8 +189,9 @@ class TicketStore:
         await self._drop(keys=[DEADLINES], args=[ticket_id, repr(seen)])
 
     async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]],
-                     body: dict[str, Any] | None = None, heads: dict[str, Head] | None = None) -> bool:
-        return await self.put(ticket, outgoing, create=True, body=body, heads=heads)
+                     body: dict[str, Any] | None = None, heads: dict[str, Head] | None = None,
+                     replay: ReplayMark | None = None) -> bool:
+        return await self.put(ticket, outgoing, create=True, body=body, heads=heads, replay=replay)
 
     async def by_linkedid(self, linkedid: str) -> str | None:
         raw = await self.redis.hget(f"{PREFIX}by_linkedid", linkedid)

@@ -14,25 +14,31 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import CollectorRegistry
 from test_bad_input import call
 
-from telephony.api.http import Api
+from telephony.api.app import build_app
+from telephony.api.metrics import HttpMetrics
+from telephony.api.stream import StreamHub
 from telephony.harness.runner import run_scenario
 from telephony.harness.scenario import load
+from telephony.lab.lab import PLANS, Lab
+from telephony.security.sealing import Sealer
 
 ROOT = Path(__file__).parents[2]
 
 
-def test_openapi_matches_the_router() -> None:
+def test_openapi_matches_the_router(tmp_path: Path) -> None:
     spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8"))
     documented = {(method.upper(), path) for path, ops in spec["paths"].items()
                   for method in ops if method in ("get", "post", "put", "patch", "delete")}
-    app = Api.__new__(Api)  # only the router is needed: build it without a controller
-    app.config = app.tickets = app.transfers = app.calls = app.metrics = app.hub = None  # type: ignore[assignment]
-    app.conference = None  # type: ignore[assignment]
-    app.tokens = set()
+    config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
+    # only the router is needed: build it without a controller's services
+    app = build_app(config, tickets=None, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
+                    hub=StreamHub(config.name), metrics=HttpMetrics(CollectorRegistry()), health=None, redis=None,  # type: ignore[arg-type]
+                    sealer=Sealer(config.storage_keys), wake=lambda peer: None)
     routes = {(r.method, re.sub(r"\{(\w+)\}", r"{\1}", r.resource.canonical))
-              for r in Api.app(app).router.routes() if r.method != "HEAD" and r.resource is not None}
+              for r in app.router.routes() if r.method != "HEAD" and r.resource is not None}
     assert routes == documented
 
 

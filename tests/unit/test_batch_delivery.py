@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 from throwaway import free_port
 
-from telephony.api.http import Api
+from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.config import SiteConfig, parse_site_config
@@ -116,17 +116,20 @@ async def receiver(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def link(tmp_path: Path, redis: aioredis.Redis, receiver: aioredis.Redis) -> AsyncIterator[Link]:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["110"])
-    tickets = TicketService(config, TicketStore(receiver, Sealer(config.storage_keys)), TicketHooks())
+    store = TicketStore(receiver, Sealer(config.storage_keys))
+    tickets = TicketService(config, store, TicketHooks())
 
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
-    api = Api(config, tickets, None, None, health, HttpMetrics(CollectorRegistry()), StreamHub(config.name), None)  # type: ignore[arg-type]
+    app = build_app(config, tickets=tickets, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
+                    hub=StreamHub(config.name), metrics=HttpMetrics(CollectorRegistry()), health=health, redis=receiver,
+                    sealer=store.sealer, wake=lambda peer: None)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     peer = _sender_config(tmp_path, url).peer("110")
     assert peer is not None
-    runner = await _serve(api.app(), port)
+    runner = await _serve(app, port)
     async with aiohttp.ClientSession() as session:
         client = PeerClient(session, peer, "12345", timeout=5.0)
         yield Link(redis, receiver, tickets, client, OutboxWorker(redis, client, base_delay=0.001), url)

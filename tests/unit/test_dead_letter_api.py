@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from throwaway import free_port
 
-from telephony.api.http import Api
+from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.config import SiteConfig
@@ -66,8 +66,10 @@ async def site(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[Site]:
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
-    api = Api(config, tickets, None, None, health, HttpMetrics(CollectorRegistry()), StreamHub(config.name), None)  # type: ignore[arg-type]
-    runner = web.AppRunner(api.app(), access_log=None)
+    app = build_app(config, tickets=tickets, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
+                    hub=StreamHub(config.name), metrics=HttpMetrics(CollectorRegistry()), health=health, redis=redis,
+                    sealer=s.store.sealer, wake=s.notified.append)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield s

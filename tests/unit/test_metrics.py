@@ -75,7 +75,7 @@ async def controller(configs: dict[str, SiteConfig]) -> AsyncIterator[Controller
 
 
 def page(ctl: Controller) -> str:
-    body, content_type = ctl.api.metrics.render()
+    body, content_type = ctl.http_metrics.render()
     assert content_type == CONTENT_TYPE_LATEST
     return body.decode()
 
@@ -119,7 +119,7 @@ async def test_every_series_keeps_its_labels(controller: Controller) -> None:
     ctl.agi.metrics.handling.labels(script="onekey").observe(0.002)
     ctl.ami.metrics.events.inc()
     ctl.ami.metrics.event_lag.observe(0.001)
-    ctl.api.metrics.refused.labels(status="401").inc()
+    ctl.http_metrics.refused.labels(status="401").inc()
     ctl.ticket_metrics.push_delivery_lag.observe(0.01)
     ctl.transfer_metrics.screen_pop.observe(0.003)
 
@@ -137,7 +137,7 @@ async def test_every_series_keeps_its_labels(controller: Controller) -> None:
 
 async def test_label_values_are_escaped_and_the_page_parses(controller: Controller) -> None:
     for value in ('say "hi"', "a\\b", "a\nb", '\\"\n'):
-        controller.api.metrics.refused.labels(status=value).inc()
+        controller.http_metrics.refused.labels(status=value).inc()
     text = page(controller)
     assert 'linkage_http_refused_total{status="say \\"hi\\""} 1.0\n' in text
     assert 'linkage_http_refused_total{status="a\\nb"} 1.0\n' in text

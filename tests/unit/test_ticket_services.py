@@ -3,7 +3,6 @@ db 1 = 110 (city police), db 2 = 110-370811 (county police under the city 110)."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from telephony.config import SiteConfig
-from telephony.errors import Conflict, Forbidden, InvalidInput, NotFound
+from telephony.errors import Conflict, Forbidden, InvalidInput, NotFound, Replayed
 from telephony.lab.lab import PLANS, Lab
 from telephony.tickets import services as services_module
 from telephony.tickets.hooks import TicketHooks
@@ -284,6 +283,39 @@ async def test_a_relay_keeps_a_copy_and_passes_the_ticket_on(site_a: Site, site_
     at_a, outcome = await site_a.service.apply_remote(event)
     assert (outcome, at_a.status, at_a.sequences) == ("applied", "delivered", {"12345": 1, COUNTY: 1})
     assert await site_a.outbox(COUNTY) == [] and await events_for(site_a, "110") == []
+
+
+async def test_the_pushing_messages_mark_is_written_with_the_ticket_and_the_event(site_a: Site, site_b: Site,
+                                                                                   site_c: Site) -> None:
+    """The mark a peer message comes with reaches the store's write of the change it causes, on every path:
+    a ticket delivered here, a ticket relayed on, an event applied or queued; a duplicate writes nothing."""
+    from telephony.tickets.store import ReplayMark
+
+    ticket = await create(site_a, target=COUNTY, path=["12345", "110", COUNTY])
+    body = (await site_a.outbox("110"))[0]["body"]
+    relay = ReplayMark("linkage:seen:12345:t1", 3600)
+    await site_b.service.receive(parse_ticket(body), via="push", replay=relay)
+    assert relay.done and await site_b.redis.exists(relay.key) == 1
+    body = (await site_b.outbox(COUNTY))[0]["body"]
+    landing = ReplayMark("linkage:seen:110:t1", 3600)
+    await site_c.service.receive(parse_ticket(body), via="push", replay=landing)
+    assert landing.done and await site_c.redis.exists(landing.key) == 1
+    again = ReplayMark("linkage:seen:110:t2", 3600)
+    _, created = await site_c.service.receive(parse_ticket(body), via="push", replay=again)
+    assert not created and not again.done and await site_c.redis.exists(again.key) == 0  # the inbox writes it
+    [event] = await events_for(site_c, "110")
+    applied = ReplayMark("linkage:seen:" + COUNTY + ":e1", 3600)
+    assert (await site_b.service.apply_remote(event, replay=applied))[1] == "applied"
+    assert applied.done and await site_b.redis.exists(applied.key) == 1
+    duplicate = ReplayMark("linkage:seen:" + COUNTY + ":e2", 3600)
+    assert (await site_b.service.apply_remote(event, replay=duplicate))[1] == "duplicate"
+    assert not duplicate.done and await site_b.redis.exists(duplicate.key) == 0
+    later = await site_c.service.record(ticket.id, "offered", agent="2001")
+    await site_c.service.record(later.id, "signed_for", agent="2001")
+    [_, _, signed_for] = await events_for(site_c, "110")
+    queued = ReplayMark("linkage:seen:" + COUNTY + ":e3", 3600)
+    assert (await site_b.service.apply_remote(signed_for, replay=queued))[1] == "queued"  # waits for 'offered'
+    assert queued.done and await site_b.redis.exists(queued.key) == 1
 
 
 # ---- record --------------------------------------------------------------------------------------------
@@ -568,30 +600,33 @@ async def test_a_ticket_lock_lives_only_while_it_is_used(site_a: Site) -> None:
 
 
 async def test_a_peer_messages_replay_key_is_written_with_the_change_it_causes(site_a: Site) -> None:
-    from telephony.tickets.store import REMEMBER, Remember
+    from telephony.tickets.store import ReplayMark
 
     redis = site_a.store.redis
-    remember = Remember("linkage:seen:110:m1", 3600, asyncio.current_task())
-    token = REMEMBER.set(remember)
-    try:
-        async def elsewhere() -> None:  # another task (a listener's, say) never uses this message's key
-            await site_a.store.put(plain_ticket("37080020260101120000000009", linkedid="1.9"))
-        await asyncio.create_task(elsewhere())
-        assert not remember.done and await redis.exists("linkage:seen:110:m1") == 0
-        assert await site_a.store.put(plain_ticket(), [("110", {"kind": "event"})])
-        assert remember.done and 3500 < await redis.ttl("linkage:seen:110:m1") <= 3600
-        await redis.delete("linkage:seen:110:m1")
-        assert await site_a.store.put(plain_ticket(content="second"))  # once per message
-        assert await redis.exists("linkage:seen:110:m1") == 0
-    finally:
-        REMEMBER.reset(token)
-    refused = Remember("linkage:seen:110:m2", 3600, asyncio.current_task())
-    token = REMEMBER.set(refused)
-    try:
-        assert await site_a.store.create(plain_ticket(), []) is False  # nothing written, nothing remembered
-        assert not refused.done and await redis.exists("linkage:seen:110:m2") == 0
-    finally:
-        REMEMBER.reset(token)
+    mark = ReplayMark("linkage:seen:110:m1", 3600)
+    await site_a.store.put(plain_ticket("37080020260101120000000009", linkedid="1.9"))  # a write not handed it
+    assert not mark.done and await redis.exists("linkage:seen:110:m1") == 0
+    assert await site_a.store.put(plain_ticket(), [("110", {"kind": "event"})], replay=mark)
+    assert mark.done and 3500 < await redis.ttl("linkage:seen:110:m1") <= 3600
+    await redis.delete("linkage:seen:110:m1")
+    assert await site_a.store.put(plain_ticket(content="second"), replay=mark)  # once per message
+    assert await redis.exists("linkage:seen:110:m1") == 0
+    refused = ReplayMark("linkage:seen:110:m2", 3600)
+    assert await site_a.store.create(plain_ticket(), [], replay=refused) is False  # nothing written, nothing remembered
+    assert not refused.done and await redis.exists("linkage:seen:110:m2") == 0
+
+
+async def test_a_replayed_mark_refuses_the_write_and_changes_nothing(site_a: Site) -> None:
+    from telephony.tickets.store import ReplayMark
+
+    assert await site_a.store.put(plain_ticket())
+    await site_a.store.redis.set("linkage:seen:110:m3", "1")
+    mark = ReplayMark("linkage:seen:110:m3", 3600)
+    with pytest.raises(Replayed):
+        await site_a.store.put(plain_ticket(content="again"), [("110", {"kind": "event"})], replay=mark)
+    stored = await site_a.store.get(TID)
+    assert stored is not None and stored.content == "first" and not mark.done
+    assert await site_a.store.redis.llen(outbox_key("110")) == 0
 
 
 async def test_a_create_whose_reply_was_lost_is_not_taken_for_a_collision(site_a: Site) -> None:

@@ -26,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from telephony.api.http import Api
+from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
@@ -152,12 +152,15 @@ async def _no_pbx(action: dict[str, str]) -> Any:
 
 @contextlib.asynccontextmanager
 async def _serve(config: SiteConfig, redis: aioredis.Redis) -> AsyncIterator[Desk]:
-    tickets = TicketService(config, TicketStore(redis, Sealer(config.storage_keys)), TicketHooks())
+    store = TicketStore(redis, Sealer(config.storage_keys))
+    tickets = TicketService(config, store, TicketHooks())
     calls = CallRegistry()
     transfers = SendingService(config, calls, tickets, _no_pbx)
-    api = Api(config, tickets, transfers, calls, _healthy, HttpMetrics(CollectorRegistry()), StreamHub(config.name),
-              ThreewayService(config, calls, tickets, transfers, None))
-    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+    app = build_app(config, tickets=tickets, transfers=transfers,
+                    threeway=ThreewayService(config, calls, tickets, transfers, None), calls=calls,
+                    hub=StreamHub(config.name), metrics=HttpMetrics(CollectorRegistry()), health=_healthy, redis=redis,
+                    sealer=store.sealer, wake=lambda peer: None)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await http_site(runner, config).start()
     try:

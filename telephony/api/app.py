@@ -1,0 +1,76 @@
+"""The HTTP app: each context's adapter under /v1 behind the middlewares, in one route table (documented in
+docs/openapi.yaml, which a test checks against this router).
+
+Every body is size-bounded, parsed strictly and validated before anything is stored; errors are JSON with a
+stable error id and a message for the person reading it (telephony/api/middleware.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from telephony.api.metrics import HttpMetrics
+from telephony.api.middleware import Gate, errors, refused
+from telephony.api.ops import HealthCheck, Ops
+from telephony.api.requests import MAX_BODY, signer
+from telephony.api.stream import StreamHub
+from telephony.calls.http import CallsHttp
+from telephony.calls.registry import CallRegistry
+from telephony.config import SiteConfig
+from telephony.delivery.http import DeliveryHttp
+from telephony.delivery.inbox import Inbox, ReplayMemory
+from telephony.security.sealing import Sealer
+from telephony.threeway.http import ThreewayHttp
+from telephony.threeway.services import ThreewayService
+from telephony.tickets.http import TicketsHttp
+from telephony.tickets.services import TicketService
+from telephony.transfers.http import TransfersHttp
+from telephony.transfers.sending import SendingService
+
+
+def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingService,
+              threeway: ThreewayService, calls: CallRegistry, hub: StreamHub, metrics: HttpMetrics,
+              health: HealthCheck, redis: aioredis.Redis, sealer: Sealer,
+              wake: Callable[[str], None]) -> web.Application:
+    """`redis` holds the replay memory and the dead letters (sealed with `sealer`); `wake(peer)` makes a peer's
+    delivery worker send at once (after a dead-letter replay)."""
+    inbox = Inbox(config, tickets, ReplayMemory(redis, config.replay_window),
+                  lambda exc: refused(metrics, exc))
+    ops = Ops(config, health, metrics, redis)
+    delivery = DeliveryHttp(config, inbox, redis, sealer, wake)
+    console = TicketsHttp(config, tickets)
+    calls_http = CallsHttp(calls)
+    sending = TransfersHttp(config, calls, transfers)
+    app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
+    # The order matters where paths overlap: /v1/tickets/export before /v1/tickets/{id}.
+    app.add_routes([
+        web.get("/v1/health", ops.health),
+        web.get("/metrics", ops.prometheus),
+        web.post("/v1/tickets", delivery.receive_ticket),
+        web.post("/v1/batch", delivery.receive_batch),
+        web.get("/v1/tickets", console.list_tickets),
+        web.get("/v1/tickets/export", console.export),
+        web.get("/v1/tickets/{id}", by_signature(delivery.lend_ticket, console.get_ticket)),
+        web.patch("/v1/tickets/{id}", console.amend),
+        web.post("/v1/tickets/{id}/events", delivery.receive_event),
+        web.post("/v1/tickets/{id}/transitions", console.transition),
+        web.get("/v1/calls", calls_http.list_calls),
+        web.put("/v1/calls/{linkedid}/draft", sending.put_draft),
+        web.post("/v1/calls/{linkedid}/transfer", sending.transfer),
+        web.post("/v1/calls/{linkedid}/threeway", ThreewayHttp(threeway).threeway_call),
+        web.get("/v1/stream", hub.serve),
+        web.get("/v1/dead-letters", delivery.dead_letters),
+        web.post("/v1/dead-letters/{peer}/replay", delivery.replay_dead_letters),
+    ])
+    return app
+
+
+def by_signature(signed: Handler, unsigned: Handler) -> Handler:
+    """One route, two callers: a peer fetching a ticket by reference (signed) and a console reading it."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await (signed if signer(request) is not None else unsigned)(request)
+    return handler

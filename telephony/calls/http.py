@@ -1,0 +1,25 @@
+"""HTTP adapter of calls for consoles: the calls in progress (an agent's token sees its own)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from telephony.api.requests import own_agent
+from telephony.calls.registry import CallRegistry
+
+
+class CallsHttp:
+    def __init__(self, calls: CallRegistry) -> None:
+        self.calls = calls
+
+    async def list_calls(self, request: web.Request) -> web.Response:
+        agent = own_agent(request) or request.query.get("agent")  # an agent's token sees its own calls
+        calls = []
+        for c in self.calls.calls.values():
+            legs = [{"uniqueid": leg.uniqueid, "channel": leg.channel, "endpoint": leg.endpoint, "state": leg.state}
+                    for leg in c.legs.values()]
+            if agent and not any(leg["endpoint"] == f"agent{agent}" for leg in legs):
+                continue
+            calls.append({"linkedid": c.linkedid, "legs": legs, "bridged": c.bridged_at is not None,
+                          "ticket_id": c.ticket_id, "transferring": c.transferring})
+        return web.json_response({"items": calls})

@@ -1,0 +1,22 @@
+"""HTTP adapter of three-way calls: a console brings the target site into the agent's call (a conference)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from telephony.api.requests import agent, linkedid, read_json
+from telephony.errors import InvalidInput
+from telephony.threeway.services import ThreewayService
+
+
+class ThreewayHttp:
+    def __init__(self, threeway: ThreewayService) -> None:
+        self.threeway = threeway
+
+    async def threeway_call(self, request: web.Request) -> web.Response:
+        call_id = linkedid(request)
+        body = await read_json(request)
+        if not isinstance(body, dict) or not set(body) <= {"agent"}:
+            raise InvalidInput("body is {agent}")
+        ticket = await self.threeway.http_threeway(call_id, agent(request, body))
+        return web.json_response({"ticket_id": ticket.id, "conference": ticket.id}, status=202)
