@@ -43,6 +43,7 @@ START = {"transfer": "transfer", "threeway": "threeway", "attended": "consult"} 
 class HandedOver(Protocol):
     """What a transition needs of a call (the registry's `Call`)."""
 
+    linkedid: str
     handover: str
     ticket_id: str | None
 
@@ -63,7 +64,7 @@ def move(call: HandedOver, event: str) -> str:
     check(call, event)
     old, (new, _) = call.handover, RULES[event]
     call.handover = new
-    log.info("call.state", old=old, on=event, new=new)
+    log.info("call.transition", linkedid=call.linkedid, old=old, event_type=event, new=new)
     return new
 
 

@@ -115,7 +115,7 @@ def move(thing: Room | Consult, event: str) -> str:
         raise Conflict(f"a {kind} that is {thing.state} cannot take {event!r}", ticket_id=thing.ticket_id,
                        state=thing.state, event=event)
     old, thing.state = thing.state, new
-    log.info(f"threeway.{kind}_state", old=old, on=event, new=new)
+    log.info(f"threeway.{kind}_transition", ticket_id=thing.ticket_id, old=old, event_type=event, new=new)
     return new
 
 
