@@ -117,7 +117,7 @@ class Threeway:
     consult_key: str = "*7"  # attended (consultative) transfer to the three-way target
     consult_abort: str = "*1"  # features.conf atxferabort: cancel, the caller comes back
     consult_complete: str = "*2"  # features.conf atxfercomplete (hanging up completes it too)
-    emergency_categories: tuple[str, ...] = ("report",)  # danger to life or property: the emergency platform keeps
+    emergency_categories: tuple[str, ...] = ("report",)  # danger to life or property: emergency_platform keeps it
     emergency_platform: str = "110"  # the platform whose role is emergencies (公安110): it keeps such a caller
 
 
