@@ -117,7 +117,8 @@ class Threeway:
     consult_key: str = "*7"  # attended (consultative) transfer to the three-way target
     consult_abort: str = "*1"  # features.conf atxferabort: cancel, the caller comes back
     consult_complete: str = "*2"  # features.conf atxfercomplete (hanging up completes it too)
-    emergency_categories: tuple[str, ...] = ("report",)  # danger to life or property: 110 keeps the caller
+    emergency_categories: tuple[str, ...] = ("report",)  # danger to life or property: emergency_platform keeps it
+    emergency_platform: str = "110"  # the platform whose role is emergencies (公安110): it keeps such a caller
 
 
 @dataclass(frozen=True)
@@ -524,6 +525,7 @@ def _threeway(r: _Reader, raw: dict[str, Any], targets: tuple[Target, ...], keys
         consult_abort=r.string(raw, "consult_abort", "threeway", FEATURE_KEY, default="*1"),
         consult_complete=r.string(raw, "consult_complete", "threeway", FEATURE_KEY, default="*2"),
         emergency_categories=tuple(cats),
+        emergency_platform=r.string(raw, "emergency_platform", "threeway", SITE_NAME, default="110"),
     )
     if tw.accept_key == tw.leave_key:
         raise r.fail("threeway.leave_key", "must differ from accept_key")

@@ -10,6 +10,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from telephony.calls.state import IDLE
+
 UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 CHANNEL = re.compile(r"^[A-Za-z0-9/@._;-]{1,128}$")
 NUMBER = re.compile(r"^\+?[0-9]{1,20}$")
@@ -31,8 +33,13 @@ class Call:
     legs: dict[str, Leg] = field(default_factory=dict)
     bridged_at: float | None = None
     ticket_id: str | None = None
-    transferring: bool = False
+    handover: str = IDLE  # moved only by telephony.calls.state.move
     recovered: bool = False  # first seen in a resync: an earlier run of the controller may hold its ticket
+
+    @property
+    def transferring(self) -> bool:
+        """Being handed over (or handed over already): a new transfer, three-way or consult is refused."""
+        return self.handover != IDLE
 
 
 def endpoint_of(channel: str) -> str:
@@ -98,7 +105,7 @@ class CallRegistry:
             if ch.get("BridgeId") and call.bridged_at is None:
                 call.bridged_at = time.time()
             if linkedid in old:
-                call.ticket_id, call.transferring = old[linkedid].ticket_id, old[linkedid].transferring
+                call.ticket_id, call.handover = old[linkedid].ticket_id, old[linkedid].handover
         return len(self.calls)
 
     def adopt(self, linkedid: str, agent_uniqueid: str, agent_channel: str, caller_number: str) -> Call | None:

@@ -6,8 +6,10 @@ trunk with the ticket (Local/<dial>*<id>@linkage-conf-out: the same headers and 
 
 Inside the conference either agent may press "my platform takes it" (the other agent is released) or "I leave".
 The plan's rules decide when the agents do not: if both agents leave, or `decide_seconds` pass, the platform that
-first received the call keeps the caller — unless the matter is an emergency, when 110 keeps it. The outcome,
-who decided and which rule applied are a `decided` event on the ticket, which the other side receives too.
+first received the call keeps the caller — unless the matter is an emergency, when the emergency platform
+(`threeway.emergency_platform`, 110) keeps it. The outcome, who decided and which rule applied are a `decided`
+event on the ticket, which the other side receives too. The rules are in `rules.py`, the room's and the
+consultation's states in `state.py`; this module runs them against Asterisk.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from telephony.agi.server import AgiRequest
+from telephony.calls import state as call_state
 from telephony.calls.registry import CHANNEL, UNIQUEID, CallRegistry
 from telephony.config import SiteConfig
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
+from telephony.threeway import rules
+from telephony.threeway.state import CONSULTING, RESERVED, SLOT_SECONDS, Consult, Room, can, move
 from telephony.tickets.models import TICKET_ID, Ticket
 from telephony.tickets.services import TicketService
 from telephony.transfers.sending import AmiSend, SendingService
@@ -31,20 +35,6 @@ from telephony.transfers.sending import AmiSend, SendingService
 log = structlog.get_logger("threeway")
 HOOK_SETTLE = 0.2
 FAR = re.compile(r"^(Local/[0-9*]+@linkage-conf-out-[0-9a-f]+;1|PJSIP/trunk-[0-9A-Za-z_-]+-[0-9a-f]+)$")
-
-
-@dataclass
-class Room:
-    ticket_id: str
-    caller: str  # channel names
-    agent: str
-    agent_id: str
-    far_dial: str
-    members: dict[str, str] = field(default_factory=dict)  # channel -> uniqueid, while in the conference
-    far: str = ""
-    decided: bool = False
-    agents_left: set[str] = field(default_factory=set)
-    timer: asyncio.Task[None] | None = None
 
 
 class ThreewayService:
@@ -55,10 +45,10 @@ class ThreewayService:
         self.tickets = tickets
         self.sending = sending
         self.ami_send = ami_send
-        self.rooms: dict[str, Room] = {}
-        self.consults: dict[str, str] = {}  # ticket id -> the consultation's Local channel (once it dials)
-        self.slots: dict[str, tuple[str, str, float]] = {}  # 4-digit slot -> (<dial>*<ticket id>, ticket id, when)
-        self.consult_agents: dict[str, str] = {}  # ticket id -> the consulting agent's channel
+        self.policy = rules.Policy(frozenset(config.threeway.emergency_categories),
+                                   config.threeway.emergency_platform)
+        self.rooms: dict[str, Room] = {}  # ticket id (= conference name) -> room, until closed or deserted
+        self.consults: dict[str, Consult] = {}  # ticket id -> consultation, until it completes, cancels or expires
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -128,8 +118,8 @@ class ThreewayService:
 
     async def _deadline(self, room: Room) -> None:
         await asyncio.sleep(self.config.threeway.decide_seconds)
-        if not room.decided:
-            await self._by_rule(room, "timeout")
+        if can(room, rules.TIMEOUT):
+            await self._by_rule(room, rules.TIMEOUT)
 
     # ---- attended (consultative) transfer ------------------------------------------------------------
     async def agi_consult(self, request: AgiRequest) -> None:
@@ -149,14 +139,16 @@ class ThreewayService:
         except LinkageError as exc:
             log.warning("consult.refused", reason=exc.message)
             return
-        self.consult_agents[ticket.id] = leg.channel
         now = time.monotonic()
-        self.slots = {k: v for k, v in self.slots.items() if now - v[2] < 120}  # consultations never dialled
-        slot = next((f"{n:04d}" for n in range(1000, 10000) if f"{n:04d}" not in self.slots), None)
+        for stale in [c for c in self.consults.values() if c.state == RESERVED and now - c.taken >= SLOT_SECONDS]:
+            move(stale, "expired")  # the consultation never dialled
+            self.consults.pop(stale.ticket_id, None)
+        taken = {c.slot for c in self.consults.values() if c.state == RESERVED}
+        slot = next((f"{n:04d}" for n in range(1000, 10000) if f"{n:04d}" not in taken), None)
         if slot is None:
             log.warning("consult.refused", reason="no free consultation slot")
             return
-        self.slots[slot] = (exten, ticket.id, now)
+        self.consults[ticket.id] = Consult(ticket.id, leg.channel, exten, slot, now)
         self._spawn(self._consult(ticket.id, leg.channel, slot))
 
     async def _consult(self, ticket_id: str, agent_channel: str, slot: str) -> None:
@@ -169,34 +161,35 @@ class ThreewayService:
 
     async def agi_consult_out(self, request: AgiRequest) -> None:
         """The consultation call asks which ticket its 4-digit slot stands for (see linkage-consult-out)."""
-        found = self.slots.pop(request.arg(0), None)
-        if found is None:
+        slot = request.arg(0)
+        consult = next((c for c in self.consults.values() if c.state == RESERVED and c.slot == slot), None)
+        if consult is None:
             log.warning("consult.unknown_slot")
             return
-        exten, ticket_id, _ = found
-        self.consults[ticket_id] = request.channel.rsplit(";", 1)[0]  # Local/<slot>@linkage-consult-out-N
-        await request.set_variable("LINKAGE_CONSULT", exten)
+        consult.local = request.channel.rsplit(";", 1)[0]  # Local/<slot>@linkage-consult-out-N
+        move(consult, "dialled")
+        await request.set_variable("LINKAGE_CONSULT", consult.exten)
 
     async def _on_consult_event(self, event: dict[str, str]) -> None:
         name = event.get("Event", "")
-        for ticket_id, local in list(self.consults.items()):
-            agent = self.consult_agents.get(ticket_id, "")
-            ours = any(v.startswith(local + ";") for v in event.values()) or (
-                name == "AttendedTransfer" and agent in (event.get("OrigTransfererChannel"),
-                                                          event.get("SecondTransfererChannel")))
+        for consult in [c for c in self.consults.values() if c.state == CONSULTING]:
+            ours = any(v.startswith(consult.local + ";") for v in event.values()) or (
+                name == "AttendedTransfer" and consult.agent in (event.get("OrigTransfererChannel"),
+                                                                  event.get("SecondTransfererChannel")))
             if not ours:
                 continue
+            ticket_id = consult.ticket_id
             structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
             if name == "AttendedTransfer" and event.get("Result") == "Success":
+                move(consult, "completed")
                 self.consults.pop(ticket_id, None)
-                self.consult_agents.pop(ticket_id, None)
                 await self._record_consult(ticket_id, "transferred", {"mode": "attended", "result": "completed"})
             elif name == "Hangup" and event.get("Channel", "").endswith(";1"):
+                move(consult, "cancelled")
                 self.consults.pop(ticket_id, None)
-                self.consult_agents.pop(ticket_id, None)
                 call = self.calls.call_of(event.get("Uniqueid", ""))
                 if call is not None:
-                    call.transferring = False
+                    call_state.move(call, "consult_cancelled")
                 await self._record_consult(ticket_id, "cancelled",
                                            {"reason": "the consultation ended without a transfer; the caller "
                                                       "is back with the agent"})
@@ -213,56 +206,52 @@ class ThreewayService:
         action, ticket_id, uniqueid = request.arg(0), request.arg(1), request.arg(2)
         room = self.rooms.get(ticket_id) if TICKET_ID.match(ticket_id) else None
         structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
-        if room is None or action != "accept" or room.decided:
+        if room is None or action != "accept" or not can(room, rules.ACCEPTED):
             log.warning("threeway.key_ignored", action=action, reason="no open negotiation")
             return
         channel = next((c for c, u in room.members.items() if u == uniqueid), "")
-        if channel == room.agent:
-            await self._decide(room, self.config.platform, "agreed", f"{self.config.name}/{room.agent_id}")
-        elif channel and channel == room.far:
+        who = rules.presser(channel, room.agent, room.far)
+        if who == rules.OURS:
+            await self._decide(room, rules.Facts(rules.ACCEPTED, accepted_by=self.config.platform,
+                                                 by=f"{self.config.name}/{room.agent_id}"))
+        elif who == rules.THEIRS:
             target = self.config.target(self.config.threeway.target)
-            await self._decide(room, target.platform if target else "", "agreed", f"{target.name if target else ''}")
+            await self._decide(room, rules.Facts(rules.ACCEPTED, accepted_by=target.platform if target else "",
+                                                 by=target.name if target else ""))
         else:
             log.warning("threeway.key_ignored", reason="pressed by a channel that is not an agent")
-
-    def _emergency(self, category: str) -> bool:
-        return category in self.config.threeway.emergency_categories
 
     async def _by_rule(self, room: Room, why: str) -> None:
         ticket = await self.tickets.store.get(room.ticket_id)
         if ticket is None:
             return
-        if self._emergency(ticket.category):
-            keeper, rule = "110", "emergency_110"  # 110及时派警先行处置
-        else:
-            keeper, rule = ticket.source.platform, "first_receiver"  # 首接先行受理
-        await self._decide(room, keeper, rule, why)
+        await self._decide(room, rules.Facts(why, category=ticket.category, first_receiver=ticket.source.platform))
 
-    async def _decide(self, room: Room, keeper: str, rule: str, by: str) -> None:
-        if room.decided:
+    async def _decide(self, room: Room, facts: rules.Facts) -> None:
+        if not can(room, facts.trigger):  # decided meanwhile (a key, the deadline and a departure can cross)
             return
-        room.decided = True
+        move(room, facts.trigger)
         if room.timer is not None and room.timer is not asyncio.current_task():
             room.timer.cancel()
-        await self._record(room, {"keeper": keeper, "rule": rule, "by": by})
-        log.info("threeway.decided", keeper=keeper, rule=rule, by=by)
-        ours = keeper == self.config.platform
-        release = room.far if ours else room.agent
-        if release and release in room.members:
+        outcome = rules.decide(facts, self.policy)
+        await self._record(room, outcome.payload())
+        log.info("threeway.decided", keeper=outcome.keeper, rule=outcome.rule, by=outcome.by)
+        ours = outcome.keeper == self.config.platform
+        release = rules.release(ours, room.agent, room.far, room.members)
+        if release:
             await self.ami_send({"Action": "ConfbridgeKick", "Conference": room.ticket_id, "Channel": release})
-        keeper_present = (room.agent if ours else room.far) in room.members
-        if not keeper_present and room.caller in room.members:
-            # the keeper's agent already left: bring the caller to that platform instead of leaving them alone
-            if ours:
-                await self.ami_send({"Action": "Redirect", "Channel": room.caller, "Context": "linkage-ring",
-                                     "Exten": room.ticket_id, "Priority": "1"})
-            else:
-                await self.ami_send({"Action": "Redirect", "Channel": room.caller, "Context": "linkage-out",
-                                     "Exten": room.far_dial, "Priority": "1"})
+        # the keeper's agent already left: bring the caller to that platform instead of leaving them alone
+        rescue = rules.rescue(ours, room.agent, room.far, room.caller, room.members)
+        if rescue == rules.HERE:
+            await self.ami_send({"Action": "Redirect", "Channel": room.caller, "Context": "linkage-ring",
+                                 "Exten": room.ticket_id, "Priority": "1"})
+        elif rescue == rules.THERE:
+            await self.ami_send({"Action": "Redirect", "Channel": room.caller, "Context": "linkage-out",
+                                 "Exten": room.far_dial, "Priority": "1"})
 
     async def on_ami_event(self, event: dict[str, str]) -> None:
         name = event.get("Event", "")
-        if self.consults and name in ("AttendedTransfer", "Hangup"):
+        if name in ("AttendedTransfer", "Hangup") and any(c.state == CONSULTING for c in self.consults.values()):
             await self._on_consult_event(event)
         if name not in ("ConfbridgeJoin", "ConfbridgeLeave"):
             return
@@ -275,20 +264,25 @@ class ThreewayService:
             room.members[channel] = uniqueid
             if FAR.match(channel):
                 room.far = channel
+                if can(room, "far_joined"):
+                    move(room, "far_joined")
             return
         room.members.pop(channel, None)
         if channel in (room.agent, room.far):
             room.agents_left.add(channel)
         if channel == room.caller:
-            if not room.decided:
-                room.decided = True
+            undecided = room.open
+            move(room, rules.CALLER_LEFT)
+            if undecided:
                 if room.timer is not None:
                     room.timer.cancel()
-                await self._record(room, {"keeper": "", "rule": "caller_left", "by": "caller"})
+                await self._record(room, rules.decide(rules.Facts(rules.CALLER_LEFT), self.policy).payload())
             self.rooms.pop(room.ticket_id, None)
-        elif not room.decided and room.far and room.agent in room.agents_left and room.far in room.agents_left:
-            await self._by_rule(room, "both_left")
-        if not room.members:
+            return
+        if room.open and rules.both_agents_left(room.agent, room.far, room.agents_left):
+            await self._by_rule(room, rules.BOTH_LEFT)
+        if not room.members and can(room, "emptied"):
+            move(room, "emptied")
             self.rooms.pop(room.ticket_id, None)
 
     async def _record(self, room: Room, payload: dict[str, str]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from telephony.calls import state as call_state
 from telephony.calls.registry import CHANNEL, NUMBER, UNIQUEID, Call, CallRegistry
 from telephony.config import SiteConfig, Target
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
@@ -44,8 +45,7 @@ class SendingService:
                     mode: str = "transfer") -> tuple[Ticket, str]:
         """Build and store the ticket; returns it and the transfer extension. Shared by key, button, three-way
         and attended transfer (`mode`)."""
-        if call.transferring:
-            raise Conflict("this call is already being transferred", ticket_id=call.ticket_id or "")
+        call_state.check(call, call_state.start_event(mode))
         agent_leg = call.legs.get(agent_uniqueid)
         if agent_leg is None or not agent_leg.endpoint.startswith("agent"):
             raise InvalidInput("that channel is not an agent's leg of the call")
@@ -53,7 +53,7 @@ class SendingService:
         caller = next((leg for leg in call.legs.values() if leg.uniqueid != agent_uniqueid), None)
         caller_number = caller.caller_number if caller and NUMBER.match(caller.caller_number) else ""
         path = [self.config.name, target.via, target.name] if target.via else [self.config.name, target.name]
-        call.transferring = True
+        call_state.move(call, call_state.start_event(mode))
         try:
             resumed = await self._resume(call, target, mode) if call.recovered and call.ticket_id is None else None
             if resumed is not None:
@@ -64,7 +64,7 @@ class SendingService:
                 uniqueids=sorted(call.legs), draft=self.drafts.pop(call.linkedid, {}), path=path, mode=mode,
                 recording=f"linkage-{caller.uniqueid}.wav" if caller else "")
         except Exception:
-            call.transferring = False
+            call_state.move(call, "not_stored")
             raise
         call.ticket_id = ticket.id
         structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
@@ -117,8 +117,7 @@ class SendingService:
         call = self.calls.get(linkedid)
         if call is None:
             raise NotFound("no active call with that linkedid", linkedid=linkedid)
-        if call.transferring:  # first: once transferred the agent's leg is gone, and this is the clearer answer
-            raise Conflict("this call is already being transferred", ticket_id=call.ticket_id or "")
+        call_state.check(call, "transfer")  # first: once transferred the agent's leg is gone; this is clearer
         target = self.config.target(target_name)
         if target is None:
             raise InvalidInput(f"unknown transfer target {target_name!r}",
@@ -134,7 +133,7 @@ class SendingService:
         reply = await self.ami_send({"Action": "BlindTransfer", "Channel": leg.channel, "Exten": exten,
                                      "Context": "linkage-out"})
         if getattr(reply, "success", True) is False:
-            call.transferring = False
+            call_state.move(call, "pbx_refused")
             await self.tickets.record(ticket.id, "transfer_failed", agent,
                                       {"reason": "the PBX refused the transfer"})
             raise Conflict("the PBX refused the transfer", ticket_id=ticket.id)
@@ -146,7 +145,7 @@ class SendingService:
         if still free."""
         call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
         if call is not None:
-            call.transferring = False
+            call_state.move(call, "recalled")
         ticket = await self.tickets.store.get(ticket_id) if TICKET_ID.match(ticket_id) else None
         if ticket is None:
             log.warning("recall.unknown_ticket")
