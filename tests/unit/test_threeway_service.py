@@ -13,7 +13,6 @@ from typing import Any, ClassVar, cast
 
 import pytest
 import redis.asyncio as aioredis
-from telephony.transfers.sending import SendingService
 
 from telephony.agi.server import AgiRequest
 from telephony.calls import state as call_state
@@ -22,10 +21,11 @@ from telephony.lab.lab import PLANS, Lab
 from telephony.threeway import services as threeway_services
 from telephony.threeway import state
 from telephony.threeway.services import ThreewayService
-from telephony.tickets.models import Ticket
 from telephony.tickets.hooks import TicketHooks
+from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore
+from telephony.transfers.sending import SendingService
 
 REDIS_DB = 14  # the unit conftest's `redis` fixture gives this database, emptied
 LINKEDID, AGENT_UID = "1795934017.10", "1795934017.11"
