@@ -37,6 +37,8 @@ from telephony.delivery.outbox import OutboxWorker
 from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import Alarm, DeadlineRule, Supervisor
 from telephony.supervision.metrics import SupervisionMetrics
+from telephony.threeway.agi import ThreewayAgi
+from telephony.threeway.ami import ThreewayAmi
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.metrics import TicketMetrics
@@ -88,18 +90,15 @@ class Controller:
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
         # adapters
         self.transfer_metrics = TransferMetrics(self.registry)
-        self.ami_handlers = (self.threeway.on_ami_event, TransferAmi(self.receiving, self.transfer_metrics).on_event)
-        for name, handler in {**TransferAgi(self.sending, self.receiving).routes(), **self._threeway_routes(),
-                              **self._bench_routes()}.items():
+        self.ami_handlers = (ThreewayAmi(self.threeway).on_event,
+                             TransferAmi(self.receiving, self.transfer_metrics).on_event)
+        for name, handler in {**TransferAgi(self.sending, self.receiving).routes(),
+                              **ThreewayAgi(self.threeway).routes(), **self._bench_routes()}.items():
             self.agi.route(name, handler)
         self.http_metrics = HttpMetrics(self.registry, self.delivery_metrics)
         self.api = build_app(config, tickets=self.tickets, transfers=self.sending, threeway=self.threeway,
                              calls=self.calls, hub=self.hub, metrics=self.http_metrics, health=self.health,
                              redis=self.redis, sealer=sealer, wake=self._wake)
-
-    def _threeway_routes(self) -> dict[str, Any]:
-        return {"threeway": self.threeway.agi_threeway, "conf_key": self.threeway.agi_conf_key,
-                "consult": self.threeway.agi_consult, "consult_out": self.threeway.agi_consult_out}
 
     def _bench_routes(self) -> dict[str, Any]:
         return {"bench_floor": bench_floor} if self.config.bench_key and self.config.bench_floor_key else {}

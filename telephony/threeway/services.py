@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
-from telephony.agi.server import AgiRequest
 from telephony.calls import state as call_state
 from telephony.calls.registry import CHANNEL, UNIQUEID, CallRegistry
 from telephony.config import SiteConfig
@@ -62,11 +62,10 @@ class ThreewayService:
             task.cancel()
 
     # ---- starting -----------------------------------------------------------------------------------
-    async def agi_threeway(self, request: AgiRequest) -> None:
-        linkedid = request.arg(0)
-        structlog.contextvars.bind_contextvars(call_id=linkedid)
+    async def key(self, linkedid: str, agent_uniqueid: str) -> None:
+        """The three-way key on the agent's channel; a refusal keeps the call as it is."""
         try:
-            await self.start(linkedid, request.uniqueid)
+            await self.start(linkedid, agent_uniqueid)
         except LinkageError as exc:
             log.warning("threeway.refused", reason=exc.message)
 
@@ -122,20 +121,18 @@ class ThreewayService:
             await self._by_rule(room, rules.TIMEOUT)
 
     # ---- attended (consultative) transfer ------------------------------------------------------------
-    async def agi_consult(self, request: AgiRequest) -> None:
+    async def consult(self, linkedid: str, agent_uniqueid: str) -> None:
         """The consult key: the ticket is stored (mode attended), then Asterisk's attended transfer takes the
         agent to the other platform while the caller hears music. Hanging up (or the complete key) completes
         it; the abort key cancels it and brings the caller back — the ticket records which."""
-        linkedid = request.arg(0)
-        structlog.contextvars.bind_contextvars(call_id=linkedid)
         call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
         target = self.config.target(self.config.threeway.target)
-        leg = call.legs.get(request.uniqueid) if call else None
+        leg = call.legs.get(agent_uniqueid) if call else None
         if call is None or leg is None or target is None or target.phone is not None:
             log.warning("consult.refused", reason="unknown call, agent or target")
             return
         try:
-            ticket, exten = await self.sending.start(call, request.uniqueid, target, mode="attended")
+            ticket, exten = await self.sending.start(call, agent_uniqueid, target, mode="attended")
         except LinkageError as exc:
             log.warning("consult.refused", reason=exc.message)
             return
@@ -159,40 +156,53 @@ class ThreewayService:
                                  "Context": "linkage-consult-out"})
             log.info("consult.started")
 
-    async def agi_consult_out(self, request: AgiRequest) -> None:
-        """The consultation call asks which ticket its 4-digit slot stands for (see linkage-consult-out)."""
-        slot = request.arg(0)
+    def consult_dialled(self, slot: str, channel: str) -> str | None:
+        """The consultation call (its Local channel) asks which ticket its 4-digit slot stands for: the
+        extension to dial, or None for a slot nobody reserved (see linkage-consult-out)."""
         consult = next((c for c in self.consults.values() if c.state == RESERVED and c.slot == slot), None)
         if consult is None:
             log.warning("consult.unknown_slot")
-            return
-        consult.local = request.channel.rsplit(";", 1)[0]  # Local/<slot>@linkage-consult-out-N
+            return None
+        consult.local = channel.rsplit(";", 1)[0]  # Local/<slot>@linkage-consult-out-N
         move(consult, "dialled")
-        await request.set_variable("LINKAGE_CONSULT", consult.exten)
+        return consult.exten
 
-    async def _on_consult_event(self, event: dict[str, str]) -> None:
-        name = event.get("Event", "")
-        for consult in [c for c in self.consults.values() if c.state == CONSULTING]:
-            ours = any(v.startswith(consult.local + ";") for v in event.values()) or (
-                name == "AttendedTransfer" and consult.agent in (event.get("OrigTransfererChannel"),
-                                                                  event.get("SecondTransfererChannel")))
-            if not ours:
+    @property
+    def consulting(self) -> bool:
+        return any(c.state == CONSULTING for c in self.consults.values())
+
+    def _consults_on(self, channels: Iterable[str], transferers: Iterable[str] = ()) -> list[Consult]:
+        """The running consultations an event is about: it names their Local channel (either half), or
+        their agent transferred."""
+        names, by = list(channels), set(transferers)
+        return [c for c in self.consults.values() if c.state == CONSULTING
+                and (any(n.startswith(c.local + ";") for n in names) or c.agent in by)]
+
+    async def consult_transferred(self, success: bool, transferers: tuple[str, str], channels: Iterable[str]) -> None:
+        """Asterisk's attended transfer ended: a success completes the consultation it is about."""
+        for consult in self._consults_on(channels, transferers):
+            if not success:
                 continue
-            ticket_id = consult.ticket_id
-            structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
-            if name == "AttendedTransfer" and event.get("Result") == "Success":
-                move(consult, "completed")
-                self.consults.pop(ticket_id, None)
-                await self._record_consult(ticket_id, "transferred", {"mode": "attended", "result": "completed"})
-            elif name == "Hangup" and event.get("Channel", "").endswith(";1"):
-                move(consult, "cancelled")
-                self.consults.pop(ticket_id, None)
-                call = self.calls.call_of(event.get("Uniqueid", ""))
-                if call is not None:
-                    call_state.move(call, "consult_cancelled")
-                await self._record_consult(ticket_id, "cancelled",
-                                           {"reason": "the consultation ended without a transfer; the caller "
-                                                      "is back with the agent"})
+            structlog.contextvars.bind_contextvars(ticket_id=consult.ticket_id)
+            move(consult, "completed")
+            self.consults.pop(consult.ticket_id, None)
+            await self._record_consult(consult.ticket_id, "transferred", {"mode": "attended", "result": "completed"})
+
+    async def consult_hung_up(self, channel: str, uniqueid: str, channels: Iterable[str]) -> None:
+        """A channel hung up: the consultation's own Local channel (;1) hanging up cancels it, and the caller
+        is back with the agent."""
+        for consult in self._consults_on(channels):
+            if not channel.endswith(";1"):
+                continue
+            structlog.contextvars.bind_contextvars(ticket_id=consult.ticket_id)
+            move(consult, "cancelled")
+            self.consults.pop(consult.ticket_id, None)
+            call = self.calls.call_of(uniqueid)
+            if call is not None:
+                call_state.move(call, "consult_cancelled")
+            await self._record_consult(consult.ticket_id, "cancelled",
+                                       {"reason": "the consultation ended without a transfer; the caller "
+                                                  "is back with the agent"})
 
     async def _record_consult(self, ticket_id: str, event_type: str, payload: dict[str, str]) -> None:
         try:
@@ -202,10 +212,9 @@ class ThreewayService:
             log.warning("consult.not_recorded", reason=exc.message)
 
     # ---- negotiation --------------------------------------------------------------------------------
-    async def agi_conf_key(self, request: AgiRequest) -> None:
-        action, ticket_id, uniqueid = request.arg(0), request.arg(1), request.arg(2)
+    async def conf_key(self, action: str, ticket_id: str, uniqueid: str) -> None:
+        """A key pressed inside the conference `ticket_id` by the channel `uniqueid`."""
         room = self.rooms.get(ticket_id) if TICKET_ID.match(ticket_id) else None
-        structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
         if room is None or action != "accept" or not can(room, rules.ACCEPTED):
             log.warning("threeway.key_ignored", action=action, reason="no open negotiation")
             return
@@ -249,24 +258,24 @@ class ThreewayService:
             await self.ami_send({"Action": "Redirect", "Channel": room.caller, "Context": "linkage-out",
                                  "Exten": room.far_dial, "Priority": "1"})
 
-    async def on_ami_event(self, event: dict[str, str]) -> None:
-        name = event.get("Event", "")
-        if name in ("AttendedTransfer", "Hangup") and any(c.state == CONSULTING for c in self.consults.values()):
-            await self._on_consult_event(event)
-        if name not in ("ConfbridgeJoin", "ConfbridgeLeave"):
-            return
-        room = self.rooms.get(event.get("Conference", ""))
+    def joined(self, conference: str, channel: str, uniqueid: str) -> None:
+        """A channel entered a conference: the other platform's leg, when it is the far one."""
+        room = self.rooms.get(conference)
         if room is None:
             return
-        channel, uniqueid = event.get("Channel", ""), event.get("Uniqueid", "")
         structlog.contextvars.bind_contextvars(ticket_id=room.ticket_id)
-        if name == "ConfbridgeJoin":
-            room.members[channel] = uniqueid
-            if FAR.match(channel):
-                room.far = channel
-                if can(room, "far_joined"):
-                    move(room, "far_joined")
+        room.members[channel] = uniqueid
+        if FAR.match(channel):
+            room.far = channel
+            if can(room, "far_joined"):
+                move(room, "far_joined")
+
+    async def left(self, conference: str, channel: str) -> None:
+        """A channel left a conference: the caller leaving ends it; both agents leaving decides it by rule."""
+        room = self.rooms.get(conference)
+        if room is None:
             return
+        structlog.contextvars.bind_contextvars(ticket_id=room.ticket_id)
         room.members.pop(channel, None)
         if channel in (room.agent, room.far):
             room.agents_left.add(channel)

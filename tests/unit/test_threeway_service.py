@@ -20,6 +20,8 @@ from telephony.calls.registry import CallRegistry
 from telephony.lab.lab import PLANS, Lab
 from telephony.threeway import services as threeway_services
 from telephony.threeway import state
+from telephony.threeway.agi import ThreewayAgi
+from telephony.threeway.ami import ThreewayAmi
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Ticket
@@ -59,6 +61,8 @@ class Desk:
         self.transfers = SendingService(self.config, self.calls, self.tickets, self._ami)
         self.actions: list[dict[str, str]] = []
         self.service = ThreewayService(self.config, self.calls, self.tickets, self.transfers, self._ami)
+        self.agi = ThreewayAgi(self.service)  # the keys reach the service as the dialplan's FastAGI requests
+        self.ami = ThreewayAmi(self.service)  # and the conference's events as AMI events
         Desk.made.append(self)
 
     async def _ami(self, action: dict[str, str]) -> None:
@@ -71,7 +75,7 @@ class Desk:
         self.calls.on_event({"Event": "BridgeEnter", "Uniqueid": linkedid, "Linkedid": linkedid})
 
     async def conf(self, name: str, ticket: Ticket, channel: str, uniqueid: str) -> None:
-        await self.service.on_ami_event({"Event": f"Confbridge{name}", "Conference": ticket.id,
+        await self.ami.on_event({"Event": f"Confbridge{name}", "Conference": ticket.id,
                                          "Channel": channel, "Uniqueid": uniqueid})
 
     async def room(self, category: str = "") -> Ticket:
@@ -113,11 +117,11 @@ async def test_our_agent_accepts_and_their_agent_is_released(tmp_path: Path, red
     ticket = await desk.room()
     room = desk.service.rooms[ticket.id]
     assert room.state == state.JOINED and desk.calls.calls[LINKEDID].handover == call_state.THREEWAY
-    await desk.service.agi_conf_key(cast(AgiRequest, Request("accept", ticket.id, AGENT_UID)))
+    await desk.agi.conf_key(cast(AgiRequest, Request("accept", ticket.id, AGENT_UID)))
     assert await desk.decision(ticket) == {"keeper": "12345", "rule": "agreed", "by": "12345/1001"}
     assert room.state == state.DECIDED and _kicks(desk) == [FAR] and _redirects(desk) == []
     assert room.timer is not None and room.timer.cancelled()
-    await desk.service.agi_conf_key(cast(AgiRequest, Request("accept", ticket.id, "1795934017.12")))  # too late
+    await desk.agi.conf_key(cast(AgiRequest, Request("accept", ticket.id, "1795934017.12")))  # too late
     assert await desk.decision(ticket) == {"keeper": "12345", "rule": "agreed", "by": "12345/1001"}
     await desk.conf("Leave", ticket, CALLER, LINKEDID)
     assert ticket.id not in desk.service.rooms and room.state == state.CLOSED
@@ -126,7 +130,7 @@ async def test_our_agent_accepts_and_their_agent_is_released(tmp_path: Path, red
 async def test_their_agent_accepts(tmp_path: Path, redis: aioredis.Redis) -> None:
     desk = Desk(tmp_path, redis, decide=30)
     ticket = await desk.room()
-    await desk.service.agi_conf_key(cast(AgiRequest, Request("accept", ticket.id, "1795934017.12")))
+    await desk.agi.conf_key(cast(AgiRequest, Request("accept", ticket.id, "1795934017.12")))
     assert await desk.decision(ticket) == {"keeper": "110", "rule": "agreed", "by": "110"}
     assert _kicks(desk) == [AGENT]
 
@@ -134,7 +138,7 @@ async def test_their_agent_accepts(tmp_path: Path, redis: aioredis.Redis) -> Non
 async def test_the_callers_key_decides_nothing(tmp_path: Path, redis: aioredis.Redis) -> None:
     desk = Desk(tmp_path, redis, decide=30)
     ticket = await desk.room()
-    await desk.service.agi_conf_key(cast(AgiRequest, Request("accept", ticket.id, LINKEDID)))
+    await desk.agi.conf_key(cast(AgiRequest, Request("accept", ticket.id, LINKEDID)))
     assert desk.service.rooms[ticket.id].state == state.JOINED and await desk.decision(ticket) == {}
 
 
@@ -184,13 +188,13 @@ async def test_a_room_emptied_before_a_decision_is_still_decided_by_its_deadline
 
 async def _consulting(desk: Desk) -> tuple[state.Consult, Request]:
     desk.answered()
-    await desk.service.agi_consult(cast(AgiRequest, Request(LINKEDID)))
+    await desk.agi.consult(cast(AgiRequest, Request(LINKEDID)))
     (consult,) = desk.service.consults.values()
     assert consult.state == state.RESERVED and consult.slot == "1000"
     await asyncio.sleep(0.01)
     assert next(a for a in desk.actions if a["Action"] == "Atxfer")["Exten"] == "1000"
     out = Request("1000", channel="Local/1000@linkage-consult-out-00000001;2")
-    await desk.service.agi_consult_out(cast(AgiRequest, out))
+    await desk.agi.consult_out(cast(AgiRequest, out))
     assert consult.state == state.CONSULTING and out.variables == {"LINKAGE_CONSULT": consult.exten}
     assert desk.calls.calls[LINKEDID].handover == call_state.CONSULTING
     return consult, out
@@ -201,7 +205,7 @@ async def test_a_consultation_that_hangs_up_brings_the_caller_back(tmp_path: Pat
     consult, _ = await _consulting(desk)
     local = "Local/1000@linkage-consult-out-00000001;1"
     desk.calls.on_event({"Event": "Newchannel", "Uniqueid": "1795934017.14", "Linkedid": LINKEDID, "Channel": local})
-    await desk.service.on_ami_event({"Event": "Hangup", "Channel": local, "Uniqueid": "1795934017.14"})
+    await desk.ami.on_event({"Event": "Hangup", "Channel": local, "Uniqueid": "1795934017.14"})
     assert consult.state == state.CANCELLED and desk.service.consults == {}
     assert desk.calls.calls[LINKEDID].handover == call_state.IDLE
     stored = await desk.tickets.store.get(consult.ticket_id)
@@ -211,7 +215,7 @@ async def test_a_consultation_that_hangs_up_brings_the_caller_back(tmp_path: Pat
 async def test_a_completed_consultation_records_the_transfer(tmp_path: Path, redis: aioredis.Redis) -> None:
     desk = Desk(tmp_path, redis, decide=30)
     consult, _ = await _consulting(desk)
-    await desk.service.on_ami_event({"Event": "AttendedTransfer", "Result": "Success",
+    await desk.ami.on_event({"Event": "AttendedTransfer", "Result": "Success",
                                      "OrigTransfererChannel": AGENT})
     assert consult.state == state.COMPLETED and desk.service.consults == {}
     stored = await desk.tickets.store.get(consult.ticket_id)
@@ -222,14 +226,14 @@ async def test_a_completed_consultation_records_the_transfer(tmp_path: Path, red
 async def test_an_unknown_slot_and_a_stale_one(tmp_path: Path, redis: aioredis.Redis) -> None:
     desk = Desk(tmp_path, redis, decide=30)
     desk.answered()
-    await desk.service.agi_consult(cast(AgiRequest, Request(LINKEDID)))
+    await desk.agi.consult(cast(AgiRequest, Request(LINKEDID)))
     (first,) = desk.service.consults.values()
     out = Request("1001")
-    await desk.service.agi_consult_out(cast(AgiRequest, out))
+    await desk.agi.consult_out(cast(AgiRequest, out))
     assert out.variables == {} and first.state == state.RESERVED
     first.taken -= state.SLOT_SECONDS  # it never dialled: the next consultation frees its slot
     desk.answered("1795934017.20", "1795934017.21", "PJSIP/agent1002-00000005")
-    await desk.service.agi_consult(cast(AgiRequest, Request("1795934017.20", uniqueid="1795934017.21",
+    await desk.agi.consult(cast(AgiRequest, Request("1795934017.20", uniqueid="1795934017.21",
                                                             channel="PJSIP/agent1002-00000005")))
     (second,) = desk.service.consults.values()
     assert first.state == state.EXPIRED and second.slot == "1000" and second.ticket_id != first.ticket_id
