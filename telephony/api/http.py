@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from telephony.api.stream import StreamHub, sse
-from telephony.calls.registry import UNIQUEID, CallRegistry
+from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.delivery import batch, deadletters
 from telephony.errors import (
@@ -37,15 +37,14 @@ from telephony.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from telephony.ids import AGENT_ID, OPTIONAL_AGENT_ID, TICKET_ID, UNIQUEID
 from telephony.metrics import Metrics
 from telephony.security import signing
 from telephony.security.ratelimit import RateLimiter
 from telephony.threeway.services import ThreewayService
 from telephony.tickets import queries
 from telephony.tickets.models import (
-    AGENT,
     EVENT_TYPES,
-    TICKET_ID,
     parse_draft,
     parse_event,
     parse_payload,
@@ -211,7 +210,7 @@ class Api:
     @staticmethod
     def _agent(request: web.Request, body: dict[str, Any]) -> str:
         agent = body.get("agent", "")
-        if not isinstance(agent, str) or not agent or not AGENT.match(agent):
+        if not isinstance(agent, str) or not agent or not AGENT_ID.match(agent):
             raise InvalidInput("field 'agent' (the agent's id, digits) is required", field="agent")
         own = request.get("agent")
         if own is not None and own != agent:
@@ -419,7 +418,7 @@ class Api:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         agent = request.get("agent") or request.query.get("agent")  # an agent's token: its own stream only
-        if agent is not None and not AGENT.match(agent):
+        if agent is not None and not OPTIONAL_AGENT_ID.match(agent):
             raise InvalidInput("agent must be digits")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)

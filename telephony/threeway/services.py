@@ -21,10 +21,11 @@ from typing import Any
 import structlog
 
 from telephony.agi.server import AgiRequest
-from telephony.calls.registry import CHANNEL, UNIQUEID, CallRegistry
+from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
-from telephony.tickets.models import TICKET_ID, Ticket
+from telephony.ids import CHANNEL, TICKET_ID, UNIQUEID
+from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.transfers.services import AmiSend, TransferService
 

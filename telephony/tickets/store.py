@@ -8,7 +8,6 @@ and no index entry for a ticket that was never stored.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from redis.backoff import NoBackoff
 
 from telephony.errors import Replayed
 from telephony.security.sealing import Sealer
-from telephony.tickets.models import Ticket, parse_ticket
+from telephony.tickets.models import Ticket, decode_ticket, encode
 
 PREFIX = "linkage:"
 # What Redis being away looks like to a caller: the store is unavailable, nothing is wrong with the data.
@@ -122,7 +121,7 @@ def outbox_key(peer: str) -> str:
 
 
 def _json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return encode(data).decode()
 
 
 class TicketStore:
@@ -140,7 +139,7 @@ class TicketStore:
         raw = await self.redis.get(ticket_key(ticket_id))
         if raw is None:
             return None
-        return parse_ticket(json.loads(self.sealer.open(raw)))
+        return decode_ticket(self.sealer.open(raw))
 
     async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]] = (),
                   *, create: bool = False, body: dict[str, Any] | None = None,

@@ -22,11 +22,12 @@ from typing import Any
 import structlog
 
 from telephony.agi.server import AgiRequest
-from telephony.calls.registry import CHANNEL, NUMBER, UNIQUEID, Call, CallRegistry, endpoint_of
+from telephony.calls.registry import Call, CallRegistry, endpoint_of
 from telephony.config import SiteConfig, Target
 from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
-from telephony.tickets.models import TICKET_ID, Ticket, parse_ticket
+from telephony.ids import CALLER_NUMBER, CHANNEL, TICKET_ID, UNIQUEID
+from telephony.tickets.models import Ticket, parse_ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
 from telephony.waits import wait_event
@@ -89,7 +90,7 @@ class TransferService:
             raise InvalidInput("that channel is not an agent's leg of the call")
         agent_id = agent_leg.endpoint.removeprefix("agent")
         caller = next((leg for leg in call.legs.values() if leg.uniqueid != agent_uniqueid), None)
-        caller_number = caller.caller_number if caller and NUMBER.match(caller.caller_number) else ""
+        caller_number = caller.caller_number if caller and CALLER_NUMBER.match(caller.caller_number) else ""
         path = [self.config.name, target.via, target.name] if target.via else [self.config.name, target.name]
         call.transferring = True
         try:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -246,7 +247,7 @@ async def test_the_supervisor_keeps_no_memory_per_open_ticket(desk: Desk) -> Non
 
 def test_due_at_only_supervises_the_receivers_own_deadlines(desk: Desk) -> None:
     offered = ticket("delivered", ("offered", LONG_AGO))
-    elsewhere = dataclasses.replace(offered, target=Party("110", "110-370811"))
+    elsewhere = msgspec.structs.replace(offered, target=Party("110", "110-370811"))
     alerted = ticket("delivered", ("offered", LONG_AGO), ("overdue", "signed_for"))
     assert desk.supervisor.due_at(elsewhere) is None
     assert desk.supervisor.due_at(alerted) is None
