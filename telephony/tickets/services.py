@@ -10,7 +10,6 @@ order (an early arrival waits in `pending`, a duplicate is acknowledged and chan
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import structlog
 
 from telephony.config import SiteConfig
+from telephony.delivery.messages import EventMessage, OutboxMessage, TicketMessage
 from telephony.errors import Conflict, Forbidden, NotFound
 from telephony.tickets.models import (
     DRAFT_FIELDS,
@@ -97,8 +97,8 @@ class TicketService:
             event = self._local_event(ticket, "created", agent_id, {})
             apply_event(ticket, event)
             body = ticket.to_dict()  # rendered once: stored and pushed alike (this is on the key-press path)
-            outgoing = [(site, {"kind": "ticket", "queued_at": time.time(), "body": body})
-                        for site in self.neighbours(ticket)]
+            outgoing: list[tuple[str, OutboxMessage]] = [(site, TicketMessage(body=body))
+                                                          for site in self.neighbours(ticket)]
             heads: dict[str, Head] = {}
             if await self.store.create(ticket, outgoing, body, heads) or await self._ours(ticket.id, event):
                 for site, _ in outgoing:  # first: the push is what the far side waits for before it rings
@@ -138,7 +138,8 @@ class TicketService:
             else:  # a relay: keep a copy and pass the ticket on towards its target
                 event = ticket.history[-1]
                 nxt = self.neighbours(ticket, exclude=self.came_from(ticket, ticket.source.site))
-                outgoing = [(s, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}) for s in nxt]
+                body = ticket.to_dict()
+                outgoing = [(s, TicketMessage(body=body)) for s in nxt]
                 self._land(ticket)
                 stored = await self.store.put(ticket, outgoing, create=True)
                 if stored:
@@ -177,9 +178,8 @@ class TicketService:
             event = self._local_event(ticket, "routed", "", {"site": site, "reason": reason})
             apply_event(ticket, event)
             others = self.neighbours(ticket, exclude=site)
-            outgoing: list[tuple[str, dict[str, Any]]] = [(s, {"kind": "event", "body": event.to_dict()})
-                                                          for s in others]
-            outgoing.append((site, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}))
+            outgoing: list[tuple[str, OutboxMessage]] = [(s, EventMessage(event.to_dict())) for s in others]
+            outgoing.append((site, TicketMessage(body=ticket.to_dict())))
             await self.store.put(ticket, outgoing)
             for s, _ in outgoing:
                 self.notify(s, None)
@@ -217,7 +217,7 @@ class TicketService:
                 applied = apply_event(ticket, e)
                 log.info("ticket.transition", ticket_id=ticket.id, old=applied.old, event_type=e.type,
                          new=applied.new, remote=origin, moved=applied.moved)
-                outgoing += [(s, {"kind": "event", "body": e.to_dict()}) for s in relay_to]
+                outgoing += [(s, EventMessage(e.to_dict())) for s in relay_to]
             await self.store.put(ticket, outgoing)
             for s in relay_to:
                 self.notify(s, None)
@@ -247,7 +247,8 @@ class TicketService:
 
     async def _commit(self, ticket: Ticket, event: Event, create: bool = False) -> bool:
         nxt = self.neighbours(ticket)
-        outgoing = [(s, {"kind": "event", "body": event.to_dict()}) for s in nxt]
+        body = event.to_dict()  # one snapshot for every peer
+        outgoing: list[tuple[str, OutboxMessage]] = [(s, EventMessage(body)) for s in nxt]
         heads: dict[str, Head] = {}
         if not await self.store.put(ticket, outgoing, create=create, heads=heads):
             return False

@@ -19,6 +19,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from telephony.delivery.messages import OutboxMessage, as_data
 from telephony.errors import Replayed
 from telephony.security.sealing import Sealer
 from telephony.tickets.models import Ticket, decode_ticket, encode
@@ -141,7 +142,7 @@ class TicketStore:
             return None
         return decode_ticket(self.sealer.open(raw))
 
-    async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]] = (),
+    async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, OutboxMessage | dict[str, Any]]] = (),
                   *, create: bool = False, body: dict[str, Any] | None = None,
                   heads: dict[str, Head] | None = None) -> bool:
         """Store the ticket and queue messages for peers atomically. With create=True, an existing id is
@@ -168,7 +169,7 @@ class TicketStore:
         if heads is not None and isinstance(result, list):
             for (peer, message), entry, length in zip(outgoing, entries, result[1:], strict=False):
                 if length == 1:
-                    heads[peer] = Head(entry, message)
+                    heads[peer] = Head(entry, as_data(message))
         return True
 
     def _deadline(self, ticket: Ticket) -> str:
@@ -193,7 +194,7 @@ class TicketStore:
         """Forget a deadline that was dealt with, unless a write since has moved it."""
         await self._drop(keys=[DEADLINES], args=[ticket_id, repr(seen)])
 
-    async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]],
+    async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, OutboxMessage | dict[str, Any]]],
                      body: dict[str, Any] | None = None, heads: dict[str, Head] | None = None) -> bool:
         return await self.put(ticket, outgoing, create=True, body=body, heads=heads)
 
