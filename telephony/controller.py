@@ -17,7 +17,7 @@ from telephony.ami.session import AmiSession
 from telephony.api.http import Api
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
-from telephony.config import SiteConfig
+from telephony.config import SiteConfig, SiteTls, build_tls
 from telephony.delivery.client import PeerClient
 from telephony.delivery.outbox import OutboxWorker
 from telephony.metrics import Metrics
@@ -35,19 +35,20 @@ log = structlog.get_logger("controller")
 class Controller:
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
+        self.tls = build_tls(config)  # reads the certificate files: at start, a bad one stops it here
         self.metrics = Metrics()
-        self.redis = connect(config.redis_url)
-        self.store = TicketStore(self.redis, Sealer(config.storage_keys))
+        self.redis = connect(config.redis.url)
+        self.store = TicketStore(self.redis, Sealer(config.storage.keys))
         self.calls = CallRegistry()
         self.workers: dict[str, OutboxWorker] = {}
         self.tickets = TicketService(config, self.store, self._notify)
-        self.ami = AmiSession(config.ami, self.calls, self.metrics)
-        self.agi = FastAgiServer(config.agi.host, config.agi.port, self.metrics)
+        self.ami = AmiSession(config.pbx.ami, self.calls, self.metrics)
+        self.agi = FastAgiServer(config.pbx.agi.host, config.pbx.agi.port, self.metrics)
         self.session: aiohttp.ClientSession | None = None
         self.peers: dict[str, PeerClient] = {}
         self.transfers = TransferService(config, self.calls, self.tickets, self.peers, self.ami.send)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.transfers, self.ami.send)
-        self.hub = StreamHub(config.name)
+        self.hub = StreamHub(config.site.name)
         self.tickets.listeners.append(self.hub.publish)
         self.tickets.listeners.append(self._count)
         self.supervisor = Supervisor(config, self.tickets, self.metrics)
@@ -55,7 +56,7 @@ class Controller:
                        self.threeway)
 
     def _count(self, ticket: Ticket, event: Event) -> None:
-        origin = "local" if event.actor.get("site") == self.config.name else "remote"
+        origin = "local" if event.actor.get("site") == self.config.site.name else "remote"
         self.metrics.inc("linkage_ticket_events_total", type=event.type, origin=origin)
         if event.type == "created" and origin == "local":
             self.metrics.inc("linkage_tickets_created_total", target=ticket.target.site)
@@ -71,7 +72,7 @@ class Controller:
         except Exception:
             redis_ok = False
         ami_ok = self.ami.logged_in.is_set()
-        return {"ok": bool(redis_ok and ami_ok), "site": self.config.name, "platform": self.config.platform,
+        return {"ok": bool(redis_ok and ami_ok), "site": self.config.site.name, "platform": self.config.site.platform,
                 "redis": redis_ok, "ami": ami_ok, "calls": len(self.calls.calls)}
 
     async def run(self) -> None:
@@ -81,11 +82,12 @@ class Controller:
             loop.add_signal_handler(sig, stop.set)
         self.session = aiohttp.ClientSession()
         for peer in self.config.peers:
-            client = PeerClient(self.session, peer, self.config.name)
+            client = PeerClient(self.session, peer, self.config.site.name,
+                                ssl_context=self.tls.peers.get(peer.name))
             self.peers[peer.name] = client
-            self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.push_delay,
+            self.workers[peer.name] = OutboxWorker(self.redis, client, push_delay=self.config.delivery.push_delay,
                                                    sealer=self.store.sealer, metrics=self.metrics,
-                                                   linger=self.config.delivered_linger)
+                                                   linger=self.config.delivery.delivered_linger)
         self.agi.route("onekey", self.transfers.agi_onekey)
         self.agi.route("route_in", self.transfers.agi_route_in)
         self.agi.route("transfer_failed", self.transfers.agi_transfer_failed)
@@ -94,19 +96,20 @@ class Controller:
         self.agi.route("conf_key", self.threeway.agi_conf_key)
         self.agi.route("consult", self.threeway.agi_consult)
         self.agi.route("consult_out", self.threeway.agi_consult_out)
-        if self.config.bench_key and self.config.bench_floor_key:
+        if self.config.bench.baseline_key and self.config.bench.agi_floor_key:
             self.agi.route("bench_floor", bench_floor)
         self.ami.handlers.append(self.threeway.on_ami_event)
         self.ami.handlers.append(self.transfers.on_ami_event)
 
         runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
         await runner.setup()
-        await http_site(runner, self.config).start()
+        await http_site(runner, self.config, self.tls).start()
         await self.agi.start()
         await self.ami.start()
-        tls = self.config.http_tls
-        log.info("controller.started", site=self.config.name, http=self.config.http.port,
-                 agi=self.config.agi.port, tls="mutual" if tls is not None and tls.ca else "on" if tls else "off")
+        tls = self.config.controller.http.tls
+        log.info("controller.started", site=self.config.site.name, http=self.config.controller.http.port,
+                 agi=self.config.pbx.agi.port,
+                 tls="mutual" if tls is not None and tls.client_ca else "on" if tls else "off")
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.ami.run()), group.create_task(self.supervisor.run()),
@@ -130,15 +133,14 @@ class Controller:
         log.info("controller.stopped")
 
 
-def http_site(runner: web.AppRunner, config: SiteConfig) -> web.TCPSite:
+def http_site(runner: web.AppRunner, config: SiteConfig, tls: SiteTls) -> web.TCPSite:
     """The peer and console listener: TLS when controller.http.tls is set, mutual TLS when it names a client CA."""
-    tls = config.http_tls
-    if tls is None and config.public_url.startswith("https://"):
+    if tls.listener is None and config.controller.public_url.startswith("https://"):
         # legitimate behind a proxy that terminates TLS; a mistake if peers are meant to reach us directly
-        log.warning("http.plain_behind_https_url", public_url=config.public_url,
+        log.warning("http.plain_behind_https_url", public_url=config.controller.public_url,
                     note="controller.http.tls is not set: TLS must be terminated in front of this listener")
-    return web.TCPSite(runner, config.http.host, config.http.port, reuse_address=True,
-                       ssl_context=tls.context if tls is not None else None)
+    return web.TCPSite(runner, config.controller.http.host, config.controller.http.port, reuse_address=True,
+                       ssl_context=tls.listener)
 
 
 async def bench_floor(request: AgiRequest) -> None:

@@ -77,9 +77,9 @@ class Api:
         self.metrics = metrics
         self.hub = hub
         self.conference = conference
-        self.tokens = {config.api_token}  # the site's console token: supervisors, may act for any agent
-        self.agent_tokens = {a.token: a.id for a in config.agents if a.token}
-        self.limiter = RateLimiter(config.rate_per_second, config.rate_burst)
+        self.tokens = {config.controller.api_token}  # the site's console token: supervisors, may act for any agent
+        self.agent_tokens = {a.token: a.id for a in config.accounts.agents if a.token}
+        self.limiter = RateLimiter(config.controller.rate_per_second, config.controller.rate_burst)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.errors], client_max_size=MAX_BODY)
@@ -156,7 +156,7 @@ class Api:
         in the same atomic step as the ticket change the message causes (one fsync'd write, not two); a message
         that changed nothing gets it written here. The sender retries the same message id for days (a peer down
         over a long weekend), so the window (`replay_window`) must be longer than that."""
-        remember = Remember(seen_key, round(self.config.replay_window), asyncio.current_task())
+        remember = Remember(seen_key, round(self.config.security.replay_window), asyncio.current_task())
         token = REMEMBER.set(remember)
         try:
             yield remember
@@ -327,9 +327,9 @@ class Api:
         ticket = parse_ticket(data)
         if sender != ticket.source.site and sender not in ticket.path:
             raise Forbidden(f"site {sender} may not push a ticket that neither comes from it nor passed through it")
-        if self.config.name not in (ticket.path or [ticket.target.site]):
-            raise InvalidInput(f"ticket is addressed to site {ticket.target.site}, not {self.config.name}")
-        if ticket.source.site == self.config.name:
+        if self.config.site.name not in (ticket.path or [ticket.target.site]):
+            raise InvalidInput(f"ticket is addressed to site {ticket.target.site}, not {self.config.site.name}")
+        if ticket.source.site == self.config.site.name:
             raise InvalidInput("a ticket created here cannot be received from a peer")
         stored, created = await self.tickets.receive(ticket, via="push")
         return 201 if created else 200, {"id": stored.id, "status": stored.status, "created": created}
@@ -458,7 +458,7 @@ class Api:
         content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
         response = web.StreamResponse(headers={
             "Content-Type": f"{content_type}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="tickets-{self.config.name}.{fmt}"'})
+            "Content-Disposition": f'attachment; filename="tickets-{self.config.site.name}.{fmt}"'})
         await response.prepare(request)
         if fmt == "csv":
             await response.write(queries.csv_header().encode())

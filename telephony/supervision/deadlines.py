@@ -84,9 +84,9 @@ class Supervisor:
 
     def due_at(self, ticket: Ticket) -> float | None:
         """When the ticket's next deadline falls, if this site supervises it and has not alerted it yet."""
-        if ticket.target.site != self.config.name:
+        if ticket.target.site != self.config.site.name:
             return None
-        due = deadline(ticket, self.config.deadlines)
+        due = deadline(ticket, self.config.supervision)
         if due is None or already_alerted(ticket, due[0]):
             return None
         return due[1].timestamp()
@@ -161,7 +161,7 @@ class Supervisor:
         store = self.tickets.store
         ticket = await store.get(ticket_id)
         due = self.due_at(ticket) if ticket is not None else None
-        state = deadline(ticket, self.config.deadlines) if ticket is not None else None
+        state = deadline(ticket, self.config.supervision) if ticket is not None else None
         if ticket is None or due is None or state is None:
             await store.drop_deadline(ticket_id, seen)  # gone, moved on, or already alerted
             return

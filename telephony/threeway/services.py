@@ -123,7 +123,7 @@ class ThreewayService:
         # Only config values and the digits-only ticket id reach Originate (CVE-2024-42365).
         await self.ami_send({"Action": "Originate", "Channel": f"Local/{room.far_dial}@linkage-conf-out",
                              "Context": "linkage-conf-agent", "Exten": room.ticket_id, "Priority": "1",
-                             "Timeout": str(self.config.ring_timeout * 1000), "Async": "true"})
+                             "Timeout": str(self.config.transfer.ring_timeout * 1000), "Async": "true"})
         log.info("threeway.started", far=room.far_dial.split("*")[0])
         room.timer = self._spawn(self._deadline(room))
 
@@ -219,7 +219,7 @@ class ThreewayService:
             return
         channel = next((c for c, u in room.members.items() if u == uniqueid), "")
         if channel == room.agent:
-            await self._decide(room, self.config.platform, "agreed", f"{self.config.name}/{room.agent_id}")
+            await self._decide(room, self.config.site.platform, "agreed", f"{self.config.site.name}/{room.agent_id}")
         elif channel and channel == room.far:
             target = self.config.target(self.config.threeway.target)
             await self._decide(room, target.platform if target else "", "agreed", f"{target.name if target else ''}")
@@ -247,7 +247,7 @@ class ThreewayService:
             room.timer.cancel()
         await self._record(room, {"keeper": keeper, "rule": rule, "by": by})
         log.info("threeway.decided", keeper=keeper, rule=rule, by=by)
-        ours = keeper == self.config.platform
+        ours = keeper == self.config.site.platform
         release = room.far if ours else room.agent
         if release and release in room.members:
             await self.ami_send({"Action": "ConfbridgeKick", "Conference": room.ticket_id, "Channel": release})

@@ -60,22 +60,22 @@ class TicketService:
     def neighbours(self, ticket: Ticket, exclude: str | None = None) -> list[str]:
         """The sites next to this one on the ticket's path that we deliver to (configured peers)."""
         path = ticket.path or [ticket.source.site, ticket.target.site]
-        if self.config.name not in path:
+        if self.config.site.name not in path:
             return []
-        i = path.index(self.config.name)
+        i = path.index(self.config.site.name)
         around = [path[j] for j in (i - 1, i + 1) if 0 <= j < len(path)]
         return [s for s in around if s != exclude and self.config.peer(s) is not None]
 
     def came_from(self, ticket: Ticket, origin: str) -> str | None:
         """The neighbour an event authored at `origin` reached us through."""
         path = ticket.path or [ticket.source.site, ticket.target.site]
-        if origin not in path or self.config.name not in path:
+        if origin not in path or self.config.site.name not in path:
             return origin
-        here, there = path.index(self.config.name), path.index(origin)
+        here, there = path.index(self.config.site.name), path.index(origin)
         return path[here - 1] if there < here else path[here + 1] if there > here else None
 
     def actor(self, agent: str = "") -> dict[str, str]:
-        actor = {"platform": self.config.platform, "site": self.config.name}
+        actor = {"platform": self.config.site.platform, "site": self.config.site.name}
         if agent:
             actor["agent"] = agent
         return actor
@@ -84,12 +84,13 @@ class TicketService:
                      linkedid: str, uniqueids: list[str], draft: dict[str, str],
                      path: list[str] | None = None, mode: str = "transfer", recording: str = "") -> Ticket:
         created = now_iso()
+        here = self.config.site
         for _ in range(5):
             ticket = Ticket(
-                id=new_ticket_id(self.config.division), direction=f"{self.config.platform}->{target_platform}",
-                source=Party(self.config.platform, self.config.name), target=Party(target_platform, target_site),
+                id=new_ticket_id(here.division), direction=f"{here.platform}->{target_platform}",
+                source=Party(here.platform, here.name), target=Party(target_platform, target_site),
                 caller_number=caller_number, agent_id=agent_id, linkedid=linkedid, uniqueids=uniqueids,
-                created_at=created, updated_at=created, path=path or [self.config.name, target_site], mode=mode,
+                created_at=created, updated_at=created, path=path or [self.config.site.name, target_site], mode=mode,
                 recording=recording)
             for key, value in draft.items():
                 if key in DRAFT_FIELDS:  # validated by parse_draft when the agent typed it
@@ -115,8 +116,8 @@ class TicketService:
         return stored is not None and bool(stored.history) and stored.history[0].id == created.id
 
     def _local_event(self, ticket: Ticket, event_type: str, agent: str, payload: dict[str, Any]) -> Event:
-        seq = ticket.sequences.get(self.config.name, 0) + 1
-        ticket.sequences[self.config.name] = seq
+        seq = ticket.sequences.get(self.config.site.name, 0) + 1
+        ticket.sequences[self.config.site.name] = seq
         return Event(new_event_id(), ticket.id, event_type, now_iso(), self.actor(agent), payload, seq=seq)
 
     async def receive(self, ticket: Ticket, via: str) -> tuple[Ticket, bool]:
@@ -128,7 +129,7 @@ class TicketService:
             for e in ticket.history:
                 site = e.actor.get("site", "")
                 ticket.sequences[site] = max(ticket.sequences.get(site, 0), e.seq)
-            if ticket.target.site == self.config.name:
+            if ticket.target.site == self.config.site.name:
                 event = self._local_event(ticket, "delivered", "", {"via": via})
                 apply_event(ticket, event)
                 self._land(ticket)
@@ -194,7 +195,7 @@ class TicketService:
             origin = event.actor.get("site", "")
             if sender is not None and sender not in {*ticket.path, ticket.source.site, ticket.target.site}:
                 raise Forbidden(f"site {sender} is not a party to this ticket", ticket_id=ticket.id)
-            if origin == self.config.name:
+            if origin == self.config.site.name:
                 raise Conflict("an event authored here cannot come back from a peer", ticket_id=ticket.id)
             last = ticket.sequences.get(origin, 0)
             if event.id in ticket.event_ids() or (event.seq and event.seq <= last):

@@ -91,7 +91,7 @@ class TransferService:
         agent_id = agent_leg.endpoint.removeprefix("agent")
         caller = next((leg for leg in call.legs.values() if leg.uniqueid != agent_uniqueid), None)
         caller_number = caller.caller_number if caller and CALLER_NUMBER.match(caller.caller_number) else ""
-        path = [self.config.name, target.via, target.name] if target.via else [self.config.name, target.name]
+        path = [self.config.site.name, target.via, target.name] if target.via else [self.config.site.name, target.name]
         call.transferring = True
         try:
             resumed = await self._resume(call, target, mode) if call.recovered and call.ticket_id is None else None
@@ -117,7 +117,7 @@ class TransferService:
         transfer (a failed one was recalled, say), as before the restart."""
         ticket_id = await self.tickets.store.by_linkedid(call.linkedid)
         ticket = await self.tickets.store.get(ticket_id) if ticket_id else None
-        if (ticket is None or ticket.source.site != self.config.name or ticket.target.site != target.name
+        if (ticket is None or ticket.source.site != self.config.site.name or ticket.target.site != target.name
                 or ticket.mode != mode or {e.type for e in ticket.history} - {"created", "delivered"}):
             return None
         call.ticket_id = ticket.id
@@ -233,15 +233,15 @@ class TransferService:
         await request.set_variable("LINKAGE_DEST", route.dest)
 
     async def _route(self, ticket: Ticket | None) -> Route:
-        if ticket is not None and ticket.target.site != self.config.name:
+        if ticket is not None and ticket.target.site != self.config.site.name:
             hop = self.tickets.neighbours(ticket, exclude=self.tickets.came_from(ticket, ticket.source.site))
             peer = self.config.peer(hop[0]) if hop else None
             if peer is not None:
                 log.info("route_in.relay", to=peer.name)
                 return Route(f"PJSIP/{peer.dial}@trunk-{peer.name}", True)
-        if ticket is not None and self.config.level == "city" and ticket.division:
+        if ticket is not None and self.config.site.level == "city" and ticket.division:
             county = next((p for p in self.config.peers if p.level == "county" and p.division == ticket.division
-                           and p.platform == self.config.platform), None)
+                           and p.platform == self.config.site.platform), None)
             if county is not None:
                 await self._route_down(ticket, county.name)
                 return Route(f"PJSIP/{county.dial}@trunk-{county.name}", True)
@@ -260,11 +260,11 @@ class TransferService:
         anything else ends here and the sender recalls its caller."""
         ticket_id, status = request.arg(0), request.arg(1).upper()
         structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
-        peer = self.config.peer(self.config.overflow) if self.config.overflow else None
+        peer = self.config.peer(self.config.transfer.overflow) if self.config.transfer.overflow else None
         if peer is None or status not in ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION"):
             return
         ticket = await self.tickets.store.get(ticket_id) if TICKET_ID.match(ticket_id) else None
-        if ticket is None or ticket.target.site != self.config.name or peer.name in ticket.path:
+        if ticket is None or ticket.target.site != self.config.site.name or peer.name in ticket.path:
             return
         if ticket.category not in self.config.threeway.emergency_categories:
             log.info("overflow.not_emergency", dial_status=status)
@@ -282,10 +282,10 @@ class TransferService:
     def _pick_agent(self) -> str:
         """The first agent, in configured order, with no live call leg; the first agent if all are busy."""
         busy = {leg.endpoint for call in self.calls.calls.values() for leg in call.legs.values()}
-        for agent in self.config.agents:
+        for agent in self.config.accounts.agents:
             if f"agent{agent.id}" not in busy:
                 return agent.id
-        return self.config.agents[0].id
+        return self.config.accounts.agents[0].id
 
     async def _local_or_pushed(self, ticket_id: str) -> Ticket | None:
         """The ticket as stored here, or the push that lands within `transfer.push_wait`: the INVITE often
@@ -295,13 +295,13 @@ class TransferService:
         landed = self.recent.pop(ticket_id, None)
         if landed is not None:
             return landed  # the push landed just before the call: no need to read it back
-        if self.config.push_wait <= 0 or len(self.arrivals) > 1000:
+        if self.config.transfer.push_wait <= 0 or len(self.arrivals) > 1000:
             return await self.tickets.store.get(ticket_id)
         arrived = self.arrivals.setdefault(ticket_id, asyncio.Event())
         try:
             ticket = await self.tickets.store.get(ticket_id)
             if ticket is None:
-                await wait_event(arrived, self.config.push_wait)
+                await wait_event(arrived, self.config.transfer.push_wait)
                 ticket = self.landed.pop(ticket_id, None) or await self.tickets.store.get(ticket_id)
                 if ticket is not None:
                     log.info("route_in.push_arrived")
@@ -322,7 +322,7 @@ class TransferService:
             log.warning("route_in.reference_refused")
             return None
         try:
-            data = await asyncio.wait_for(client.fetch_ticket(url), self.config.fetch_timeout)
+            data = await asyncio.wait_for(client.fetch_ticket(url), self.config.transfer.fetch_timeout)
             ticket, _ = await self.tickets.receive(parse_ticket(data), via="reference")
             log.info("route_in.fetched_by_reference")
             return ticket

@@ -113,12 +113,12 @@ async def receiver(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def link(tmp_path: Path, redis: aioredis.Redis, receiver: aioredis.Redis) -> AsyncIterator[Link]:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["110"])
-    tickets = TicketService(config, TicketStore(receiver, Sealer(config.storage_keys)), lambda peer, head=None: None)
+    tickets = TicketService(config, TicketStore(receiver, Sealer(config.storage.keys)), lambda peer, head=None: None)
 
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
-    api = Api(config, tickets, None, None, health, Metrics(), StreamHub(config.name), None)  # type: ignore[arg-type]
+    api = Api(config, tickets, None, None, health, Metrics(), StreamHub(config.site.name), None)  # type: ignore[arg-type]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     peer = _sender_config(tmp_path, url).peer("110")

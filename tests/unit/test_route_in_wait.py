@@ -4,11 +4,11 @@ service when it is stored) before asking the sender for the ticket by reference.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from test_ticket_services import plain_ticket
 
@@ -26,7 +26,8 @@ def _sites(tmp_path: Path, redis: aioredis.Redis) -> tuple[TicketService, Transf
     lab = Lab(rootfs=str(tmp_path))
     sender = TicketService(lab.site_config(PLANS["12345"]), TicketStore(redis), lambda site, head=None: None)
     # a long wait: only the ticket service's wake-up can end it early, so a broken wake-up fails the test
-    receiver_config = dataclasses.replace(lab.site_config(PLANS["110"]), push_wait=5.0)
+    config = lab.site_config(PLANS["110"])
+    receiver_config = msgspec.structs.replace(config, transfer=msgspec.structs.replace(config.transfer, push_wait=5.0))
     receiver = TicketService(receiver_config, TicketStore(redis), lambda site, head=None: None)  # one db: ids differ
     return sender, TransferService(receiver_config, CallRegistry(), receiver, {})
 
@@ -72,10 +73,11 @@ async def test_a_push_landing_while_the_call_waits_is_used(tmp_path: Path, redis
 
 async def test_no_push_in_time_gives_none_and_leaves_nothing_behind(tmp_path: Path, redis: aioredis.Redis) -> None:
     _, far = _sites(tmp_path, redis)
-    far.config = dataclasses.replace(far.config, push_wait=0.05)
+    far.config = msgspec.structs.replace(far.config, transfer=msgspec.structs.replace(far.config.transfer,
+                                                                                     push_wait=0.05))
     start = time.monotonic()
     assert await far._local_or_pushed("37080020260101120000123456") is None
-    assert time.monotonic() - start >= far.config.push_wait * 0.9
+    assert time.monotonic() - start >= far.config.transfer.push_wait * 0.9
     assert far.arrivals == {} and far.landed == {}
 
 

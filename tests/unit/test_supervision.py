@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -282,7 +281,7 @@ async def test_a_restarted_supervisor_alerts_without_reloading(desk: Desk) -> No
 
 async def test_the_running_supervisor_alerts_when_the_deadline_passes(desk: Desk) -> None:
     fast = Deadlines(signed_for=0.05)
-    desk.supervisor.config = dataclasses.replace(desk.tickets.config, deadlines=fast)
+    desk.supervisor.config = msgspec.structs.replace(desk.tickets.config, supervision=fast)
     t = await desk.receive()
     task = asyncio.create_task(desk.supervisor.run())
     try:
