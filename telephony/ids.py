@@ -57,6 +57,8 @@ OPTIONAL_TOKEN = optional(TOKEN)
 AMI_SECRET = re.compile(r"^[A-Za-z0-9]{8,64}$")
 AMI_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")
+WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9+/=]{20,200}$")  # a signing secret shared by two sites
+STORAGE_KEY = re.compile(r"^[A-Za-z0-9+/]{43}=$")  # base64 of 32 bytes (AES-256-GCM, tickets at rest)
 REDIS_URL = re.compile(r"^redis://[A-Za-z0-9.:@/_-]+$")
 NUMBER = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,9})?$")  # an environment value meant as a number
 

@@ -29,8 +29,8 @@ FeatureKey = Annotated[str, _p(ids.FEATURE_KEY)]
 OptionalFeatureKey = Annotated[str, _p(ids.OPTIONAL_FEATURE_KEY)]
 Url = Annotated[str, _p(ids.URL)]
 Level = Annotated[str, Meta(pattern=r"^(city|county)$")]
-WebhookSecret = Annotated[str, Meta(pattern=r"^whsec_[A-Za-z0-9+/=]{20,200}$")]
-StorageKey = Annotated[str, Meta(pattern=r"^[A-Za-z0-9+/]{43}=$")]  # base64 of 32 bytes (AES-256-GCM)
+WebhookSecret = Annotated[str, _p(ids.WEBHOOK_SECRET)]
+StorageKey = Annotated[str, _p(ids.STORAGE_KEY)]
 Weekday = Annotated[int, Meta(ge=0, le=6)]  # Monday = 0
 
 

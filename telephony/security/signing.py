@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import time
 from collections.abc import Mapping, Sequence
 
@@ -20,7 +19,6 @@ from telephony.errors import Unauthorized
 from telephony.ids import SIGNED_MESSAGE_ID
 
 TOLERANCE = 300  # seconds, both ways
-SECRET = re.compile(r"^whsec_[A-Za-z0-9+/=]{20,200}$")
 
 
 def secret_bytes(secret: str) -> bytes:
