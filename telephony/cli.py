@@ -26,8 +26,8 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     path = args.config or str(Lab().dir / args.site / "linkage.yaml")
     config = load_site_config(path)
-    if args.site and args.site != config.name:
-        print(f"linkage: {path} is the config of site {config.name}, not {args.site}", file=sys.stderr)
+    if args.site and args.site != config.site.name:
+        print(f"linkage: {path} is the config of site {config.site.name}, not {args.site}", file=sys.stderr)
         return 2
     asyncio.run(serve(config))
     return 0
@@ -55,7 +55,7 @@ def _config(args: argparse.Namespace) -> int:
     out = Path(args.out)
     files = render(config, PbxExtras(str(out.resolve()), "tester", args.tester_secret, 30000, 30998))
     write(files, out / "etc")
-    print(f"rendered {len(files)} files for site {config.name} into {out / 'etc'} "
+    print(f"rendered {len(files)} files for site {config.site.name} into {out / 'etc'} "
           f"(Asterisk: asterisk -C {out.resolve() / 'etc' / 'asterisk.conf'})")
     return 0
 
@@ -82,7 +82,7 @@ def _dead(args: argparse.Namespace) -> int:
         print("linkage: dropping a dead letter loses that message for good; add --yes to confirm",
               file=sys.stderr)
         return 2
-    return asyncio.run(_dead_run(args, config.redis_url, config.storage_keys, [args.peer] if args.peer else peers))
+    return asyncio.run(_dead_run(args, config.redis.url, config.storage.keys, [args.peer] if args.peer else peers))
 
 
 async def _dead_run(args: argparse.Namespace, redis_url: str, keys: tuple[str, ...], peers: list[str]) -> int:

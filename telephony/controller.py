@@ -30,7 +30,7 @@ from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
-from telephony.config import SiteConfig
+from telephony.config import SiteConfig, SiteTls, build_tls
 from telephony.delivery.client import PeerClient
 from telephony.delivery.metrics import DeliveryMetrics
 from telephony.delivery.outbox import OutboxWorker
@@ -60,25 +60,27 @@ class Controller:
 
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
+        self.tls = build_tls(config)  # reads the certificate files: at start, a bad one stops it here
         self.registry = CollectorRegistry()  # this controller's own: /metrics renders it
         # shared clients
-        self.redis = connect(config.redis_url)
+        self.redis = connect(config.redis.url)
         self.session = aiohttp.ClientSession()
         self.calls = CallRegistry()
-        self.ami = AmiSession(config.ami, self.calls, AmiMetrics(self.registry))
-        self.agi = FastAgiServer(config.agi.host, config.agi.port, AgiMetrics(self.registry))
+        self.ami = AmiSession(config.pbx.ami, self.calls, AmiMetrics(self.registry))
+        self.agi = FastAgiServer(config.pbx.agi.host, config.pbx.agi.port, AgiMetrics(self.registry))
         # delivery: one client and one outbox worker per peer
-        sealer = Sealer(config.storage_keys)
+        sealer = Sealer(config.storage.keys)
         self.delivery_metrics = DeliveryMetrics(self.registry)
-        self.peers = {p.name: PeerClient(self.session, p, config.name) for p in config.peers}
-        self.workers = {name: OutboxWorker(self.redis, client, push_delay=config.push_delay, sealer=sealer,
-                                           metrics=self.delivery_metrics, linger=config.delivered_linger)
+        self.peers = {p.name: PeerClient(self.session, p, config.site.name, ssl_context=self.tls.peers.get(p.name))
+                      for p in config.peers}
+        self.workers = {name: OutboxWorker(self.redis, client, push_delay=config.delivery.push_delay, sealer=sealer,
+                                           metrics=self.delivery_metrics, linger=config.delivery.delivered_linger)
                         for name, client in self.peers.items()}
         # what hears a ticket change
-        self.hub = StreamHub(config.name)
+        self.hub = StreamHub(config.site.name)
         self.alarm = Alarm(DeadlineRule(config))
-        self.arrivals = Arrivals(config.push_wait)
-        self.ticket_metrics = TicketMetrics(self.registry, config.name)
+        self.arrivals = Arrivals(config.transfer.push_wait)
+        self.ticket_metrics = TicketMetrics(self.registry, config.site.name)
         hooks = TicketHooks(changed=(self.hub.publish, self.ticket_metrics.on_ticket_change, self.alarm.on_change),
                             landed=(self.arrivals.land,), queued=self._wake, deadline_of=self.alarm.rule)
         # the contexts
@@ -101,7 +103,8 @@ class Controller:
                              redis=self.redis, sealer=sealer, wake=self._wake)
 
     def _bench_routes(self) -> dict[str, Any]:
-        return {"bench_floor": bench_floor} if self.config.bench_key and self.config.bench_floor_key else {}
+        bench = self.config.bench
+        return {"bench_floor": bench_floor} if bench.baseline_key and bench.agi_floor_key else {}
 
     def _wake(self, peer: str, head: Head | None = None) -> None:
         worker = self.workers.get(peer)
@@ -115,7 +118,7 @@ class Controller:
         except Exception:
             redis_ok = False
         ami_ok = self.ami.logged_in.is_set()
-        return {"ok": bool(redis_ok and ami_ok), "site": self.config.name, "platform": self.config.platform,
+        return {"ok": bool(redis_ok and ami_ok), "site": self.config.site.name, "platform": self.config.site.platform,
                 "redis": redis_ok, "ami": ami_ok, "calls": len(self.calls.calls)}
 
     async def run(self) -> None:
@@ -126,12 +129,13 @@ class Controller:
             loop.add_signal_handler(sig, stop.set)
         runner = web.AppRunner(self.api, access_log=None, handle_signals=False)
         await runner.setup()
-        await http_site(runner, self.config).start()
+        await http_site(runner, self.config, self.tls).start()
         await self.agi.start()
         await self.ami.start()
-        tls = self.config.http_tls
-        log.info("controller.started", site=self.config.name, http=self.config.http.port,
-                 agi=self.config.agi.port, tls="mutual" if tls is not None and tls.ca else "on" if tls else "off")
+        tls = self.config.controller.http.tls
+        log.info("controller.started", site=self.config.site.name, http=self.config.controller.http.port,
+                 agi=self.config.pbx.agi.port,
+                 tls="mutual" if tls is not None and tls.client_ca else "on" if tls else "off")
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.ami.run(self.ami_handlers)),
@@ -162,15 +166,14 @@ async def serve(config: SiteConfig) -> None:
     await Controller(config).run()
 
 
-def http_site(runner: web.AppRunner, config: SiteConfig) -> web.TCPSite:
+def http_site(runner: web.AppRunner, config: SiteConfig, tls: SiteTls) -> web.TCPSite:
     """The peer and console listener: TLS when controller.http.tls is set, mutual TLS when it names a client CA."""
-    tls = config.http_tls
-    if tls is None and config.public_url.startswith("https://"):
+    if tls.listener is None and config.controller.public_url.startswith("https://"):
         # legitimate behind a proxy that terminates TLS; a mistake if peers are meant to reach us directly
-        log.warning("http.plain_behind_https_url", public_url=config.public_url,
+        log.warning("http.plain_behind_https_url", public_url=config.controller.public_url,
                     note="controller.http.tls is not set: TLS must be terminated in front of this listener")
-    return web.TCPSite(runner, config.http.host, config.http.port, reuse_address=True,
-                       ssl_context=tls.context if tls is not None else None)
+    return web.TCPSite(runner, config.controller.http.host, config.controller.http.port, reuse_address=True,
+                       ssl_context=tls.listener)
 
 
 async def bench_floor(request: AgiRequest) -> None:

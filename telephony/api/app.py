@@ -38,7 +38,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
               wake: Callable[[str], None]) -> web.Application:
     """`redis` holds the replay memory and the dead letters (sealed with `sealer`); `wake(peer)` makes a peer's
     delivery worker send at once (after a dead-letter replay)."""
-    inbox = Inbox(config, tickets, ReplayMemory(redis, config.replay_window),
+    inbox = Inbox(config, tickets, ReplayMemory(redis, config.security.replay_window),
                   lambda exc: refused(metrics, exc))
     ops = Ops(config, health, metrics, redis)
     delivery = DeliveryHttp(config, inbox, redis, sealer, wake)

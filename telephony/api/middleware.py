@@ -74,9 +74,9 @@ class Gate:
 
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
-        self.tokens = {config.api_token}  # the site's console token: supervisors, may act for any agent
-        self.agent_tokens = {a.token: a.id for a in config.agents if a.token}
-        self.limiter = RateLimiter(config.rate_per_second, config.rate_burst)
+        self.tokens = {config.controller.api_token}  # the site's console token: supervisors, may act for any agent
+        self.agent_tokens = {a.token: a.id for a in config.accounts.agents if a.token}
+        self.limiter = RateLimiter(config.controller.rate_per_second, config.controller.rate_burst)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

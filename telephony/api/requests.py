@@ -9,9 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from telephony.calls.registry import UNIQUEID
 from telephony.errors import Forbidden, InvalidInput, PayloadTooLarge
-from telephony.tickets.models import AGENT, TICKET_ID
+from telephony.ids import AGENT_ID, TICKET_ID, UNIQUEID
 
 MAX_BODY = 64 * 1024
 # Request keys the authentication middleware sets: an agent's token acts for that agent only; a signed
@@ -55,7 +54,7 @@ def own_agent(request: web.Request) -> str | None:
 def agent(request: web.Request, body: dict[str, Any]) -> str:
     """The body's `agent`, which an agent's token may only name as itself."""
     value = body.get("agent", "")
-    if not isinstance(value, str) or not value or not AGENT.match(value):
+    if not isinstance(value, str) or not value or not AGENT_ID.match(value):
         raise InvalidInput("field 'agent' (the agent's id, digits) is required", field="agent")
     own = own_agent(request)
     if own is not None and own != value:

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from telephony.api.requests import own_agent
 from telephony.errors import InvalidInput
-from telephony.tickets.models import AGENT, Event, Ticket
+from telephony.ids import OPTIONAL_AGENT_ID
+from telephony.tickets.models import Event, Ticket
 
 KEEP_ALIVE = 15.0  # seconds without an event before a comment line keeps proxies from closing the stream
 
@@ -61,7 +62,7 @@ class StreamHub:
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         agent = own_agent(request) or request.query.get("agent")  # an agent's token: its own stream only
-        if agent is not None and not AGENT.match(agent):
+        if agent is not None and not OPTIONAL_AGENT_ID.match(agent):
             raise InvalidInput("agent must be digits")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)

@@ -31,12 +31,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 
@@ -44,6 +45,7 @@ from telephony import logs
 from telephony.ami.session import INTERESTING
 from telephony.bench.report import machine as site_machine
 from telephony.bench.report import replace_section
+from telephony.config import Redis
 from telephony.controller import Controller
 from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import sample
@@ -136,7 +138,7 @@ async def bare(pieces: list[bytes]) -> Run:
 def controller(rootfs: str, redis_url: str, site: str = "12345") -> Controller:
     """The real composition for a lab site's config, its Redis pointed at redis_url (call it inside the event
     loop: the controller's HTTP client session needs one)."""
-    config = replace(Lab(rootfs=rootfs).site_config(PLANS[site]), redis_url=redis_url)
+    config = msgspec.structs.replace(Lab(rootfs=rootfs).site_config(PLANS[site]), redis=Redis(redis_url))
     return Controller(config)
 
 

@@ -6,15 +6,11 @@ event carrying odd text (a caller-chosen caller-id name, say) cannot leak into l
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 
 from telephony.calls.state import IDLE
-
-UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-CHANNEL = re.compile(r"^[A-Za-z0-9/@._;-]{1,128}$")
-NUMBER = re.compile(r"^\+?[0-9]{1,20}$")
+from telephony.ids import CALLER_NUMBER, CHANNEL, UNIQUEID
 
 
 @dataclass
@@ -68,7 +64,7 @@ class CallRegistry:
                 return None
             number = event.get("CallerIDNum", "")
             new = self.calls.setdefault(linkedid, Call(linkedid))
-            new.legs[uniqueid] = Leg(uniqueid, channel, number if NUMBER.match(number) else "",
+            new.legs[uniqueid] = Leg(uniqueid, channel, number if CALLER_NUMBER.match(number) else "",
                                       endpoint_of(channel), time.time(), event.get("ChannelStateDesc", ""))
             self.by_uniqueid[uniqueid] = linkedid
             return new
@@ -99,7 +95,7 @@ class CallRegistry:
             number = ch.get("CallerIDNum", "")
             call = self.calls.setdefault(linkedid, Call(linkedid, recovered=linkedid not in old or
                                                          old[linkedid].recovered))
-            call.legs[uniqueid] = Leg(uniqueid, channel, number if NUMBER.match(number) else "",
+            call.legs[uniqueid] = Leg(uniqueid, channel, number if CALLER_NUMBER.match(number) else "",
                                       endpoint_of(channel), time.time(), ch.get("ChannelStateDesc", ""))
             self.by_uniqueid[uniqueid] = linkedid
             if ch.get("BridgeId") and call.bridged_at is None:
@@ -117,7 +113,7 @@ class CallRegistry:
             return None
         now = time.time()
         call = Call(linkedid, bridged_at=now, recovered=True)
-        call.legs[linkedid] = Leg(linkedid, "", caller_number if NUMBER.match(caller_number) else "", "", now)
+        call.legs[linkedid] = Leg(linkedid, "", caller_number if CALLER_NUMBER.match(caller_number) else "", "", now)
         call.legs[agent_uniqueid] = Leg(agent_uniqueid, agent_channel, "", endpoint_of(agent_channel), now, "Up")
         self.calls[linkedid] = call
         self.by_uniqueid[linkedid] = self.by_uniqueid[agent_uniqueid] = linkedid

@@ -10,17 +10,16 @@ is decided here, once, for both sides.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from telephony.errors import InvalidInput
+from telephony.ids import BATCH_MESSAGE_ID
 
 MAX_MESSAGES = 100
 RETRIABLE_4XX = (404, 408, 409, 425, 429)  # the peer may know better later: everything else 4xx is for good
 DELIVERED_409 = ("replayed", "duplicate")  # an earlier attempt got through; its answer was lost
-MESSAGE_ID = re.compile(r"^(ticket-[0-9]{20,32}-[0-9]{1,12}|event-[0-9a-f]{32})$")
 
 
 def message_id(message: dict[str, Any]) -> str:
@@ -92,7 +91,7 @@ def _item(index: int, m: Any) -> Item:
     if kind not in ("ticket", "event") or not isinstance(body, dict):
         raise InvalidInput("kind is ticket or event, and body an object", index=index)
     # The id must be the one the body implies: a sender cannot spend the replay memory of another message.
-    if not isinstance(mid, str) or not MESSAGE_ID.match(mid) or not _implied(mid, kind, body):
+    if not isinstance(mid, str) or not BATCH_MESSAGE_ID.match(mid) or not _implied(mid, kind, body):
         raise InvalidInput("id is not the message id its body implies", index=index)
     return Item(mid, kind, body)
 

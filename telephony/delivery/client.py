@@ -39,13 +39,14 @@ class PeerError(Exception):
 
 
 class PeerClient:
-    def __init__(self, session: aiohttp.ClientSession, peer: Peer, site: str, timeout: float = 3.0) -> None:
+    def __init__(self, session: aiohttp.ClientSession, peer: Peer, site: str, timeout: float = 3.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.session = session
         self.peer = peer
         self.site = site  # who we are, so the peer knows which secrets to check
         self.timeout = aiohttp.ClientTimeout(total=timeout)
-        # an https:// peer always has a context; True (aiohttp's default checks) matters only for http://
-        self.ssl: ssl.SSLContext | bool = peer.tls.context if peer.tls is not None else True
+        # an https:// peer gets its context from build_tls; True (aiohttp's default checks) is for http://
+        self.ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
 
     def _headers(self, message_id: str, body: bytes) -> dict[str, str]:
         return {"Content-Type": "application/json",

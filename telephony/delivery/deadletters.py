@@ -21,9 +21,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from telephony.errors import ConfigError, Conflict, InvalidInput, NotFound
+from telephony.ids import EVENT_ID, TICKET_ID
 from telephony.logs import escape, mask_phone
 from telephony.security.sealing import Sealer
-from telephony.tickets.models import EVENT_ID, EVENT_TYPES, TICKET_ID
+from telephony.tickets.models import EVENT_TYPES
 from telephony.tickets.store import PREFIX, outbox_key
 
 ERROR_CHARS = 160

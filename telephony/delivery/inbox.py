@@ -68,9 +68,9 @@ class Inbox:
         ticket = parse_ticket(data)
         if sender != ticket.source.site and sender not in ticket.path:
             raise Forbidden(f"site {sender} may not push a ticket that neither comes from it nor passed through it")
-        if self.config.name not in (ticket.path or [ticket.target.site]):
-            raise InvalidInput(f"ticket is addressed to site {ticket.target.site}, not {self.config.name}")
-        if ticket.source.site == self.config.name:
+        if self.config.site.name not in (ticket.path or [ticket.target.site]):
+            raise InvalidInput(f"ticket is addressed to site {ticket.target.site}, not {self.config.site.name}")
+        if ticket.source.site == self.config.site.name:
             raise InvalidInput("a ticket created here cannot be received from a peer")
         stored, created = await self.tickets.receive(ticket, via="push", replay=mark)
         await self.memory.remember(mark)

@@ -48,12 +48,12 @@ def _fill(template: str, values: dict[str, str], name: str) -> str:
 
 
 def agent_dials(config: SiteConfig) -> str:
-    return "&".join(f"PJSIP/agent{a.id}" for a in config.agents)
+    return "&".join(f"PJSIP/agent{a.id}" for a in config.accounts.agents)
 
 
 def _agents(config: SiteConfig) -> str:
     out = []
-    for a in config.agents:
+    for a in config.accounts.agents:
         out.append(f"""[agent{a.id}](endpoint-common)
 context = linkage-agents
 aors = agent{a.id}
@@ -123,13 +123,13 @@ def _out_routes(config: SiteConfig) -> str:
     for t in config.targets:
         skip = len(t.dial) + 1
         if t.phone is not None:
-            dial = f"Dial(PJSIP/{t.dial}@target-{t.name},{config.ring_timeout + 5},r)"
+            dial = f"Dial(PJSIP/{t.dial}@target-{t.name},{config.transfer.ring_timeout + 5},r)"
         else:
             trunk = t.peer or t.via
             # the ticket headers are inherited from this (the caller's) channel: a pre-dial handler on the trunk
             # leg would park the caller in autoservice, which costs the transfer 0-20 ms (one RTP frame)
             dial = (f"Gosub(linkage-headers,s,1(${{LINKAGE_ID}}))\n"
-                    f" same => n,Dial(PJSIP/{t.dial}@trunk-{trunk},{config.ring_timeout + 5},r)")
+                    f" same => n,Dial(PJSIP/{t.dial}@trunk-{trunk},{config.transfer.ring_timeout + 5},r)")
         out.append(
             f"exten => _{t.dial}*X.,1,Set(LINKAGE_ID=${{EXTEN:{skip}}})\n"
             f" same => n,{dial}\n"
@@ -140,21 +140,21 @@ def _out_routes(config: SiteConfig) -> str:
 def _features(config: SiteConfig) -> str:
     lines = [f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name})),default"
              for t in config.targets]
-    if config.targets and config.bench_key:
-        lines.append(f"linkage-bench-baseline => {config.bench_key},self,Gosub(linkage-bench,s,1),default")
-    if config.targets and config.bench_key and config.bench_floor_key:
-        lines.append(f"linkage-bench-floor => {config.bench_floor_key},self,Gosub(linkage-bench-floor,s,1),default")
+    if config.targets and config.bench.baseline_key:
+        lines.append(f"linkage-bench-baseline => {config.bench.baseline_key},self,Gosub(linkage-bench,s,1),default")
+    if config.targets and config.bench.baseline_key and config.bench.agi_floor_key:
+        lines.append(f"linkage-bench-floor => {config.bench.agi_floor_key},self,Gosub(linkage-bench-floor,s,1),default")
     if config.targets:
-        lines.append(f"linkage-threeway => {config.threeway.key},self,Gosub(linkage-threeway,s,1),default")
-        lines.append(f"linkage-consult => {config.threeway.consult_key},self,Gosub(linkage-consult,s,1),default")
+        lines.append(f"linkage-threeway => {config.keys.threeway},self,Gosub(linkage-threeway,s,1),default")
+        lines.append(f"linkage-consult => {config.keys.consult},self,Gosub(linkage-consult,s,1),default")
     return "\n".join(lines) or "; no transfer targets configured"
 
 
 def dynamic_features(config: SiteConfig) -> str:
     names = [f"linkage-to-{t.name}" for t in config.targets]
-    if names and config.bench_key:
+    if names and config.bench.baseline_key:
         names.append("linkage-bench-baseline")
-    if names and config.bench_key and config.bench_floor_key:
+    if names and config.bench.baseline_key and config.bench.agi_floor_key:
         names.append("linkage-bench-floor")
     return "#".join([*names, "linkage-threeway", "linkage-consult"] if names else names)
 
@@ -162,15 +162,16 @@ def dynamic_features(config: SiteConfig) -> str:
 def _bench(config: SiteConfig) -> str:
     """Bench only: the same blind transfer done by the dialplan alone — no AGI, no ticket, no controller on
     either PBX — so `make bench` can compare against it in the same run."""
-    if not config.bench_key or not config.targets or config.targets[0].phone is not None:
+    if not config.bench.baseline_key or not config.targets or config.targets[0].phone is not None:
         return "; no bench baseline (bench.baseline_key unset)"
     t = config.targets[0]
     trunk = f"trunk-{t.peer or t.via}"
     text = (f"[linkage-bench]\nexten => s,1,BlindTransfer(bench,linkage-bench-out)\n same => n,Return()\n\n"
-            f"[linkage-bench-out]\nexten => bench,1,Dial(PJSIP/8{t.dial}@{trunk},{config.ring_timeout + 5},r)\n"
+            f"[linkage-bench-out]\nexten => bench,1,"
+            f"Dial(PJSIP/8{t.dial}@{trunk},{config.transfer.ring_timeout + 5},r)\n"
             f" same => n,Hangup()\n")
-    if config.bench_floor_key:  # one bare FastAGI round trip on each PBX (the controller only answers)
-        text += (f"exten => floor,1,Dial(PJSIP/9{t.dial}@{trunk},{config.ring_timeout + 5},r)\n"
+    if config.bench.agi_floor_key:  # one bare FastAGI round trip on each PBX (the controller only answers)
+        text += (f"exten => floor,1,Dial(PJSIP/9{t.dial}@{trunk},{config.transfer.ring_timeout + 5},r)\n"
                  f" same => n,Hangup()\n\n"
                  f"[linkage-bench-floor]\nexten => s,1,AGI(${{LINKAGE_AGI}}/bench_floor)\n"
                  f" same => n,BlindTransfer(floor,linkage-bench-out)\n same => n,Return()\n")
@@ -178,10 +179,10 @@ def _bench(config: SiteConfig) -> str:
     # baseline through the route_in AGI). It rings the first agent, as one-key does when that agent is idle (and
     # when all are busy). Not every agent: both lab phones would answer, and the load bench could no longer tell
     # one answered call from one per phone.
-    ring = f"Dial(PJSIP/agent{config.agents[0].id},{config.ring_timeout},r)"
-    text += f"\n[linkage-from-trunk]\nexten => 8{config.hotline},1,{ring}\n same => n,Hangup()\n"
-    if config.bench_floor_key:
-        text += (f"exten => 9{config.hotline},1,AGI(${{LINKAGE_AGI}}/bench_floor)\n"
+    ring = f"Dial(PJSIP/agent{config.accounts.agents[0].id},{config.transfer.ring_timeout},r)"
+    text += f"\n[linkage-from-trunk]\nexten => 8{config.accounts.citizen.dial},1,{ring}\n same => n,Hangup()\n"
+    if config.bench.agi_floor_key:
+        text += (f"exten => 9{config.accounts.citizen.dial},1,AGI(${{LINKAGE_AGI}}/bench_floor)\n"
                  f" same => n,{ring}\n same => n,Hangup()\n")
     return text
 
@@ -194,25 +195,27 @@ def _conf_routes(config: SiteConfig) -> str:
             continue
         skip = len(t.dial) + 1
         out.append(f"exten => _{t.dial}*X.,1,Gosub(linkage-headers,s,1(${{EXTEN:{skip}}}))\n"
-                   f" same => n,Dial(PJSIP/{t.dial}@trunk-{t.peer or t.via},{config.ring_timeout})\n"
+                   f" same => n,Dial(PJSIP/{t.dial}@trunk-{t.peer or t.via},{config.transfer.ring_timeout})\n"
                    f" same => n,Hangup()\n")
     return "\n".join(out) or "; no targets with a controller"
 
 
 def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
     return {
-        "SITE": config.name, "PLATFORM": config.platform, "DIR": extras.dir,
-        "SIP_HOST": config.sip.host, "SIP_PORT": str(config.sip.port),
-        "AMI_HOST": config.ami.host, "AMI_PORT": str(config.ami.port),
-        "AMI_USER": config.ami.username, "AMI_SECRET": config.ami.secret,
+        "SITE": config.site.name, "PLATFORM": config.site.platform, "DIR": extras.dir,
+        "SIP_HOST": config.pbx.sip.host, "SIP_PORT": str(config.pbx.sip.port),
+        "AMI_HOST": config.pbx.ami.host, "AMI_PORT": str(config.pbx.ami.port),
+        "AMI_USER": config.pbx.ami.username, "AMI_SECRET": config.pbx.ami.secret,
         "AMI_EVENT_FILTERS": "\n".join(f"eventfilter(action(include),name({name})) =" for name in AMI_EVENTS),
         "TESTER_USER": extras.tester_user, "TESTER_SECRET": extras.tester_secret,
-        "AGI_HOST": config.agi.host, "AGI_PORT": str(config.agi.port), "PUBLIC_URL": config.public_url,
+        "AGI_HOST": config.pbx.agi.host, "AGI_PORT": str(config.pbx.agi.port),
+        "PUBLIC_URL": config.controller.public_url,
         "RTP_START": str(extras.rtp_start), "RTP_END": str(extras.rtp_end),
         "SIP_SYSTEM": "" if extras.sip_timer_t1 is None else
         f"[system]\ntype = system\ntimer_t1 = {extras.sip_timer_t1}\ntimer_b = {64 * extras.sip_timer_t1}\n",
-        "CITIZEN_HOST": config.citizen.host, "CITIZEN_PORT": str(config.citizen.port),
-        "HOTLINE": config.hotline, "ONEKEY": config.onekey, "RING_TIMEOUT": str(config.ring_timeout),
+        "CITIZEN_HOST": config.accounts.citizen.host, "CITIZEN_PORT": str(config.accounts.citizen.port),
+        "HOTLINE": config.accounts.citizen.dial, "ONEKEY": config.onekey,
+        "RING_TIMEOUT": str(config.transfer.ring_timeout),
         "AGENT_DIALS": agent_dials(config), "AGENTS": _agents(config),
         "TRUNKS": _trunks(config) + "\n" + _phone_targets(config),
         "FEATURES": _features(config), "DYNAMIC_FEATURES": dynamic_features(config) or "none",

@@ -12,15 +12,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import time
 from collections.abc import Mapping, Sequence
 
 from telephony.errors import Unauthorized
+from telephony.ids import SIGNED_MESSAGE_ID
 
 TOLERANCE = 300  # seconds, both ways
-MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-SECRET = re.compile(r"^whsec_[A-Za-z0-9+/=]{20,200}$")
 
 
 def secret_bytes(secret: str) -> bytes:
@@ -47,7 +45,7 @@ def verify(secrets: Sequence[str], got: Mapping[str, str], body: bytes, now: flo
     signatures = got.get("webhook-signature", "")
     if not message_id or not raw_ts or not signatures:
         raise Unauthorized("unsigned request: webhook-id, webhook-timestamp and webhook-signature are required")
-    if not MESSAGE_ID.match(message_id):
+    if not SIGNED_MESSAGE_ID.match(message_id):
         raise Unauthorized("webhook-id has an invalid format")
     if not raw_ts.isdigit():
         raise Unauthorized("webhook-timestamp must be Unix seconds")

@@ -75,9 +75,9 @@ class DeadlineRule:
         self.config = config
 
     def __call__(self, ticket: Ticket) -> float | None:
-        if ticket.target.site != self.config.name:
+        if ticket.target.site != self.config.site.name:
             return None
-        due = deadline(ticket, self.config.deadlines)
+        due = deadline(ticket, self.config.supervision)
         if due is None or already_alerted(ticket, due[0]):
             return None
         return due[1].timestamp()
@@ -175,7 +175,7 @@ class Supervisor:
         store = self.tickets.store
         ticket = await store.get(ticket_id)
         due = self.due_at(ticket) if ticket is not None else None
-        state = deadline(ticket, self.config.deadlines) if ticket is not None else None
+        state = deadline(ticket, self.config.supervision) if ticket is not None else None
         if ticket is None or due is None or state is None:
             await store.drop_deadline(ticket_id, seen)  # gone, moved on, or already alerted
             return

@@ -23,12 +23,13 @@ from typing import Any
 import structlog
 
 from telephony.calls import state as call_state
-from telephony.calls.registry import CHANNEL, UNIQUEID, CallRegistry
+from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
+from telephony.ids import CHANNEL, TICKET_ID, UNIQUEID
 from telephony.threeway import rules
 from telephony.threeway.state import CONSULTING, RESERVED, SLOT_SECONDS, Consult, Room, can, move
-from telephony.tickets.models import TICKET_ID, Ticket
+from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.transfers.sending import AmiSend, SendingService
 
@@ -111,7 +112,7 @@ class ThreewayService:
         # Only config values and the digits-only ticket id reach Originate (CVE-2024-42365).
         await self.ami_send({"Action": "Originate", "Channel": f"Local/{room.far_dial}@linkage-conf-out",
                              "Context": "linkage-conf-agent", "Exten": room.ticket_id, "Priority": "1",
-                             "Timeout": str(self.config.ring_timeout * 1000), "Async": "true"})
+                             "Timeout": str(self.config.transfer.ring_timeout * 1000), "Async": "true"})
         log.info("threeway.started", far=room.far_dial.split("*")[0])
         room.timer = self._spawn(self._deadline(room))
 
@@ -221,8 +222,8 @@ class ThreewayService:
         channel = next((c for c, u in room.members.items() if u == uniqueid), "")
         who = rules.presser(channel, room.agent, room.far)
         if who == rules.OURS:
-            await self._decide(room, rules.Facts(rules.ACCEPTED, accepted_by=self.config.platform,
-                                                 by=f"{self.config.name}/{room.agent_id}"))
+            await self._decide(room, rules.Facts(rules.ACCEPTED, accepted_by=self.config.site.platform,
+                                                 by=f"{self.config.site.name}/{room.agent_id}"))
         elif who == rules.THEIRS:
             target = self.config.target(self.config.threeway.target)
             await self._decide(room, rules.Facts(rules.ACCEPTED, accepted_by=target.platform if target else "",
@@ -245,7 +246,7 @@ class ThreewayService:
         outcome = rules.decide(facts, self.policy)
         await self._record(room, outcome.payload())
         log.info("threeway.decided", keeper=outcome.keeper, rule=outcome.rule, by=outcome.by)
-        ours = outcome.keeper == self.config.platform
+        ours = outcome.keeper == self.config.site.platform
         release = rules.release(ours, room.agent, room.far, room.members)
         if release:
             await self.ami_send({"Action": "ConfbridgeKick", "Conference": room.ticket_id, "Channel": release})

@@ -64,7 +64,7 @@ class TicketsHttp:
         content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
         response = web.StreamResponse(headers={
             "Content-Type": f"{content_type}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="tickets-{self.config.name}.{fmt}"'})
+            "Content-Disposition": f'attachment; filename="tickets-{self.config.site.name}.{fmt}"'})
         await response.prepare(request)
         if fmt == "csv":
             await response.write(queries.csv_header().encode())

@@ -18,7 +18,8 @@ from datetime import datetime
 import structlog
 
 from telephony.errors import InvalidInput
-from telephony.tickets.models import CATEGORY, DIVISION, STATES, Ticket
+from telephony.ids import CATEGORY, OPTIONAL_DIVISION
+from telephony.tickets.models import STATES, Ticket
 from telephony.tickets.store import TicketStore
 
 log = structlog.get_logger("queries")
@@ -69,7 +70,7 @@ def parse_filter(q: Mapping[str, str]) -> Filter:
     if not status <= set(STATES):
         raise InvalidInput(f"status must be among {', '.join(STATES)}", field="status")
     division, category = q.get("division", ""), q.get("category", "")
-    if not DIVISION.match(division):
+    if not OPTIONAL_DIVISION.match(division):
         raise InvalidInput("division must be 6 digits", field="division")
     if not CATEGORY.match(category):
         raise InvalidInput("category must be a lower-case word", field="category")

@@ -11,13 +11,13 @@ order (an early arrival waits in `pending`, a duplicate is acknowledged and chan
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from typing import Any
 
 import structlog
 
 from telephony.config import SiteConfig
+from telephony.delivery.messages import EventMessage, OutboxMessage, TicketMessage
 from telephony.errors import Conflict, Forbidden, NotFound
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import (
@@ -54,22 +54,22 @@ class TicketService:
     def neighbours(self, ticket: Ticket, exclude: str | None = None) -> list[str]:
         """The sites next to this one on the ticket's path that we deliver to (configured peers)."""
         path = ticket.path or [ticket.source.site, ticket.target.site]
-        if self.config.name not in path:
+        if self.config.site.name not in path:
             return []
-        i = path.index(self.config.name)
+        i = path.index(self.config.site.name)
         around = [path[j] for j in (i - 1, i + 1) if 0 <= j < len(path)]
         return [s for s in around if s != exclude and self.config.peer(s) is not None]
 
     def came_from(self, ticket: Ticket, origin: str) -> str | None:
         """The neighbour an event authored at `origin` reached us through."""
         path = ticket.path or [ticket.source.site, ticket.target.site]
-        if origin not in path or self.config.name not in path:
+        if origin not in path or self.config.site.name not in path:
             return origin
-        here, there = path.index(self.config.name), path.index(origin)
+        here, there = path.index(self.config.site.name), path.index(origin)
         return path[here - 1] if there < here else path[here + 1] if there > here else None
 
     def actor(self, agent: str = "") -> dict[str, str]:
-        actor = {"platform": self.config.platform, "site": self.config.name}
+        actor = {"platform": self.config.site.platform, "site": self.config.site.name}
         if agent:
             actor["agent"] = agent
         return actor
@@ -78,12 +78,13 @@ class TicketService:
                      linkedid: str, uniqueids: list[str], draft: dict[str, str],
                      path: list[str] | None = None, mode: str = "transfer", recording: str = "") -> Ticket:
         created = now_iso()
+        here = self.config.site
         for _ in range(5):
             ticket = Ticket(
-                id=new_ticket_id(self.config.division), direction=f"{self.config.platform}->{target_platform}",
-                source=Party(self.config.platform, self.config.name), target=Party(target_platform, target_site),
+                id=new_ticket_id(here.division), direction=f"{here.platform}->{target_platform}",
+                source=Party(here.platform, here.name), target=Party(target_platform, target_site),
                 caller_number=caller_number, agent_id=agent_id, linkedid=linkedid, uniqueids=uniqueids,
-                created_at=created, updated_at=created, path=path or [self.config.name, target_site], mode=mode,
+                created_at=created, updated_at=created, path=path or [self.config.site.name, target_site], mode=mode,
                 recording=recording)
             for key, value in draft.items():
                 if key in DRAFT_FIELDS:  # validated by parse_draft when the agent typed it
@@ -91,8 +92,8 @@ class TicketService:
             event = self._local_event(ticket, "created", agent_id, {})
             apply_event(ticket, event)
             body = ticket.to_dict()  # rendered once: stored and pushed alike (this is on the key-press path)
-            outgoing = [(site, {"kind": "ticket", "queued_at": time.time(), "body": body})
-                        for site in self.neighbours(ticket)]
+            outgoing: list[tuple[str, OutboxMessage]] = [(site, TicketMessage(body=body))
+                                                          for site in self.neighbours(ticket)]
             heads: dict[str, Head] = {}
             if await self.store.create(ticket, outgoing, body, heads) or await self._ours(ticket.id, event):
                 for site, _ in outgoing:  # first: the push is what the far side waits for before it rings
@@ -109,8 +110,8 @@ class TicketService:
         return stored is not None and bool(stored.history) and stored.history[0].id == created.id
 
     def _local_event(self, ticket: Ticket, event_type: str, agent: str, payload: dict[str, Any]) -> Event:
-        seq = ticket.sequences.get(self.config.name, 0) + 1
-        ticket.sequences[self.config.name] = seq
+        seq = ticket.sequences.get(self.config.site.name, 0) + 1
+        ticket.sequences[self.config.site.name] = seq
         return Event(new_event_id(), ticket.id, event_type, now_iso(), self.actor(agent), payload, seq=seq)
 
     async def receive(self, ticket: Ticket, via: str, replay: ReplayMark | None = None) -> tuple[Ticket, bool]:
@@ -123,7 +124,7 @@ class TicketService:
             for e in ticket.history:
                 site = e.actor.get("site", "")
                 ticket.sequences[site] = max(ticket.sequences.get(site, 0), e.seq)
-            if ticket.target.site == self.config.name:
+            if ticket.target.site == self.config.site.name:
                 event = self._local_event(ticket, "delivered", "", {"via": via})
                 apply_event(ticket, event)
                 self.hooks.land(ticket)
@@ -133,7 +134,8 @@ class TicketService:
             else:  # a relay: keep a copy and pass the ticket on towards its target
                 event = ticket.history[-1]
                 nxt = self.neighbours(ticket, exclude=self.came_from(ticket, ticket.source.site))
-                outgoing = [(s, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}) for s in nxt]
+                body = ticket.to_dict()
+                outgoing = [(s, TicketMessage(body=body)) for s in nxt]
                 self.hooks.land(ticket)
                 stored = await self.store.put(ticket, outgoing, create=True, replay=replay)
                 if stored:
@@ -172,9 +174,8 @@ class TicketService:
             event = self._local_event(ticket, "routed", "", {"site": site, "reason": reason})
             apply_event(ticket, event)
             others = self.neighbours(ticket, exclude=site)
-            outgoing: list[tuple[str, dict[str, Any]]] = [(s, {"kind": "event", "body": event.to_dict()})
-                                                          for s in others]
-            outgoing.append((site, {"kind": "ticket", "queued_at": time.time(), "body": ticket.to_dict()}))
+            outgoing: list[tuple[str, OutboxMessage]] = [(s, EventMessage(event.to_dict())) for s in others]
+            outgoing.append((site, TicketMessage(body=ticket.to_dict())))
             await self.store.put(ticket, outgoing)
             for s, _ in outgoing:
                 self.hooks.queued(s, None)
@@ -191,7 +192,7 @@ class TicketService:
             origin = event.actor.get("site", "")
             if sender is not None and sender not in {*ticket.path, ticket.source.site, ticket.target.site}:
                 raise Forbidden(f"site {sender} is not a party to this ticket", ticket_id=ticket.id)
-            if origin == self.config.name:
+            if origin == self.config.site.name:
                 raise Conflict("an event authored here cannot come back from a peer", ticket_id=ticket.id)
             last = ticket.sequences.get(origin, 0)
             if event.id in ticket.event_ids() or (event.seq and event.seq <= last):
@@ -214,7 +215,7 @@ class TicketService:
                 applied = apply_event(ticket, e)
                 log.info("ticket.transition", ticket_id=ticket.id, old=applied.old, event_type=e.type,
                          new=applied.new, remote=origin, moved=applied.moved)
-                outgoing += [(s, {"kind": "event", "body": e.to_dict()}) for s in relay_to]
+                outgoing += [(s, EventMessage(e.to_dict())) for s in relay_to]
             await self.store.put(ticket, outgoing, replay=replay)
             for s in relay_to:
                 self.hooks.queued(s, None)
@@ -245,7 +246,8 @@ class TicketService:
     async def _commit(self, ticket: Ticket, event: Event, create: bool = False,
                       replay: ReplayMark | None = None) -> bool:
         nxt = self.neighbours(ticket)
-        outgoing = [(s, {"kind": "event", "body": event.to_dict()}) for s in nxt]
+        body = event.to_dict()  # one snapshot for every peer
+        outgoing: list[tuple[str, OutboxMessage]] = [(s, EventMessage(body)) for s in nxt]
         heads: dict[str, Head] = {}
         if not await self.store.put(ticket, outgoing, create=create, heads=heads, replay=replay):
             return False

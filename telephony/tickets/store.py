@@ -7,7 +7,6 @@ and no index entry for a ticket that was never stored.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,9 +17,10 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from telephony.delivery.messages import OutboxMessage, as_data
 from telephony.errors import Replayed
 from telephony.security.sealing import Sealer
-from telephony.tickets.models import Ticket, parse_ticket
+from telephony.tickets.models import Ticket, decode_ticket, encode
 
 PREFIX = "linkage:"
 # What Redis being away looks like to a caller: the store is unavailable, nothing is wrong with the data.
@@ -115,7 +115,7 @@ def outbox_key(peer: str) -> str:
 
 
 def _json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return encode(data).decode()
 
 
 class TicketStore:
@@ -135,9 +135,9 @@ class TicketStore:
         raw = await self.redis.get(ticket_key(ticket_id))
         if raw is None:
             return None
-        return parse_ticket(json.loads(self.sealer.open(raw)))
+        return decode_ticket(self.sealer.open(raw))
 
-    async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]] = (),
+    async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, OutboxMessage | dict[str, Any]]] = (),
                   *, create: bool = False, body: dict[str, Any] | None = None,
                   heads: dict[str, Head] | None = None, replay: ReplayMark | None = None) -> bool:
         """Store the ticket and queue messages for peers atomically. With create=True, an existing id is
@@ -163,7 +163,7 @@ class TicketStore:
         if heads is not None and isinstance(result, list):
             for (peer, message), entry, length in zip(outgoing, entries, result[1:], strict=False):
                 if length == 1:
-                    heads[peer] = Head(entry, message)
+                    heads[peer] = Head(entry, as_data(message))
         return True
 
     def _deadline(self, ticket: Ticket) -> str:
@@ -188,7 +188,7 @@ class TicketStore:
         """Forget a deadline that was dealt with, unless a write since has moved it."""
         await self._drop(keys=[DEADLINES], args=[ticket_id, repr(seen)])
 
-    async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, dict[str, Any]]],
+    async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, OutboxMessage | dict[str, Any]]],
                      body: dict[str, Any] | None = None, heads: dict[str, Head] | None = None,
                      replay: ReplayMark | None = None) -> bool:
         return await self.put(ticket, outgoing, create=True, body=body, heads=heads, replay=replay)

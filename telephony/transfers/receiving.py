@@ -21,7 +21,8 @@ from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import LinkageError
-from telephony.tickets.models import TICKET_ID, Ticket, parse_ticket
+from telephony.ids import TICKET_ID
+from telephony.tickets.models import Ticket, parse_ticket
 from telephony.tickets.services import TicketService
 from telephony.transfers.arrivals import Arrivals
 
@@ -63,15 +64,15 @@ class ReceivingService:
         return route
 
     async def _route(self, ticket: Ticket | None) -> Route:
-        if ticket is not None and ticket.target.site != self.config.name:
+        if ticket is not None and ticket.target.site != self.config.site.name:
             hop = self.tickets.neighbours(ticket, exclude=self.tickets.came_from(ticket, ticket.source.site))
             peer = self.config.peer(hop[0]) if hop else None
             if peer is not None:
                 log.info("route_in.relay", to=peer.name)
                 return Route(f"PJSIP/{peer.dial}@trunk-{peer.name}", True)
-        if ticket is not None and self.config.level == "city" and ticket.division:
+        if ticket is not None and self.config.site.level == "city" and ticket.division:
             county = next((p for p in self.config.peers if p.level == "county" and p.division == ticket.division
-                           and p.platform == self.config.platform), None)
+                           and p.platform == self.config.site.platform), None)
             if county is not None:
                 await self._route_down(ticket, county.name)
                 return Route(f"PJSIP/{county.dial}@trunk-{county.name}", True)
@@ -88,10 +89,10 @@ class ReceivingService:
     def _pick_agent(self) -> str:
         """The first agent, in configured order, with no live call leg; the first agent if all are busy."""
         busy = {leg.endpoint for call in self.calls.calls.values() for leg in call.legs.values()}
-        for agent in self.config.agents:
+        for agent in self.config.accounts.agents:
             if f"agent{agent.id}" not in busy:
                 return agent.id
-        return self.config.agents[0].id
+        return self.config.accounts.agents[0].id
 
     async def _fetch_by_reference(self, ticket_id: str, ref: str) -> Ticket | None:
         match = CALL_INFO.search(ref)
@@ -104,7 +105,7 @@ class ReceivingService:
             log.warning("route_in.reference_refused")
             return None
         try:
-            async with asyncio.timeout(self.config.fetch_timeout):
+            async with asyncio.timeout(self.config.transfer.fetch_timeout):
                 data = await client.fetch_ticket(url)
             ticket, _ = await self.tickets.receive(parse_ticket(data), via="reference")
             log.info("route_in.fetched_by_reference")
@@ -116,11 +117,11 @@ class ReceivingService:
     async def overflow(self, ticket_id: str, status: str, trunk_uniqueid: str) -> Route | None:
         """Nobody here answered a linked call. An emergency goes on to the overflow site, once; anything else
         ends here (None) and the sender recalls its caller."""
-        peer = self.config.peer(self.config.overflow) if self.config.overflow else None
+        peer = self.config.peer(self.config.transfer.overflow) if self.config.transfer.overflow else None
         if peer is None or status not in UNANSWERED:
             return None
         ticket = await self.tickets.store.get(ticket_id) if TICKET_ID.match(ticket_id) else None
-        if ticket is None or ticket.target.site != self.config.name or peer.name in ticket.path:
+        if ticket is None or ticket.target.site != self.config.site.name or peer.name in ticket.path:
             return None
         if ticket.category not in self.config.threeway.emergency_categories:
             log.info("overflow.not_emergency", dial_status=status)

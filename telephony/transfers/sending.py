@@ -15,10 +15,11 @@ from typing import Any
 import structlog
 
 from telephony.calls import state as call_state
-from telephony.calls.registry import CHANNEL, NUMBER, UNIQUEID, Call, CallRegistry
+from telephony.calls.registry import Call, CallRegistry
 from telephony.config import SiteConfig, Target
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
-from telephony.tickets.models import TICKET_ID, Ticket
+from telephony.ids import CALLER_NUMBER, CHANNEL, TICKET_ID, UNIQUEID
+from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
 
@@ -51,8 +52,8 @@ class SendingService:
             raise InvalidInput("that channel is not an agent's leg of the call")
         agent_id = agent_leg.endpoint.removeprefix("agent")
         caller = next((leg for leg in call.legs.values() if leg.uniqueid != agent_uniqueid), None)
-        caller_number = caller.caller_number if caller and NUMBER.match(caller.caller_number) else ""
-        path = [self.config.name, target.via, target.name] if target.via else [self.config.name, target.name]
+        caller_number = caller.caller_number if caller and CALLER_NUMBER.match(caller.caller_number) else ""
+        path = [self.config.site.name, target.via, target.name] if target.via else [self.config.site.name, target.name]
         call_state.move(call, call_state.start_event(mode))
         try:
             resumed = await self._resume(call, target, mode) if call.recovered and call.ticket_id is None else None
@@ -78,7 +79,7 @@ class SendingService:
         transfer (a failed one was recalled, say), as before the restart."""
         ticket_id = await self.tickets.store.by_linkedid(call.linkedid)
         ticket = await self.tickets.store.get(ticket_id) if ticket_id else None
-        if (ticket is None or ticket.source.site != self.config.name or ticket.target.site != target.name
+        if (ticket is None or ticket.source.site != self.config.site.name or ticket.target.site != target.name
                 or ticket.mode != mode or {e.type for e in ticket.history} - {"created", "delivered"}):
             return None
         call.ticket_id = ticket.id

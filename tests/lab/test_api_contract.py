@@ -35,8 +35,8 @@ def test_openapi_matches_the_router(tmp_path: Path) -> None:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
     # only the router is needed: build it without a controller's services
     app = build_app(config, tickets=None, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
-                    hub=StreamHub(config.name), metrics=HttpMetrics(CollectorRegistry()), health=None, redis=None,  # type: ignore[arg-type]
-                    sealer=Sealer(config.storage_keys), wake=lambda peer: None)
+                    hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()), health=None, redis=None,  # type: ignore[arg-type]
+                    sealer=Sealer(config.storage.keys), wake=lambda peer: None)
     routes = {(r.method, re.sub(r"\{(\w+)\}", r"{\1}", r.resource.canonical))
               for r in app.router.routes() if r.method != "HEAD" and r.resource is not None}
     assert routes == documented

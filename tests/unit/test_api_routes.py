@@ -46,8 +46,9 @@ async def _healthy() -> dict[str, Any]:
 
 def _app(config: SiteConfig, redis: aioredis.Redis | None, tickets: TicketService | None = None) -> web.Application:
     return build_app(config, tickets=tickets, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
-                     hub=StreamHub(config.name), metrics=HttpMetrics(CollectorRegistry()), health=_healthy, redis=redis,  # type: ignore[arg-type]
-                     sealer=Sealer(config.storage_keys), wake=lambda peer: None)
+                     hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
+                    health=_healthy, redis=redis,  # type: ignore[arg-type]
+                     sealer=Sealer(config.storage.keys), wake=lambda peer: None)
 
 
 def _table(app: web.Application) -> list[tuple[str, str]]:
@@ -74,7 +75,7 @@ class Desk:
 @pytest.fixture
 async def desk(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[Desk]:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
-    store = TicketStore(redis, Sealer(config.storage_keys))
+    store = TicketStore(redis, Sealer(config.storage.keys))
     await store.put(Ticket(id=TID, direction="12345->110", source=Party("12345", "12345"),
                            target=Party("110", "110"), caller_number="", agent_id="1001",
                            linkedid="1767268800.1", uniqueids=[], created_at="2026-01-01T12:00:00.000Z"))
@@ -93,7 +94,7 @@ async def _request(method: str, url: str, headers: dict[str, str], data: bytes =
 
 
 async def test_a_ticket_is_read_by_a_console_and_fetched_by_a_peer(desk: Desk) -> None:
-    console = {"Authorization": f"Bearer {desk.config.api_token}"}
+    console = {"Authorization": f"Bearer {desk.config.controller.api_token}"}
     status, body = await _request("GET", f"{desk.url}/v1/tickets/{TID}", console)
     assert status == 200 and body["id"] == TID and await desk.redis.keys("linkage:seen:*") == []
     peer = desk.config.peer("110")
@@ -110,7 +111,7 @@ async def test_a_ticket_is_read_by_a_console_and_fetched_by_a_peer(desk: Desk) -
 
 
 async def test_a_console_on_a_peer_route_with_a_malformed_id_hears_about_the_id(desk: Desk) -> None:
-    console = {"Authorization": f"Bearer {desk.config.api_token}"}
+    console = {"Authorization": f"Bearer {desk.config.controller.api_token}"}
     status, body = await _request("POST", f"{desk.url}/v1/tickets/12/events", console, b"{}")
     assert status == 400 and body["error"] == "invalid_input" and "20-32 digits" in body["message"]
     status, body = await _request("POST", f"{desk.url}/v1/tickets/{TID}/events", console, b"{}")

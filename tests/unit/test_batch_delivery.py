@@ -116,14 +116,15 @@ async def receiver(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def link(tmp_path: Path, redis: aioredis.Redis, receiver: aioredis.Redis) -> AsyncIterator[Link]:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["110"])
-    store = TicketStore(receiver, Sealer(config.storage_keys))
+    store = TicketStore(receiver, Sealer(config.storage.keys))
     tickets = TicketService(config, store, TicketHooks())
 
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
     app = build_app(config, tickets=tickets, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
-                    hub=StreamHub(config.name), metrics=HttpMetrics(CollectorRegistry()), health=health, redis=receiver,
+                    hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
+                    health=health, redis=receiver,
                     sealer=store.sealer, wake=lambda peer: None)
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -42,18 +42,18 @@ def assert_names(err: ConfigError, key: str) -> None:
 
 def test_valid_lab_mapping_parses(raw: dict[str, Any]) -> None:
     c = parse_site_config(copy.deepcopy(raw), SOURCE)
-    assert (c.name, c.platform, c.level, c.division) == ("12345", "12345", "city", "370800")
-    assert (c.sip.host, c.sip.port) == ("127.0.0.1", 15060)
-    assert (c.ami.port, c.ami.username, c.ami.secret) == (15038, "linkage", raw["pbx"]["ami"]["secret"])
-    assert c.ami.ping_interval == 2.0
-    assert (c.agi.port, c.http.port) == (15573, 15080)
-    assert c.api_token == raw["controller"]["api_token"]
-    assert c.redis_url == "redis://127.0.0.1:15379/0"
+    assert (c.site.name, c.site.platform, c.site.level, c.site.division) == ("12345", "12345", "city", "370800")
+    assert (c.pbx.sip.host, c.pbx.sip.port) == ("127.0.0.1", 15060)
+    assert (c.pbx.ami.port, c.pbx.ami.username, c.pbx.ami.secret) == (15038, "linkage", raw["pbx"]["ami"]["secret"])
+    assert c.pbx.ami.ping_interval == 2.0
+    assert (c.pbx.agi.port, c.controller.http.port) == (15573, 15080)
+    assert c.controller.api_token == raw["controller"]["api_token"]
+    assert c.redis.url == "redis://127.0.0.1:15379/0"
     assert c.onekey == "*8"
-    assert c.hotline == "12345"
-    assert [a.id for a in c.agents] == ["1001", "1002"]
-    assert c.ring_timeout == raw["transfer"]["ring_timeout"]
-    assert c.fetch_timeout == 0.5  # default
+    assert c.accounts.citizen.dial == "12345"
+    assert [a.id for a in c.accounts.agents] == ["1001", "1002"]
+    assert c.transfer.ring_timeout == raw["transfer"]["ring_timeout"]
+    assert c.transfer.fetch_timeout == 0.5  # default
     assert c.source_file == SOURCE
     assert len(c.peers) == 1
     peer = c.peer("110")
@@ -64,17 +64,17 @@ def test_valid_lab_mapping_parses(raw: dict[str, Any]) -> None:
     assert c.targets == (Target("110", "110", "*8", "110", peer="110"),
                          Target("120", "120", "*2", "120", phone=HostPort("127.0.0.1", 15090)))
     assert c.target("120") is c.targets[1] and c.target("nope") is None
-    assert c.parent == ""
+    assert c.site.parent == ""
 
 
 def test_defaults_apply_when_optional_sections_are_missing(raw: dict[str, Any]) -> None:
     del raw["keys"], raw["transfer"], raw["peers"], raw["targets"]
     del raw["site"]["parent"]
     c = parse_site_config(raw, SOURCE)
-    assert (c.onekey, c.ring_timeout, c.peers, c.targets, c.parent) == ("*8", 30, (), (), "")
-    assert c.deadlines == Deadlines()
-    assert (c.deadlines.signed_for, c.deadlines.accepted, c.deadlines.resolved_days) == (60.0, 1800.0, 5.0)
-    assert c.deadlines.working_days == (0, 1, 2, 3, 4)
+    assert (c.onekey, c.transfer.ring_timeout, c.peers, c.targets, c.site.parent) == ("*8", 30, (), (), "")
+    assert c.supervision == Deadlines()
+    assert (c.supervision.signed_for, c.supervision.accepted, c.supervision.resolved_days) == (60.0, 1800.0, 5.0)
+    assert c.supervision.working_days == (0, 1, 2, 3, 4)
 
 
 @pytest.mark.parametrize("section", ["site", "pbx", "controller", "redis", "accounts"])
@@ -116,7 +116,7 @@ def test_bad_ip_is_named(raw: dict[str, Any], host: str) -> None:
 
 def test_ipv6_host_is_accepted(raw: dict[str, Any]) -> None:
     raw["pbx"]["agi"]["host"] = "::1"
-    assert parse_site_config(raw, SOURCE).agi.host == "::1"
+    assert parse_site_config(raw, SOURCE).pbx.agi.host == "::1"
 
 
 @pytest.mark.parametrize("division", ["37080", "3708000", "37080a", "370 800"])
@@ -187,7 +187,7 @@ def test_load_site_config_reads_the_file(raw: dict[str, Any], tmp_path: Path) ->
     path = write_yaml(tmp_path / "site.yaml", raw)
     c = load_site_config(path)
     assert c.source_file == str(path)
-    assert c.name == "12345"
+    assert c.site.name == "12345"
 
 
 def test_load_site_config_errors_name_the_file(raw: dict[str, Any], tmp_path: Path) -> None:
@@ -222,14 +222,14 @@ def test_env_overrides_api_token(raw: dict[str, Any], tmp_path: Path,
     token = "Env-Token_0123456789abcdef"
     assert raw["controller"]["api_token"] != token
     monkeypatch.setenv("LINKAGE_CONTROLLER__API_TOKEN", token)
-    assert load_site_config(path).api_token == token
+    assert load_site_config(path).controller.api_token == token
 
 
 def test_env_overrides_a_nested_port_as_an_integer(raw: dict[str, Any], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_yaml(tmp_path / "site.yaml", raw)
     monkeypatch.setenv("LINKAGE_PBX__AMI__PORT", "15100")
-    assert load_site_config(path).ami.port == 15100
+    assert load_site_config(path).pbx.ami.port == 15100
 
 
 def test_env_override_is_validated_like_the_file(raw: dict[str, Any], tmp_path: Path,
@@ -296,7 +296,7 @@ def test_env_override_keeps_a_numeric_looking_secret(raw: dict[str, Any], tmp_pa
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_yaml(tmp_path / "site.yaml", raw)
     monkeypatch.setenv("LINKAGE_PBX__AMI__SECRET", "0123456701")
-    assert load_site_config(path).ami.secret == "0123456701"
+    assert load_site_config(path).pbx.ami.secret == "0123456701"
 
 
 def test_apply_env_numbers_replace_numbers_and_strings_stay_strings(raw: dict[str, Any]) -> None:
@@ -307,7 +307,8 @@ def test_apply_env_numbers_replace_numbers_and_strings_stay_strings(raw: dict[st
     assert out["site"]["division"] == "370811"  # replaced a string: stays one
     assert out["supervision"] == {"signed_for": 30}  # a missing section is created
     c = parse_site_config(out, SOURCE)
-    assert (c.ami.port, c.fetch_timeout, c.division, c.deadlines.signed_for) == (15100, 0.25, "370811", 30.0)
+    assert (c.pbx.ami.port, c.transfer.fetch_timeout, c.site.division, c.supervision.signed_for) == (
+        15100, 0.25, "370811", 30.0)
 
 
 # ---- targets -------------------------------------------------------------------------------------------
@@ -317,13 +318,14 @@ def test_every_lab_site_parses(tmp_path: Path) -> None:
     configs = {plan.name: lab.site_config(plan) for plan in SITES}
     assert set(configs) == {"12345", "110", "110-370811"} == set(PLANS)
     county = configs["110-370811"]
-    assert (county.level, county.division, county.parent, county.platform) == ("county", "370811", "110", "110")
+    site = county.site
+    assert (site.level, site.division, site.parent, site.platform) == ("county", "370811", "110", "110")
     assert county.targets == (Target("12345", "12345", "*8", "12345", via="110"),)
     city = configs["110"]
     assert [(p.name, p.level, p.division) for p in city.peers] == [("12345", "city", "370800"),
                                                                     ("110-370811", "county", "370811")]
     assert [t.peer for t in city.targets] == ["12345"]
-    ports = [c.sip.port for c in configs.values()] + [c.http.port for c in configs.values()]
+    ports = [c.pbx.sip.port for c in configs.values()] + [c.controller.http.port for c in configs.values()]
     assert len(set(ports)) == len(ports)
 
 
@@ -390,7 +392,7 @@ def test_targets_must_be_a_list_of_mappings(raw: dict[str, Any], value: Any) -> 
 
 def test_supervision_section_is_read(raw: dict[str, Any]) -> None:
     raw["supervision"] = {"signed_for": 30, "accepted": 600.5, "resolved_days": 3, "working_days": [5, 0, 1, 0]}
-    assert parse_site_config(raw, SOURCE).deadlines == Deadlines(30.0, 600.5, 3.0, (0, 1, 5))
+    assert parse_site_config(raw, SOURCE).supervision == Deadlines(30.0, 600.5, 3.0, (0, 1, 5))
 
 
 @pytest.mark.parametrize("key, value", [("signed_for", 0), ("signed_for", 86401), ("accepted", "600"),
@@ -436,9 +438,9 @@ def test_lab_sites_share_signing_secrets_pairwise_and_keep_them(tmp_path: Path) 
 
 def test_reconnect_and_replay_window_defaults(raw: dict[str, Any]) -> None:
     c = parse_site_config(raw, SOURCE)
-    assert (c.ami.reconnect_min, c.ami.reconnect_max) == (0.5, 5.0)
-    assert c.replay_window == 8 * 86400  # longer than the sender retries
-    assert c.delivered_linger == 0.02
+    assert (c.pbx.ami.reconnect_min, c.pbx.ami.reconnect_max) == (0.5, 5.0)
+    assert c.security.replay_window == 8 * 86400  # longer than the sender retries
+    assert c.delivery.delivered_linger == 0.02
 
 
 def test_reconnect_and_replay_window_are_read(raw: dict[str, Any]) -> None:
@@ -446,8 +448,8 @@ def test_reconnect_and_replay_window_are_read(raw: dict[str, Any]) -> None:
     raw["security"] = {"replay_window": 30 * 86400}
     raw["delivery"] = {"delivered_linger": 0}
     c = parse_site_config(raw, SOURCE)
-    assert (c.ami.reconnect_min, c.ami.reconnect_max, c.replay_window) == (1.0, 60.0, 30 * 86400)
-    assert c.delivered_linger == 0.0
+    assert (c.pbx.ami.reconnect_min, c.pbx.ami.reconnect_max, c.security.replay_window) == (1.0, 60.0, 30 * 86400)
+    assert c.delivery.delivered_linger == 0.0
 
 
 @pytest.mark.parametrize("ami, security, key", [

@@ -38,9 +38,9 @@ class Site:
         self.config = config
         self.redis = redis
         self.url = url
-        self.store = TicketStore(redis, Sealer(config.storage_keys))
+        self.store = TicketStore(redis, Sealer(config.storage.keys))
         self.notified: list[str] = []
-        self.agent_token = next(a.token for a in config.agents if a.token)
+        self.agent_token = next(a.token for a in config.accounts.agents if a.token)
 
     async def park(self, n: int) -> None:
         message = {"kind": "event", "body": {"id": f"{n:032x}", "ticket_id": TID, "type": "accepted"}}
@@ -48,7 +48,7 @@ class Site:
 
     async def call(self, method: str, path: str, body: Any = None, token: str | None = None,
                    raw: bytes | None = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.config.api_token if token is None else token}"}
+        headers = {"Authorization": f"Bearer {self.config.controller.api_token if token is None else token}"}
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         async with aiohttp.ClientSession() as s, s.request(method, self.url + path, data=data,
                                                            headers=headers) as resp:
@@ -67,7 +67,8 @@ async def site(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[Site]:
         return {"ok": True}
 
     app = build_app(config, tickets=tickets, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
-                    hub=StreamHub(config.name), metrics=HttpMetrics(CollectorRegistry()), health=health, redis=redis,
+                    hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
+                    health=health, redis=redis,
                     sealer=s.store.sealer, wake=s.notified.append)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -137,5 +138,5 @@ async def test_a_processed_peer_message_id_is_remembered_for_the_replay_window(s
     async with aiohttp.ClientSession() as s, s.get(f"{site.url}/v1/tickets/{TID}", headers=headers) as resp:
         assert resp.status == 200
     ttl = await site.redis.ttl("linkage:seen:110:fetch-1")
-    assert site.config.replay_window == 8 * 86400
-    assert site.config.replay_window - 60 < ttl <= site.config.replay_window
+    assert site.config.security.replay_window == 8 * 86400
+    assert site.config.security.replay_window - 60 < ttl <= site.config.security.replay_window

@@ -37,7 +37,7 @@ def site(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Ite
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     client = redis.Redis.from_url(url)
     client.flushdb()
-    sealer = Sealer(load_site_config(path).storage_keys)
+    sealer = Sealer(load_site_config(path).storage.keys)
     for n in (1, 2, 3):
         message = {"kind": "event", "body": {"id": f"{n:032x}", "ticket_id": TID, "type": "accepted",
                                              "payload": {"result": "call 13912345678"}}}
@@ -47,7 +47,7 @@ def site(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 def queued(client: redis.Redis, config: str) -> list[str]:
-    sealer = Sealer(load_site_config(config).storage_keys)
+    sealer = Sealer(load_site_config(config).storage.keys)
     return [json.loads(sealer.open(m))["body"]["id"] for m in client.lrange(outbox_key("110"), 0, -1)]
 
 

@@ -232,7 +232,7 @@ async def test_push_delivery_lag_and_screen_pop_on_the_receiving_site(configs: d
     registry = CollectorRegistry()
     config = configs["110"]
     published: list[str] = []
-    metrics = TicketMetrics(registry, config.name)
+    metrics = TicketMetrics(registry, config.site.name)
     hooks = TicketHooks(changed=(lambda ticket, event: published.append(event.type),  # the stream's place
                                  metrics.on_ticket_change))
     tickets = TicketService(config, TicketStore(redis), hooks)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from telephony.config import SiteConfig
@@ -44,14 +44,14 @@ def test_dialplan_routes_out_to_110(files: dict[str, str], config: SiteConfig) -
     assert "exten => _110*X.,1,Set(LINKAGE_ID=${EXTEN:4})" in dialplan
     # the ticket headers are inherited from the caller's channel: no pre-dial handler (autoservice) on the trunk
     assert (" same => n,Gosub(linkage-headers,s,1(${LINKAGE_ID}))\n"
-            f" same => n,Dial(PJSIP/110@trunk-110,{config.ring_timeout + 5},r)\n") in dialplan
+            f" same => n,Dial(PJSIP/110@trunk-110,{config.transfer.ring_timeout + 5},r)\n") in dialplan
     assert "PJSIP_INHERITABLE_HEADER(add,X-Linkage-Id)=${ARG1}" in dialplan
     assert "PJSIP_INHERITABLE_HEADER(update,X-Linkage-Id)=${ARG1}" in dialplan  # the press after a recall
     assert "(remove," not in dialplan  # removing inheritable headers crashed Asterisk 22.10.1
     assert "exten => 12345,1," in dialplan  # the hotline
     # t: the agent may be the transferer of the consult key's attended transfer; no pre-dial handler: the
     # agents' endpoints carry DYNAMIC_FEATURES (set_var)
-    assert f"Dial(PJSIP/agent1001&PJSIP/agent1002,{config.ring_timeout},t)" in dialplan
+    assert f"Dial(PJSIP/agent1001&PJSIP/agent1002,{config.transfer.ring_timeout},t)" in dialplan
     assert "b(" not in "".join(line for line in dialplan.splitlines() if "Dial(" in line and "recall" not in line)
     assert "Goto(linkage-recall,${LINKAGE_ID},1)" in dialplan  # a failed transfer recalls the caller
 
@@ -70,8 +70,8 @@ def test_applicationmap_has_one_feature_per_target(files: dict[str, str]) -> Non
 
 
 def test_feature_keys_come_from_the_targets(config: SiteConfig) -> None:
-    targets = (dataclasses.replace(config.targets[0], key="#9"),)
-    files = render(dataclasses.replace(config, targets=targets), EXTRAS)
+    targets = (msgspec.structs.replace(config.targets[0], key="#9"),)
+    files = render(msgspec.structs.replace(config, targets=targets), EXTRAS)
     assert "linkage-to-110 => #9,self,Gosub(linkage-onekey,s,1(110)),default" in files["linkage-features.conf"]
     assert "*8,self" not in files["linkage-features.conf"]
     assert "linkage-to-120" not in files["linkage-features.conf"]
@@ -92,7 +92,7 @@ def test_phone_only_target_gets_an_endpoint_and_a_direct_route(files: dict[str, 
     dialplan = files["linkage.conf"]
     assert "exten => _120*X.,1,Set(LINKAGE_ID=${EXTEN:4})" in dialplan
     # no ticket headers: a phone-only desk has no controller to fetch them from
-    assert f" same => n,Dial(PJSIP/120@target-120,{config.ring_timeout + 5},r)\n" in dialplan
+    assert f" same => n,Dial(PJSIP/120@target-120,{config.transfer.ring_timeout + 5},r)\n" in dialplan
     assert "trunk-120" not in pjsip + dialplan
 
 
@@ -100,7 +100,7 @@ def test_a_target_reached_via_a_peer_dials_that_peers_trunk(tmp_path: Path) -> N
     county = Lab(rootfs=str(tmp_path)).site_config(PLANS["110-370811"])
     dialplan = render(county, EXTRAS)["linkage.conf"]
     assert "exten => _12345*X.,1,Set(LINKAGE_ID=${EXTEN:6})" in dialplan
-    assert f"Dial(PJSIP/12345@trunk-110,{county.ring_timeout + 5},r)" in dialplan
+    assert f"Dial(PJSIP/12345@trunk-110,{county.transfer.ring_timeout + 5},r)" in dialplan
 
 
 @pytest.mark.parametrize("plan", SITES, ids=lambda p: p.name)
@@ -120,13 +120,13 @@ def test_manager_denies_all_and_permits_the_ami_host(files: dict[str, str], conf
     manager = files["manager.conf"]
     lines = [line.strip() for line in manager.splitlines()]
     assert "deny = 0.0.0.0/0.0.0.0" in lines
-    assert f"permit = {config.ami.host}/255.255.255.255" in lines
-    assert f"bindaddr = {config.ami.host}" in lines
-    assert f"port = {config.ami.port}" in lines
-    assert f"[{config.ami.username}]" in lines and f"secret = {config.ami.secret}" in lines
+    assert f"permit = {config.pbx.ami.host}/255.255.255.255" in lines
+    assert f"bindaddr = {config.pbx.ami.host}" in lines
+    assert f"port = {config.pbx.ami.port}" in lines
+    assert f"[{config.pbx.ami.username}]" in lines and f"secret = {config.pbx.ami.secret}" in lines
     assert "[tester]" in lines and "secret = TesterSecret1" in lines
     # every user section denies first, then permits
-    permit = f"permit = {config.ami.host}/255.255.255.255"
+    permit = f"permit = {config.pbx.ami.host}/255.255.255.255"
     assert lines.count("deny = 0.0.0.0/0.0.0.0") == lines.count(permit) == 2
 
 
@@ -151,7 +151,7 @@ def test_includes_use_the_site_directory(files: dict[str, str]) -> None:
 
 
 def test_site_without_targets_has_no_out_route_and_no_feature(config: SiteConfig) -> None:
-    files = render(dataclasses.replace(config, peers=(), targets=()), EXTRAS)
+    files = render(msgspec.structs.replace(config, peers=(), targets=()), EXTRAS)
     assert "; no transfer targets configured" in files["linkage.conf"]
     assert "; no transfer targets configured" in files["linkage-features.conf"]
     assert "Set(DYNAMIC_FEATURES=none)" in files["linkage.conf"]
@@ -188,7 +188,8 @@ def test_the_bench_baseline_reaches_the_far_agent_without_any_agi(tmp_path: Path
     assert sent is not None
     inbound = render(far, PbxExtras("/x", "tester", "secret123", 31000, 31998))["linkage.conf"]
     line = next(ln for ln in inbound.splitlines() if ln.startswith(f"exten => {sent.group(1)},1,"))
-    assert "AGI" not in line and line.endswith(f"Dial(PJSIP/agent{far.agents[0].id},{far.ring_timeout},r)")
+    dial = f"Dial(PJSIP/agent{far.accounts.agents[0].id},{far.transfer.ring_timeout},r)"
+    assert "AGI" not in line and line.endswith(dial)
 
 
 def test_the_controller_is_sent_only_the_events_it_reads(files: dict[str, str]) -> None:
@@ -208,7 +209,7 @@ def test_the_bench_floor_is_the_baseline_plus_one_bare_agi_on_each_pbx(tmp_path:
     the sending PBX before the transfer and one on the far PBX before it rings; no ticket, no headers."""
     lab = Lab(rootfs=str(tmp_path))
     sender, far = lab.site_config(PLANS["12345"]), lab.site_config(PLANS["110"])
-    assert sender.bench_floor_key == "*4"
+    assert sender.bench.agi_floor_key == "*4"
     files = render(sender, PbxExtras("/x", "tester", "secret123", 30000, 30998))
     out = files["linkage.conf"]
     floor = out[out.index("[linkage-bench-floor]"):].split("\n\n", 1)[0].splitlines()
@@ -219,6 +220,6 @@ def test_the_bench_floor_is_the_baseline_plus_one_bare_agi_on_each_pbx(tmp_path:
     inbound = render(far, PbxExtras("/x", "tester", "secret123", 31000, 31998))["linkage.conf"]
     lines = inbound.splitlines()
     i = lines.index("exten => 9110,1,AGI(${LINKAGE_AGI}/bench_floor)")
-    assert lines[i + 1] == f" same => n,Dial(PJSIP/agent{far.agents[0].id},{far.ring_timeout},r)"
-    without = dataclasses.replace(sender, bench_floor_key="")
+    assert lines[i + 1] == f" same => n,Dial(PJSIP/agent{far.accounts.agents[0].id},{far.transfer.ring_timeout},r)"
+    without = msgspec.structs.replace(sender, bench=msgspec.structs.replace(sender.bench, agi_floor_key=""))
     assert "bench_floor" not in render(without, PbxExtras("/x", "tester", "secret123", 30000, 30998))["linkage.conf"]

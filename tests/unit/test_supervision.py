@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, generate_latest
@@ -260,7 +260,7 @@ async def test_the_supervisor_keeps_no_memory_per_open_ticket(desk: Desk) -> Non
 
 def test_due_at_only_supervises_the_receivers_own_deadlines(desk: Desk) -> None:
     offered = ticket("delivered", ("offered", LONG_AGO))
-    elsewhere = dataclasses.replace(offered, target=Party("110", "110-370811"))
+    elsewhere = msgspec.structs.replace(offered, target=Party("110", "110-370811"))
     alerted = ticket("delivered", ("offered", LONG_AGO), ("overdue", "signed_for"))
     assert desk.supervisor.due_at(elsewhere) is None
     assert desk.supervisor.due_at(alerted) is None
@@ -295,7 +295,7 @@ async def test_a_restarted_supervisor_alerts_without_reloading(desk: Desk) -> No
 
 async def test_the_running_supervisor_alerts_when_the_deadline_passes(desk: Desk) -> None:
     fast = Deadlines(signed_for=0.05)
-    desk.supervisor.config = desk.alarm.rule.config = dataclasses.replace(desk.tickets.config, deadlines=fast)
+    desk.supervisor.config = desk.alarm.rule.config = msgspec.structs.replace(desk.tickets.config, supervision=fast)
     t = await desk.receive()
     task = asyncio.create_task(desk.supervisor.run())
     try:

@@ -6,11 +6,11 @@ service moves the room, the consultation and the call as the tables say, and rec
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -54,8 +54,8 @@ class Desk:
 
     def __init__(self, tmp_path: Path, redis: aioredis.Redis, decide: float, emergency: str = "110") -> None:
         config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
-        tw = dataclasses.replace(config.threeway, decide_seconds=decide, emergency_platform=emergency)
-        self.config = dataclasses.replace(config, threeway=tw)
+        tw = msgspec.structs.replace(config.threeway, decide_seconds=decide, emergency_platform=emergency)
+        self.config = msgspec.structs.replace(config, threeway=tw)
         self.calls = CallRegistry()
         self.tickets = TicketService(self.config, TicketStore(redis), TicketHooks())
         self.transfers = SendingService(self.config, self.calls, self.tickets, self._ami)

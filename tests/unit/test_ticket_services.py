@@ -38,7 +38,7 @@ async def _client(url: str, db: int) -> aioredis.Redis:
 
 class Site:
     def __init__(self, config: SiteConfig, redis: aioredis.Redis) -> None:
-        self.name = config.name
+        self.name = config.site.name
         self.redis = redis
         self.store = TicketStore(redis)
         self.notified: list[str] = []

@@ -30,7 +30,7 @@ from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
-from telephony.config import SiteConfig, parse_site_config
+from telephony.config import SiteConfig, build_tls, parse_site_config
 from telephony.controller import http_site
 from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import ConfigError
@@ -132,7 +132,7 @@ def _listener_config(tmp_path: Path, pki: Path, server: str = "server", client_c
 def _sender_config(tmp_path: Path, listener: SiteConfig, tls: dict[str, str] | None) -> SiteConfig:
     raw = _raw(tmp_path, "12345")
     peer = next(p for p in raw["peers"] if p["name"] == "110")
-    peer["url"] = listener.public_url
+    peer["url"] = listener.controller.public_url
     if tls is not None:
         peer["tls"] = tls
     return parse_site_config(raw, str(tmp_path / "12345.yaml"))
@@ -152,17 +152,18 @@ async def _no_pbx(action: dict[str, str]) -> Any:
 
 @contextlib.asynccontextmanager
 async def _serve(config: SiteConfig, redis: aioredis.Redis) -> AsyncIterator[Desk]:
-    store = TicketStore(redis, Sealer(config.storage_keys))
+    store = TicketStore(redis, Sealer(config.storage.keys))
     tickets = TicketService(config, store, TicketHooks())
     calls = CallRegistry()
     transfers = SendingService(config, calls, tickets, _no_pbx)
     app = build_app(config, tickets=tickets, transfers=transfers,
                     threeway=ThreewayService(config, calls, tickets, transfers, None), calls=calls,
-                    hub=StreamHub(config.name), metrics=HttpMetrics(CollectorRegistry()), health=_healthy, redis=redis,
+                    hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
+                    health=_healthy, redis=redis,
                     sealer=store.sealer, wake=lambda peer: None)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await http_site(runner, config).start()
+    await http_site(runner, config, build_tls(config)).start()
     try:
         yield Desk(config, tickets)
     finally:
@@ -190,7 +191,7 @@ def _ticket_message() -> dict[str, Any]:
 def _client(session: aiohttp.ClientSession, sender: SiteConfig) -> PeerClient:
     peer = sender.peer("110")
     assert peer is not None
-    return PeerClient(session, peer, sender.name, timeout=5.0)
+    return PeerClient(session, peer, sender.site.name, timeout=5.0, ssl_context=build_tls(sender).peers.get("110"))
 
 
 # ---- over the wire -------------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ async def test_a_plain_http_client_gets_nothing_from_a_tls_listener(
     listener = _listener_config(tmp_path, pki, client_ca=None)
     async with _serve(listener, redis):
         with pytest.raises(aiohttp.ClientError):
-            async with session.get(listener.public_url.replace("https", "http") + "/v1/health",
+            async with session.get(listener.controller.public_url.replace("https", "http") + "/v1/health",
                                    timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 await resp.read()
 
@@ -261,7 +262,7 @@ def _config_error(tmp_path: Path, site: str, change: Callable[[dict[str, Any]], 
     change(raw)
     source = str(tmp_path / f"{site}.yaml")
     with pytest.raises(ConfigError) as info:
-        parse_site_config(raw, source)
+        build_tls(parse_site_config(raw, source))  # the files are read when the contexts are built, at start
     assert info.value.details["file"] == source
     return info.value
 
@@ -278,7 +279,8 @@ def test_an_https_peer_without_a_tls_mapping_verifies_against_the_system_store(t
     config = parse_site_config(raw, str(tmp_path / "12345.yaml"))
     tls = config.peers[0].tls
     assert tls is not None and (tls.ca, tls.cert) == ("", "")
-    assert tls.context.check_hostname and tls.context.minimum_version.name == "TLSv1_2"
+    context = build_tls(config).peers["110"]
+    assert context.check_hostname and context.minimum_version.name == "TLSv1_2"
     assert parse_site_config(_raw(tmp_path, "12345"), "lab").peers[0].tls is None  # http://: no TLS
 
 
@@ -340,11 +342,12 @@ def test_a_tls_listener_needs_an_https_public_url(tmp_path: Path, pki: Path) -> 
 
 def test_listener_with_client_ca_requires_client_certificates(tmp_path: Path, pki: Path) -> None:
     listener = _listener_config(tmp_path, pki, client_ca="ca")
-    assert listener.http_tls is not None
-    assert listener.http_tls.context.verify_mode == ssl.CERT_REQUIRED
-    assert listener.http_tls.context.minimum_version == ssl.TLSVersion.TLSv1_2
+    context = build_tls(listener).listener
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     # only the client CA is trusted, never the system store: a publicly signed certificate is no pass
-    assert [c["subject"] for c in listener.http_tls.context.get_ca_certs()] == [((("commonName", "linkage test CA"),),)]
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "linkage test CA"),),)]
 
 
 async def test_an_https_public_url_on_a_plain_listener_is_allowed_with_a_warning(tmp_path: Path) -> None:
@@ -355,7 +358,7 @@ async def test_an_https_public_url_on_a_plain_listener_is_allowed_with_a_warning
     await runner.setup()
     try:
         with capture_logs() as logs:
-            http_site(runner, config)  # built, not started: the lab owns this port
+            http_site(runner, config, build_tls(config))  # built, not started: the lab owns this port
     finally:
         await runner.cleanup()
     assert [e["event"] for e in logs] == ["http.plain_behind_https_url"]
