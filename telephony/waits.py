@@ -1,9 +1,9 @@
 """Waits and cancellation for the controller's long-running loops.
 
-A loop that loses its cancellation never stops: the outbox worker's unit tests hung about one run in ten that
-way. redis-py's asyncio client can swallow a CancelledError that lands during a command (the command then
-returns normally, the task still marked as being cancelled), so the loops check `raise_if_cancelled()` each
-round; and waits use `asyncio.timeout`, not `asyncio.wait_for`, which in Python 3.11 can also swallow one."""
+A loop that loses its cancellation never stops. redis-py's asyncio client can swallow a CancelledError that
+lands during a command (the command then returns normally, the task still marked as being cancelled), so the
+loops check `raise_if_cancelled()` each round; and waits use `asyncio.timeout`, not `asyncio.wait_for`, which in
+Python 3.11 can also swallow one (the rule holds across the product package and the lab package)."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ EventHandler = Callable[[dict[str, str]], Awaitable[None]]
 INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter", "ConfbridgeJoin",
                "ConfbridgeLeave", "AttendedTransfer"}
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP connect: a host that drops SYNs would otherwise hold it for minutes
+ACTION_TIMEOUT = 5.0  # seconds for an action's response
 
 
 def reconnect_delay(attempt: int, config: AmiConfig, rand: Callable[[], float] | None = None) -> float:
@@ -166,8 +167,8 @@ class AmiSession:
             await self.resync_needed.wait()
             self.resync_needed.clear()
             try:
-                reply = await asyncio.wait_for(
-                    self.manager.send_action({"Action": "CoreShowChannels"}, as_list=True), 5.0)
+                async with asyncio.timeout(ACTION_TIMEOUT):
+                    reply = await self.manager.send_action({"Action": "CoreShowChannels"}, as_list=True)
             except (TimeoutError, ConnectionError) as exc:
                 log.warning("ami.resync_failed", error=str(exc))
                 continue
@@ -184,8 +185,8 @@ class AmiSession:
             if not self.logged_in.is_set():
                 continue
             try:
-                await asyncio.wait_for(self.manager.send_action({"Action": "Ping"}, as_list=False),
-                                       self.config.ping_interval)
+                async with asyncio.timeout(self.config.ping_interval):
+                    await self.manager.send_action({"Action": "Ping"}, as_list=False)
                 self.missed_pings = 0
             except (TimeoutError, ConnectionError):
                 self.missed_pings += 1
@@ -198,7 +199,8 @@ class AmiSession:
     async def send(self, action: dict[str, str]) -> Any:
         # as_list=False: every action we send has one response. Left to guess, panoramisk waits for more after
         # "... successfully queued" (Atxfer, async Originate) and swallows the call's events with that ActionID.
-        return await asyncio.wait_for(self.manager.send_action(action, as_list=False), 5.0)
+        async with asyncio.timeout(ACTION_TIMEOUT):
+            return await self.manager.send_action(action, as_list=False)
 
     def close(self) -> None:
         self.closing = True
