@@ -62,7 +62,7 @@ class _Manager(Manager):  # type: ignore[misc]  # panoramisk has no type hints
 def event_dict(message: Any) -> dict[str, str]:
     """A panoramisk Message as a plain dict of its single-valued headers (repeated headers are lists: dropped).
     Reads the case-insensitive dict's store directly: its items() does a lower() and two lookups per header,
-    which was most of the controller's cost per event (bench: python -m telephony.bench.ami_ingest)."""
+    which was most of the controller's cost per event (bench: python -m linkage_lab.bench.ami_ingest)."""
     store = getattr(message, "_store", None)
     if not isinstance(store, dict):
         return {str(k): str(v) for k, v in message.items() if isinstance(v, str)}

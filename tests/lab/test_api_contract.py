@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from test_bad_input import call
 
+from linkage_lab.harness.runner import run_scenario
+from linkage_lab.harness.scenario import load
 from telephony.api.http import Api
-from telephony.harness.runner import run_scenario
-from telephony.harness.scenario import load
 
 ROOT = Path(__file__).parents[2]
 

@@ -19,6 +19,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 from throwaway import free_port
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.api.http import Api
 from telephony.api.stream import StreamHub
 from telephony.config import SiteConfig, parse_site_config
@@ -26,7 +27,6 @@ from telephony.delivery import batch
 from telephony.delivery.client import PeerClient
 from telephony.delivery.deadletters import dead_key, open_entry
 from telephony.delivery.outbox import OutboxWorker
-from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import Metrics
 from telephony.security import signing
 from telephony.security.sealing import Sealer

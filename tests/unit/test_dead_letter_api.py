@@ -15,11 +15,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from throwaway import free_port
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.api.http import Api
 from telephony.api.stream import StreamHub
 from telephony.config import SiteConfig
 from telephony.delivery import deadletters
-from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import Metrics
 from telephony.security import signing
 from telephony.security.sealing import Sealer

@@ -12,8 +12,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from test_ticket_services import plain_ticket
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.calls.registry import CallRegistry
-from telephony.lab.lab import PLANS, Lab
 from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore

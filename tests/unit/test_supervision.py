@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.config import Deadlines, SiteConfig
-from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import Metrics
 from telephony.supervision.deadlines import Supervisor, add_working_days, already_alerted, deadline
 from telephony.tickets.models import Event, Party, Ticket, new_event_id, now_iso

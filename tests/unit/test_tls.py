@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from structlog.testing import capture_logs
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.api.http import Api
 from telephony.api.stream import StreamHub
 from telephony.calls.registry import CallRegistry
@@ -32,7 +33,6 @@ from telephony.config import SiteConfig, parse_site_config
 from telephony.controller import http_site
 from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import ConfigError
-from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import Metrics
 from telephony.security.sealing import Sealer
 from telephony.threeway.services import ThreewayService

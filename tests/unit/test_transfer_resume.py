@@ -8,8 +8,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.calls.registry import CallRegistry
-from telephony.lab.lab import PLANS, Lab
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import PREFIX, TicketStore, outbox_key
 from telephony.transfers.services import TransferService

@@ -19,11 +19,11 @@ from xml.etree import ElementTree as ET
 
 from panoramisk import Manager
 
+from linkage_lab.harness.dtmf import write_pcap
+from linkage_lab.harness.media import RtpSniffer, check_window
+from linkage_lab.harness.scenario import Action, Role, Scenario, fill_sipp, load
+from linkage_lab.lab.lab import Lab, LabError
 from telephony.errors import ConfigError
-from telephony.harness.dtmf import write_pcap
-from telephony.harness.media import RtpSniffer, check_window
-from telephony.harness.scenario import Action, Role, Scenario, fill_sipp, load
-from telephony.lab.lab import Lab, LabError
 
 TIMELINE_EVENTS = {"Newchannel", "DialBegin", "DialEnd", "BridgeEnter", "BlindTransfer", "Hangup",
                    "DTMFEnd", "MusicOnHoldStart", "AgentCalled"}

@@ -25,13 +25,13 @@ from typing import Any
 
 import yaml
 
+from linkage_lab.lab.processes import Proc, alive, spawn, stop
 from telephony.config import SiteConfig, parse_site_config
 from telephony.errors import LinkageError
-from telephony.lab.processes import Proc, alive, spawn, stop
 from telephony.pbx.render import PbxExtras, render, write
+from telephony.sites import SITES_SUBDIR as LAB_SUBDIR
+from telephony.sites import rootfs as _rootfs
 
-DEFAULT_ROOTFS = "/var/lib/linkage/rootfs/current"
-LAB_SUBDIR = "srv/linkage-lab"
 DIVISION = "370800"  # 济宁市, GB/T 2260
 
 
@@ -46,7 +46,8 @@ RTP_PORTS = 4000
 
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("telephony/**/*.py", "dialplans/*.in", "config/asterisk/*.in")  # what a running lab was started from
+# what a running lab was started from
+CODE = ("telephony/**/*.py", "linkage_lab/**/*.py", "dialplans/*.in", "config/asterisk/*.in")
 
 
 def code_fingerprint(root: Path = ROOT) -> str:
@@ -106,7 +107,7 @@ def _reserve_ports() -> None:
 
 class Lab:
     def __init__(self, rootfs: str | None = None) -> None:
-        self.rootfs = Path(rootfs or os.environ.get("LINKAGE_ROOTFS", DEFAULT_ROOTFS)).resolve()
+        self.rootfs = _rootfs(rootfs)
         self.dir = self.rootfs / LAB_SUBDIR
         self.state_file = self.dir / "state.json"
 
