@@ -144,7 +144,6 @@ def _add_plugins(sub: SubParsers[argparse.ArgumentParser]) -> None:
     for name in LAB_COMMANDS:
         if name not in added:
             p = sub.add_parser(name, help="(the lab tooling is not installed)", add_help=False)
-            p.add_argument("rest", nargs=argparse.REMAINDER)
             p.set_defaults(func=_not_installed)
 
 
@@ -184,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _add_plugins(sub)
 
-    args = parser.parse_args(argv)
+    # parse_args, except that a missing plugin's stand-in takes any options (they are the plugin's)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.func is not _not_installed:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "serve" and not (args.site or args.config):
         parser.error("serve needs --site or --config")
     try:
