@@ -54,4 +54,5 @@ def test_serve_site_finds_the_config_where_the_lab_writes_it(monkeypatch: pytest
     from telephony.sites import site_config_path
 
     monkeypatch.setenv("LINKAGE_ROOTFS", str(tmp_path))
-    assert site_config_path("110") == Lab().dir / "110" / "linkage.yaml" == tmp_path / "srv/linkage-lab/110/linkage.yaml"
+    expected = tmp_path / "srv/linkage-lab/110/linkage.yaml"
+    assert site_config_path("110") == Lab().dir / "110" / "linkage.yaml" == expected
