@@ -342,10 +342,14 @@ class Lab:
         self._wait_asterisk(plan)
         self._wait(self._healthy, 20, f"the controller of {site} did not log in to the restarted PBX")
 
+    def rx_argv(self, site: str, command: str) -> list[str]:
+        """`asterisk -rx COMMAND` on one site's PBX, for callers that run it themselves (the harness, async)."""
+        inside = "/" + LAB_SUBDIR + "/" + site
+        return ["chroot", str(self.rootfs), "/usr/sbin/asterisk", "-C", f"{inside}/etc/asterisk.conf", "-rx", command]
+
     def _asterisk_rx(self, plan: SitePlan, command: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
-        inside = "/" + LAB_SUBDIR + "/" + plan.name
-        return subprocess.run(["chroot", str(self.rootfs), "/usr/sbin/asterisk", "-C", f"{inside}/etc/asterisk.conf",
-                               "-rx", command], capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(self.rx_argv(plan.name, command), capture_output=True, text=True, timeout=timeout,
+                              check=False)
 
     def _wait_asterisk(self, plan: SitePlan) -> None:
         def booted() -> bool:
