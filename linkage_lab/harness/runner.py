@@ -48,9 +48,11 @@ async def _wait_quiet(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, 
         await asyncio.sleep(0.2)
 
 
-async def _drain(lab: Lab, desc: dict[str, Any], scenario: Scenario, result: Result, when: str) -> None:
+async def _drain(lab: Lab, desc: dict[str, Any], scenario: Scenario, result: Result, when: str,
+                 watchers: dict[str, AmiWatcher] | None = None) -> None:
     sites = [name for name in desc["sites"] if f"asterisk:{name}" not in scenario.down]
-    note = (await drain(lab, sites, DRAIN_TIMEOUT)).note(when)
+    events = sorted((e for w in (watchers or {}).values() for e in w.events), key=lambda x: x[0])
+    note = (await drain(lab, sites, DRAIN_TIMEOUT, events)).note(when)
     if note:
         result.timeline.append((time.time(), "-", note))
 
@@ -124,15 +126,17 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab 
             await _fetch_tickets(http, desc, scenario, result, begin)
             result.failures += check_media(scenario, watchers, sniffers)
             result.failures += check_ami(scenario, watchers)
+            checked = {name: len(w.events) for name, w in watchers.items()}
+            # the next scenario's SIPp take these ports: nothing of this one may still be sent to them. The
+            # watchers keep recording meanwhile, so a leg dialled during the drain is waited for too.
+            await _drain(lab, desc, scenario, result, "after the scenario", watchers)
         finally:
             for s in sniffers.values():
                 s.stop()
             for w in watchers.values():
                 w.close()
             _keep_logs(scenario, result, workdir)
-        # the next scenario's SIPp take these ports: nothing of this one may still be sent to them
-        await _drain(lab, desc, scenario, result, "after the scenario")
-    _timeline(result, watchers)
+    _timeline(result, watchers, checked)
     result.duration = time.time() - begin
     return result
 
@@ -148,10 +152,11 @@ def _keep_logs(scenario: Scenario, result: Result, workdir: Path) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _timeline(result: Result, watchers: dict[str, AmiWatcher]) -> None:
+def _timeline(result: Result, watchers: dict[str, AmiWatcher], checked: dict[str, int]) -> None:
+    """The events the checks saw (not those of the drain after them), in time order with the tickets'."""
     for name, w in watchers.items():
-        result.ami[name] = w.events
-        for at, e in w.events:
+        result.ami[name] = w.events[:checked[name]]
+        for at, e in result.ami[name]:
             if e.get("Event") in TIMELINE_EVENTS:
                 result.timeline.append((at, name, describe_ami(e)))
     for name, items in result.tickets.items():

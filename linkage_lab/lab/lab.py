@@ -43,6 +43,8 @@ HOST = "127.0.0.1"
 # RTP ports per PBX (below the kernel's ephemeral range): 4000 ports, 2000 streams. 1000 ran out at ~24 transfers/s
 # in `make bench-load` ("Unable to create RTP instance"): a lab limit, not the product's.
 RTP_PORTS = 4000
+# SIP T1 of the lab's PBXes in ms; Timer B/F, after which an unanswered request gives up, is 64 × T1 (6.4 s)
+SIP_TIMER_T1 = 100
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,7 +280,7 @@ class Lab:
         inside = "/" + LAB_SUBDIR + "/" + plan.name
         sec = self.secrets()
         files = render(config, PbxExtras(inside, "tester", sec[f"{plan.name}.tester"], plan.rtp,
-                                         plan.rtp + RTP_PORTS - 2, sip_timer_t1=100))
+                                         plan.rtp + RTP_PORTS - 2, sip_timer_t1=SIP_TIMER_T1))
         write(files, sdir / "etc")
         (sdir / "linkage.yaml").write_text(yaml.safe_dump(self.site_raw(plan), sort_keys=False))
         (sdir / "linkage.yaml").chmod(0o600)
