@@ -27,23 +27,23 @@ scenarios: setup
 	$(PY) -m pytest -q tests/lab
 
 lint: setup
-	$(VENV)/bin/ruff check telephony tests
+	$(VENV)/bin/ruff check telephony linkage_lab tests
 
 typecheck: setup
 	$(VENV)/bin/mypy
 
 bench: setup      ## one-key transfer latency vs a pure-dialplan baseline, interleaved; writes bench/results and BENCHMARKS.md
-	$(PY) -m telephony.bench.latency --n $(BENCH_N)
-	$(PY) -m telephony.bench.ami_ingest --repeat $(BENCH_AMI_REPEAT)
+	$(PY) -m linkage_lab.bench.latency --n $(BENCH_N)
+	$(PY) -m linkage_lab.bench.ami_ingest --repeat $(BENCH_AMI_REPEAT)
 
 bench-ami: setup  ## AMI ingestion from the recorded transcripts, controller vs bare panoramisk (no lab): bench/results/ami-ingest-*.json
-	$(PY) -m telephony.bench.ami_ingest --repeat $(BENCH_AMI_REPEAT)
+	$(PY) -m linkage_lab.bench.ami_ingest --repeat $(BENCH_AMI_REPEAT)
 
 bench-load: setup ## sustained transfers per second, one-key vs baseline: bench/results/load-*.json
-	$(PY) -m telephony.bench.load --rates $(BENCH_RATES) --seconds $(BENCH_SECONDS)
+	$(PY) -m linkage_lab.bench.load --rates $(BENCH_RATES) --seconds $(BENCH_SECONDS)
 
 bench-soak: setup ## BENCH_SOAK_MINUTES (30) at BENCH_SOAK_RATE (5) transfers/s: memory growth and lost tickets: bench/results/soak-*.json
-	$(PY) -m telephony.bench.soak --minutes $(BENCH_SOAK_MINUTES) --rate $(BENCH_SOAK_RATE)
+	$(PY) -m linkage_lab.bench.soak --minutes $(BENCH_SOAK_MINUTES) --rate $(BENCH_SOAK_RATE)
 
 lab-up: setup
 	$(PY) -m telephony lab up

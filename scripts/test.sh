@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 mkdir -p reports
 
-"$VENV/bin/ruff" check telephony tests || exit 1
+"$VENV/bin/ruff" check telephony linkage_lab tests || exit 1
 "$VENV/bin/mypy" || exit 1
 
 rm -f reports/retried-scenarios.txt

@@ -1,5 +1,6 @@
-"""`linkage` command line: serve a site, run the lab, render config, run scenarios, make the demo call, list and
-replay dead letters."""
+"""`linkage` command line: serve a site, render config, list and replay dead letters; plus the sub-commands that
+installed plugins add through the `linkage.cli` entry points (the repository's lab tooling adds `lab`, `scenario`
+and `demo`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import json
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,29 +23,15 @@ def _serve(args: argparse.Namespace) -> int:
     from telephony import logs
     from telephony.config import load_site_config
     from telephony.controller import serve
-    from telephony.lab.lab import Lab
+    from telephony.sites import site_config_path
 
     logs.configure(args.log_level)
-    path = args.config or str(Lab().dir / args.site / "linkage.yaml")
+    path = args.config or str(site_config_path(args.site))
     config = load_site_config(path)
     if args.site and args.site != config.site.name:
         print(f"linkage: {path} is the config of site {config.site.name}, not {args.site}", file=sys.stderr)
         return 2
     asyncio.run(serve(config))
-    return 0
-
-
-def _lab(args: argparse.Namespace) -> int:
-    from telephony.lab.lab import Lab
-
-    lab = Lab()
-    if args.lab_cmd == "up":
-        lab.up(log=lambda m: print(m, file=sys.stderr))
-        print(json.dumps(lab.describe(), indent=2))
-    elif args.lab_cmd == "down":
-        lab.down(log=lambda m: print(m, file=sys.stderr))
-    else:
-        print(json.dumps(lab.describe(), indent=2))
     return 0
 
 
@@ -131,16 +119,39 @@ def _dead_listing(listing: list[tuple[str, list[DeadLetter]]], as_json: bool) ->
     return "\n".join(lines)
 
 
-def _scenario(args: argparse.Namespace) -> int:
-    from telephony.harness.runner import run_files
+PLUGIN_GROUP = "linkage.cli"
+# The documented sub-commands that the lab tooling (package linkage_lab) adds. Where it is not installed (the
+# production image) they still parse, and say what is missing instead of argparse's "invalid choice".
+LAB_COMMANDS = ("lab", "scenario", "demo")
 
-    return run_files(args.files, junit=args.junit, keep_lab=args.keep_lab)
+SubParsers = argparse._SubParsersAction  # what argparse's add_subparsers returns; plugins add to it
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from telephony.harness.demo import demo
+def _add_plugins(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    """Each `linkage.cli` entry point is a function that adds its sub-command to `sub`. An entry point whose
+    module is absent (the metadata installed, the package not copied, as in the production image) is skipped;
+    any other import error is a broken plugin and surfaces."""
+    added = set()
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            add = ep.load()
+        except ModuleNotFoundError as exc:
+            if exc.name and (ep.module == exc.name or ep.module.startswith(exc.name + ".")):
+                continue
+            raise
+        add(sub)
+        added.add(ep.name)
+    for name in LAB_COMMANDS:
+        if name not in added:
+            p = sub.add_parser(name, help="(the lab tooling is not installed)", add_help=False)
+            p.set_defaults(func=_not_installed)
 
-    return demo(serve=not args.exit_after, skip=args.no_demo)
+
+def _not_installed(args: argparse.Namespace) -> int:
+    print(f"linkage: `linkage {args.cmd}` comes with the lab tooling (package linkage_lab), which is not installed "
+          "here; install the repository with its lab (`make setup`, or `pip install -e .` in a checkout)",
+          file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,10 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="the site's YAML config file")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=_serve)
-
-    p = sub.add_parser("lab", help="the built-in two-site lab")
-    p.add_argument("lab_cmd", choices=["up", "down", "describe"])
-    p.set_defaults(func=_lab)
 
     p = sub.add_parser("config", help="render a site's Asterisk config and dialplan")
     p.add_argument("config_cmd", choices=["render"])
@@ -174,19 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="list: as JSON")
     p.set_defaults(func=_dead)
 
-    p = sub.add_parser("scenario", help="run declarative SIPp scenarios against the lab")
-    p.add_argument("scenario_cmd", choices=["run"])
-    p.add_argument("files", nargs="+")
-    p.add_argument("--junit", default="reports/scenarios.xml")
-    p.add_argument("--keep-lab", action="store_true", help="leave the lab up afterwards")
-    p.set_defaults(func=_scenario)
+    _add_plugins(sub)
 
-    p = sub.add_parser("demo", help="lab up, one demo call through the one-key transfer, then serve")
-    p.add_argument("--exit-after", action="store_true", help="stop the lab and exit after the demo call")
-    p.add_argument("--no-demo", action="store_true", help="skip the demo call, just serve the lab")
-    p.set_defaults(func=_demo)
-
-    args = parser.parse_args(argv)
+    # parse_args, except that a missing plugin's stand-in takes any options (they are the plugin's)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.func is not _not_installed:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "serve" and not (args.site or args.config):
         parser.error("serve needs --site or --config")
     try:

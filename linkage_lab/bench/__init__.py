@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): the controller's cost against Asterisk doing the same transfer alone."""

@@ -65,7 +65,7 @@ class _Manager(Manager):  # type: ignore[misc]  # panoramisk has no type hints
 def event_dict(message: Any) -> dict[str, str]:
     """A panoramisk Message as a plain dict of its single-valued headers (repeated headers are lists: dropped).
     Reads the case-insensitive dict's store directly: its items() does a lower() and two lookups per header,
-    which was most of the controller's cost per event (bench: python -m telephony.bench.ami_ingest)."""
+    which was most of the controller's cost per event (bench: python -m linkage_lab.bench.ami_ingest)."""
     store = getattr(message, "_store", None)
     if not isinstance(store, dict):
         return {str(k): str(v) for k, v in message.items() if isinstance(v, str)}
@@ -105,6 +105,8 @@ class AmiSession:
         self._schedule_reconnect()
 
     def _on_connect_failed(self, exc: BaseException) -> None:
+        if self.closing:  # an attempt still in flight when the session closed: nothing failed, nothing follows
+            return
         log.warning("ami.connect_failed", error=str(exc) or exc.__class__.__name__)
         self._schedule_reconnect()
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from telephony.lab.lab import SITES, Lab
+from linkage_lab.lab.lab import SITES, Lab
 
 
 def lab_ports() -> list[int]:

@@ -17,12 +17,12 @@ import yaml
 from prometheus_client import CollectorRegistry
 from test_bad_input import call
 
+from linkage_lab.harness.runner import run_scenario
+from linkage_lab.harness.scenario import load
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
-from telephony.harness.runner import run_scenario
-from telephony.harness.scenario import load
-from telephony.lab.lab import PLANS, Lab
 from telephony.security.sealing import Sealer
 
 ROOT = Path(__file__).parents[2]

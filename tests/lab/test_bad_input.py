@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from telephony.lab.lab import Lab
+from linkage_lab.lab.lab import Lab
 from telephony.security import signing
 
 

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from telephony.bench.latency import run, write_markdown
+from linkage_lab.bench.latency import run, write_markdown
 
 
 def _floor_agis(site: dict[str, Any]) -> float:

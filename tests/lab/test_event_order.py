@@ -11,8 +11,8 @@ from typing import Any
 
 from test_bad_input import call, signed
 
-from telephony.harness.runner import run_scenario
-from telephony.harness.scenario import load
+from linkage_lab.harness.runner import run_scenario
+from linkage_lab.harness.scenario import load
 
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from test_bad_input import call
 
-from telephony.harness.runner import run_scenario
-from telephony.harness.scenario import AmiExpectation, TicketExpectation, load
+from linkage_lab.harness.runner import run_scenario
+from linkage_lab.harness.scenario import AmiExpectation, TicketExpectation, load
 
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
 
@@ -101,7 +101,7 @@ def test_a_hung_ami_is_detected_and_the_controller_reconnects(lab: Any, desc: di
     import signal
     import urllib.request
 
-    from telephony.lab.processes import alive
+    from linkage_lab.lab.processes import alive
 
     proc = next(p for p in lab._state() if p.name == "asterisk-12345")
     assert alive(proc)

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from telephony.harness.faults import Tally, Traffic, live_calls, settle, tickets_since
-from telephony.harness.wan import Wan
-from telephony.lab.lab import Lab
+from linkage_lab.harness.faults import Tally, Traffic, live_calls, settle, tickets_since
+from linkage_lab.harness.wan import Wan
+from linkage_lab.lab.lab import Lab
 
 REPORT = Path(__file__).parents[2] / "reports" / "faults.txt"
 PEER_DOWN_SECONDS = float(os.environ.get("LINKAGE_FAULT_PEER_DOWN", "120"))

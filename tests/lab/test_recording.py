@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from telephony.harness.runner import run_scenario
-from telephony.harness.scenario import load
+from linkage_lab.harness.runner import run_scenario
+from linkage_lab.harness.scenario import load
 
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
 

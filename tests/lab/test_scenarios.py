@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from telephony.harness.runner import run_scenario, write_junit
-from telephony.harness.scenario import AmiExpectation, Scenario, TicketExpectation, load
-from telephony.lab.lab import Lab
+from linkage_lab.harness.runner import run_scenario, write_junit
+from linkage_lab.harness.scenario import AmiExpectation, Scenario, TicketExpectation, load
+from linkage_lab.lab.lab import Lab
 
 SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from test_bad_input import call
 
-from telephony.harness.runner import run_scenario
-from telephony.harness.scenario import Role, TicketExpectation, load
-from telephony.lab.lab import Lab
+from linkage_lab.harness.runner import run_scenario
+from linkage_lab.harness.scenario import Role, TicketExpectation, load
+from linkage_lab.lab.lab import Lab
 
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
 SIPP = SCENARIOS / "sipp"

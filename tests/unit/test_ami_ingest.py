@@ -7,8 +7,8 @@ from pathlib import Path
 
 from panoramisk.message import Message
 
+from linkage_lab.bench import ami_ingest
 from telephony.ami.session import event_dict
-from telephony.bench import ami_ingest
 
 
 async def test_both_paths_see_every_event_of_the_transcript(redis_url: str, tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_event_dict_matches_the_plain_conversion() -> None:
 def test_markdown_section_is_replaced_not_duplicated(tmp_path: Path) -> None:
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\nlatency\n\n## Soak\n\nsoak text\n")
-    report = {"command": "python -m telephony.bench.ami_ingest", "date": "20260101T000000Z", "repeat": 1,
+    report = {"command": "python -m linkage_lab.bench.ami_ingest", "date": "20260101T000000Z", "repeat": 1,
               "machine": {"cpu": "cpu", "nproc": "2", "kernel": "k", "python": "3", "panoramisk": "1.4",
                           "commit": "abc"},
               "sites": {"110": {"events_in_transcript": 1, "redis_commands_during_runs": 0,

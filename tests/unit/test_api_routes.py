@@ -17,11 +17,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from throwaway import free_port
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
 from telephony.config import SiteConfig
-from telephony.lab.lab import PLANS, Lab
 from telephony.security import signing
 from telephony.security.sealing import Sealer
 from telephony.tickets.models import Party, Ticket

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 from throwaway import free_port
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
@@ -28,7 +29,6 @@ from telephony.delivery import batch
 from telephony.delivery.client import PeerClient
 from telephony.delivery.deadletters import dead_key, open_entry
 from telephony.delivery.outbox import OutboxWorker
-from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import sample
 from telephony.security import signing
 from telephony.security.sealing import Sealer

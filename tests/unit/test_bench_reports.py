@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from telephony.bench import latency, load, soak
-from telephony.bench.report import replace_section
+from linkage_lab.bench import latency, load, soak
+from linkage_lab.bench.report import replace_section
 
 
 def _step(key: str, rate: float, ok: bool, signed: int | None = None) -> dict[str, Any]:
@@ -25,12 +25,12 @@ def test_the_highest_rate_is_the_last_before_the_first_failure() -> None:
              _step("onekey", 72, False, 715), _step("bench_baseline", 72, True),
              _step("onekey", 80, True), _step("bench_baseline", 80, True),  # a pass after a failure: noise
              _step("bench_floor", 64, False)]
-    report = load.summarise(steps, "python -m telephony.bench.load --rates 64,72,80", 10)
+    report = load.summarise(steps, "python -m linkage_lab.bench.load --rates 64,72,80", 10)
     assert report["highest_ok_rate"] == {"onekey": 64, "bench_baseline": 80, "bench_floor": None}
     assert report["onekey_share_of_baseline"] == 0.8
-    assert report["machine"]["nproc"] and report["command"].startswith("python -m telephony.bench.load")
+    assert report["machine"]["nproc"] and report["command"].startswith("python -m linkage_lab.bench.load")
     text = load.section(report)
-    assert text.startswith(f"{load.HEADING} (`python -m telephony.bench.load --rates 64,72,80`")
+    assert text.startswith(f"{load.HEADING} (`python -m linkage_lab.bench.load --rates 64,72,80`")
     busy = "machine 97% busy, 24.3 ms/call"
     failed = "FAIL (717/720 answered, 715 signed for, citizen calls failed)"
     assert f"| 72 | {failed}, 4.5 / 3.6, {busy} | ok, 4.5 / 3.6, {busy} | — |" in text
@@ -54,7 +54,7 @@ def test_soak_memory_is_flat_only_when_the_second_half_barely_grows() -> None:
     flat = soak.summarise(_soak([58000 + (i % 3) * 40 for i in range(60)]))  # wobbles, does not climb
     assert flat["memory"]["110"]["flat"] is True
     text = soak.section(growing)
-    assert text.startswith(f"{soak.HEADING} (`python -m telephony.bench.soak`, bench/results/soak-20261129T120000Z")
+    assert text.startswith(f"{soak.HEADING} (`python -m linkage_lab.bench.soak`, bench/results/soak-20261129T120000Z")
     assert "**0 lost**" in text and "| 110 | " in text and "| no |" in text and "Date 20261129T120000Z." in text
 
 

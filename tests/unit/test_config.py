@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from linkage_lab.lab.lab import PLANS, SITES, Lab
 from telephony.config import Deadlines, HostPort, Target, _apply_env, load_site_config, parse_site_config
 from telephony.errors import ConfigError
-from telephony.lab.lab import PLANS, SITES, Lab
 
 SOURCE = "/etc/linkage/site.yaml"
 

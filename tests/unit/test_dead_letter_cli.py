@@ -12,10 +12,10 @@ import redis
 import yaml
 from throwaway import free_port
 
+from linkage_lab.lab.lab import SITES, Lab
 from telephony.cli import main
 from telephony.config import load_site_config
 from telephony.delivery import deadletters
-from telephony.lab.lab import SITES, Lab
 from telephony.security.sealing import Sealer
 from telephony.tickets.store import outbox_key
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from telephony.harness.dtmf import PAYLOAD_TYPE, write_pcap
+from linkage_lab.harness.dtmf import PAYLOAD_TYPE, write_pcap
 
 
 @dataclass

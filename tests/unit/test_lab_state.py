@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from telephony.lab.lab import Lab, code_fingerprint
-from telephony.lab.processes import Proc
+from linkage_lab.lab.lab import Lab, code_fingerprint
+from linkage_lab.lab.processes import Proc
 
 
 def test_the_lab_knows_which_code_it_was_started_from(tmp_path: Path) -> None:

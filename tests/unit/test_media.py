@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from telephony.harness.media import Packet, check_window
+from linkage_lab.harness.media import Packet, check_window
 
 START = 1000.0
 

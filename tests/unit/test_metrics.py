@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from test_agi_server import connect, headers, read_until_closed
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.agi.metrics import AgiMetrics
 from telephony.agi.server import AgiRequest, FastAgiServer
 from telephony.ami.metrics import AmiMetrics
@@ -22,7 +23,6 @@ from telephony.ami.session import AmiSession
 from telephony.calls.registry import CallRegistry
 from telephony.config import AmiConfig, SiteConfig
 from telephony.controller import Controller
-from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import sample, scraped_sample
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.metrics import TicketMetrics, delivery_lag

@@ -8,9 +8,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from linkage_lab.lab.lab import PLANS, SITES, Lab, SitePlan
 from telephony.config import SiteConfig
 from telephony.errors import ConfigError
-from telephony.lab.lab import PLANS, SITES, Lab, SitePlan
 from telephony.pbx.render import ROOT, PbxExtras, _fill, dynamic_features, render, write
 
 EXTRAS = PbxExtras("/srv/linkage-lab/12345", "tester", "TesterSecret1", 30000, 30998)

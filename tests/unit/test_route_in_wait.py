@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from test_ticket_services import plain_ticket
 
-from telephony.lab.lab import PLANS, Lab
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from linkage_lab.harness.scenario import load
 from telephony.errors import ConfigError
-from telephony.harness.scenario import load
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.yaml"))
 

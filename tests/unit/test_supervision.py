@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, generate_latest
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.config import Deadlines, SiteConfig
-from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import sample
 from telephony.supervision.deadlines import (
     Alarm,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from linkage_lab.lab.lab import SITES, Lab
 from telephony.config import parse_site_config
 from telephony.errors import ConfigError
-from telephony.lab.lab import SITES, Lab
 from telephony.threeway import rules
 from telephony.threeway.rules import Facts, Outcome, Policy
 

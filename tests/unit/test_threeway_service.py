@@ -14,10 +14,10 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.agi.server import AgiRequest
 from telephony.calls import state as call_state
 from telephony.calls.registry import CallRegistry
-from telephony.lab.lab import PLANS, Lab
 from telephony.threeway import services as threeway_services
 from telephony.threeway import state
 from telephony.threeway.agi import ThreewayAgi

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.config import SiteConfig
 from telephony.errors import Conflict, Forbidden, InvalidInput, NotFound, Replayed
-from telephony.lab.lab import PLANS, Lab
 from telephony.tickets import services as services_module
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Event, Party, Ticket, new_event_id, parse_event, parse_ticket

@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
@@ -34,7 +35,6 @@ from telephony.config import SiteConfig, build_tls, parse_site_config
 from telephony.controller import http_site
 from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import ConfigError
-from telephony.lab.lab import PLANS, Lab
 from telephony.security.sealing import Sealer
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.hooks import TicketHooks

@@ -9,8 +9,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony.calls.registry import CallRegistry
-from telephony.lab.lab import PLANS, Lab
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import PREFIX, TicketStore, outbox_key

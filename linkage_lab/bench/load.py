@@ -16,10 +16,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from telephony.bench.report import machine, replace_section
-from telephony.harness.dtmf import write_pcap
-from telephony.harness.scenario import fill_sipp
-from telephony.lab.lab import Lab
+from linkage_lab.bench.report import machine, replace_section
+from linkage_lab.harness.dtmf import write_pcap
+from linkage_lab.harness.scenario import fill_sipp
+from linkage_lab.lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 SIPP = ROOT / "tests" / "scenarios" / "sipp"
@@ -233,7 +233,7 @@ def main() -> int:
                 r = step(desc, key, rate, args.seconds, Path(tmp))
             print(json.dumps(r), flush=True)
             steps.append(r)
-    command = (f"python -m telephony.bench.load --rates {args.rates} --seconds {args.seconds:g} "
+    command = (f"python -m linkage_lab.bench.load --rates {args.rates} --seconds {args.seconds:g} "
                f"--keys {args.keys}")
     report = summarise(steps, command, args.seconds)
     out = Path(args.out)

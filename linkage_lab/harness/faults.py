@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from telephony.harness.dtmf import write_pcap
-from telephony.harness.scenario import fill_sipp
+from linkage_lab.harness.dtmf import write_pcap
+from linkage_lab.harness.scenario import fill_sipp
 
 SIPP = Path(__file__).resolve().parents[2] / "tests" / "scenarios" / "sipp"
 ONCE = ("created", "delivered", "signed_for")  # lifecycle steps a ticket copy records at most once

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from telephony.lab.processes import Proc, spawn, stop
+from linkage_lab.lab.processes import Proc, spawn, stop
 
 CLONE_NEWNET = 0x40000000
 ROOT_SIDE, NS_SIDE = "10.231.0.1", "10.231.0.2"
@@ -60,7 +60,7 @@ class Wan:
             _ip("ip", "addr", "add", f"{NS_SIDE}/30", "dev", b, netns=self.netns)
             _ip("ip", "link", "set", b, "up", netns=self.netns)
             self.relay = spawn(f"wan-relay-{self.tag}", [
-                sys.executable, "-m", "telephony.harness.wan", self.netns, NS_SIDE, *map(str, self.ports)],
+                sys.executable, "-m", "linkage_lab.harness.wan", self.netns, NS_SIDE, *map(str, self.ports)],
                 self.log_dir / "wan-relay.log")
             self._wait_listening()
         except Exception:

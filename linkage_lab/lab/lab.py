@@ -25,13 +25,13 @@ from typing import Any
 
 import yaml
 
+from linkage_lab.lab.processes import Proc, alive, spawn, stop
 from telephony.config import SiteConfig, parse_site_config
 from telephony.errors import LinkageError
-from telephony.lab.processes import Proc, alive, spawn, stop
 from telephony.pbx.render import PbxExtras, render, write
+from telephony.sites import SITES_SUBDIR as LAB_SUBDIR
+from telephony.sites import rootfs as _rootfs
 
-DEFAULT_ROOTFS = "/var/lib/linkage/rootfs/current"
-LAB_SUBDIR = "srv/linkage-lab"
 DIVISION = "370800"  # 济宁市, GB/T 2260
 
 
@@ -43,10 +43,13 @@ HOST = "127.0.0.1"
 # RTP ports per PBX (below the kernel's ephemeral range): 4000 ports, 2000 streams. 1000 ran out at ~24 transfers/s
 # in `make bench-load` ("Unable to create RTP instance"): a lab limit, not the product's.
 RTP_PORTS = 4000
+# SIP T1 of the lab's PBXes in ms; Timer B/F, after which an unanswered request gives up, is 64 × T1 (6.4 s)
+SIP_TIMER_T1 = 100
 
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("telephony/**/*.py", "dialplans/*.in", "config/asterisk/*.in")  # what a running lab was started from
+# what a running lab was started from
+CODE = ("telephony/**/*.py", "linkage_lab/**/*.py", "dialplans/*.in", "config/asterisk/*.in")
 
 
 def code_fingerprint(root: Path = ROOT) -> str:
@@ -106,7 +109,7 @@ def _reserve_ports() -> None:
 
 class Lab:
     def __init__(self, rootfs: str | None = None) -> None:
-        self.rootfs = Path(rootfs or os.environ.get("LINKAGE_ROOTFS", DEFAULT_ROOTFS)).resolve()
+        self.rootfs = _rootfs(rootfs)
         self.dir = self.rootfs / LAB_SUBDIR
         self.state_file = self.dir / "state.json"
 
@@ -280,7 +283,7 @@ class Lab:
         inside = "/" + LAB_SUBDIR + "/" + plan.name
         sec = self.secrets()
         files = render(config, PbxExtras(inside, "tester", sec[f"{plan.name}.tester"], plan.rtp,
-                                         plan.rtp + RTP_PORTS - 2, sip_timer_t1=100))
+                                         plan.rtp + RTP_PORTS - 2, sip_timer_t1=SIP_TIMER_T1))
         write(files, sdir / "etc")
         (sdir / "linkage.yaml").write_text(yaml.safe_dump(self.site_raw(plan), sort_keys=False))
         (sdir / "linkage.yaml").chmod(0o600)
@@ -344,10 +347,14 @@ class Lab:
         self._wait_asterisk(plan)
         self._wait(self._healthy, 20, f"the controller of {site} did not log in to the restarted PBX")
 
+    def rx_argv(self, site: str, command: str) -> list[str]:
+        """`asterisk -rx COMMAND` on one site's PBX, for callers that run it themselves (the harness, async)."""
+        inside = "/" + LAB_SUBDIR + "/" + site
+        return ["chroot", str(self.rootfs), "/usr/sbin/asterisk", "-C", f"{inside}/etc/asterisk.conf", "-rx", command]
+
     def _asterisk_rx(self, plan: SitePlan, command: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
-        inside = "/" + LAB_SUBDIR + "/" + plan.name
-        return subprocess.run(["chroot", str(self.rootfs), "/usr/sbin/asterisk", "-C", f"{inside}/etc/asterisk.conf",
-                               "-rx", command], capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(self.rx_argv(plan.name, command), capture_output=True, text=True, timeout=timeout,
+                              check=False)
 
     def _wait_asterisk(self, plan: SitePlan) -> None:
         def booted() -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from telephony.harness.loopback import UdpListener
+from linkage_lab.harness.loopback import UdpListener
 
 QUIET = {0xFF, 0x7F, 0xFE, 0x7E}  # G.711 mu-law values at or next to zero
 

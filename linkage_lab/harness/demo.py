@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from telephony.harness.runner import run_scenario
-from telephony.harness.scenario import load
-from telephony.lab.lab import Lab
+from linkage_lab.harness.runner import run_scenario
+from linkage_lab.harness.scenario import load
+from linkage_lab.lab.lab import Lab
 
 DEMO = Path(__file__).resolve().parents[2] / "tests" / "scenarios" / "onekey_happy.yaml"
 SHOWN = ("id", "direction", "status", "caller_number", "agent_id", "offered_to", "signed_for_by", "created_at",

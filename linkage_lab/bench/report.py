@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from telephony.bench.machine import facts
+from linkage_lab.bench.machine import facts
 
 ROOT = Path(__file__).resolve().parents[2]
 

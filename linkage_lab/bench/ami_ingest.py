@@ -1,5 +1,5 @@
 """AMI ingestion: events per second the controller processes from a recorded AMI transcript, against panoramisk's
-bare parsing of the same bytes, measured in the same run (`python -m telephony.bench.ami_ingest`).
+bare parsing of the same bytes, measured in the same run (`python -m linkage_lab.bench.ami_ingest`).
 
 Both paths feed the transcript (what Asterisk sent after login, banner first) to
 `panoramisk.ami_protocol.AMIProtocol.data_received` in chunks of the sizes a socket read delivers:
@@ -41,13 +41,13 @@ import msgspec
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 
+from linkage_lab.bench.report import machine as site_machine
+from linkage_lab.bench.report import replace_section
+from linkage_lab.lab.lab import PLANS, Lab
 from telephony import logs
 from telephony.ami.session import INTERESTING
-from telephony.bench.report import machine as site_machine
-from telephony.bench.report import replace_section
 from telephony.config import Redis
 from telephony.controller import Controller
-from telephony.lab.lab import PLANS, Lab
 from telephony.metrics import sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,7 +266,7 @@ async def profile(site: str, top: int) -> None:
 def main() -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m telephony.bench.ami_ingest")
+    parser = argparse.ArgumentParser(prog="python -m linkage_lab.bench.ami_ingest")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--sites", default="12345,110", help="which transcripts (bench/transcripts)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -283,7 +283,7 @@ def main() -> int:
         t0 = time.monotonic()
         sites = asyncio.run(run_all(args.repeat, args.sites.split(",")))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    command = "python -m telephony.bench.ami_ingest " + " ".join(sys.argv[1:])
+    command = "python -m linkage_lab.bench.ami_ingest " + " ".join(sys.argv[1:])
     report = {"date": stamp, "command": command.strip(), "repeat": args.repeat, "machine": machine(),
               "chunk_bytes": "4096..65536 (seeded)", "wall_seconds": round(time.monotonic() - t0, 1),
               "scope": __doc__, "sites": sites}
@@ -331,7 +331,7 @@ panoramisk {m['panoramisk']}, commit {m['commit']}.
 |---|---|---|---|---|---|---|---|
 {table}
 
-Profile of the controller path: `python -m telephony.bench.ami_ingest --profile 12345` (cProfile, top 30).
+Profile of the controller path: `python -m linkage_lab.bench.ami_ingest --profile 12345` (cProfile, top 30).
 """
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from telephony.harness.loopback import UdpListener
+from linkage_lab.harness.loopback import UdpListener
 
 
 @dataclass

@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from telephony.bench.capture import TransferCapture
-from telephony.bench.report import machine as site_machine
-from telephony.bench.report import replace_section
-from telephony.harness.runner import MEDIA_BASE, run_scenario
-from telephony.harness.scenario import Role, Scenario
-from telephony.lab.lab import Lab
+from linkage_lab.bench.capture import TransferCapture
+from linkage_lab.bench.report import machine as site_machine
+from linkage_lab.bench.report import replace_section
+from linkage_lab.harness.runner import MEDIA_BASE, run_scenario
+from linkage_lab.harness.scenario import Role, Scenario
+from linkage_lab.lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 SIPP = ROOT / "tests" / "scenarios" / "sipp"

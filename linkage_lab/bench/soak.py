@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from telephony.bench.load import ROOT, _cpu_and_rss, step
-from telephony.bench.report import machine, replace_section
-from telephony.lab.lab import Lab
+from linkage_lab.bench.load import ROOT, _cpu_and_rss, step
+from linkage_lab.bench.report import machine, replace_section
+from linkage_lab.lab.lab import Lab
 
 HEADING = "## Soak"
 FLAT = 0.01  # growth over the second half of the run, as a share of RSS, below which memory counts as flat
@@ -50,7 +50,7 @@ def section(report: dict[str, Any]) -> str:
     date = report.get("date") or report["file"].removeprefix("soak-").removesuffix(".json")
     machine_line = (f"; {m['cpu']}, nproc {m['nproc']}, kernel {m['kernel']}, Python {m['python']}, commit "
                     f"{m['commit']}" if m else "")
-    return f"""{HEADING} (`{report.get('command', 'python -m telephony.bench.soak')}`, bench/results/{report['file']})
+    return f"""{HEADING} (`{report.get('command', 'python -m linkage_lab.bench.soak')}`, bench/results/{report['file']})
 
 {report['minutes']:g} minutes at {report['rate']:g} transfers/s (five times a big city's peak hour if every 12345 call
 were transferred: up to 30,000 calls a day, 12 % of them in the peak hour, is 1/s). Date {date}{machine_line}.
@@ -105,7 +105,7 @@ def main() -> int:
     end_rss = {n: _cpu_and_rss(pid)[1] for n, pid in pids.items()}
     date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     report = summarise({
-        "command": f"python -m telephony.bench.soak --rate {args.rate:g} --minutes {args.minutes:g}",
+        "command": f"python -m linkage_lab.bench.soak --rate {args.rate:g} --minutes {args.minutes:g}",
         "date": date, "machine": machine(), "file": f"soak-{date}.json", "rate": args.rate,
         "minutes": args.minutes, "step": result, "rss_kb_start": start_rss, "rss_kb_end": end_rss,
         "lost_tickets": result.get("tickets_created", 0) - result.get("tickets_signed_for_at_110", 0),

@@ -1,0 +1,38 @@
+"""The harness's AMI watcher: every event of one site (tester account) with its arrival time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from panoramisk import Manager
+
+from linkage_lab.lab.lab import LabError
+
+
+class AmiWatcher:
+    def __init__(self, site: str, ami: dict[str, Any]) -> None:
+        self.site = site
+        self.events: list[tuple[float, dict[str, str]]] = []
+        self.ready = asyncio.Event()
+        self.manager = Manager(host=ami["host"], port=ami["port"], username=ami["username"],
+                               secret=ami["secret"], ping_delay=60, ping_interval=60,
+                               log=logging.getLogger("harness.ami"), on_login=lambda _: self.ready.set())
+        self.manager.register_event("*", self._on_event)
+
+    def _on_event(self, _: Any, message: Any) -> None:
+        self.events.append((time.time(), {str(k): str(v) for k, v in message.items() if isinstance(v, str)}))
+
+    async def start(self) -> None:
+        self.manager.connect()
+        try:
+            async with asyncio.timeout(5):
+                await self.ready.wait()
+        except TimeoutError as exc:
+            self.close()
+            raise LabError(f"cannot log in to the AMI of site {self.site}: is the lab up?") from exc
+
+    def close(self) -> None:
+        self.manager.close()

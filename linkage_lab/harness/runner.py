@@ -1,0 +1,208 @@
+"""Run scenarios against the lab: drain the lab, start SIPp roles, watch AMI on every site, run the console
+actions, check tickets, media and AMI, print a timeline, write JUnit XML. `linkage scenario run FILE…` and the
+pytest suite both come through `run_scenario`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from linkage_lab.harness.actions import act, act_after
+from linkage_lab.harness.ami import AmiWatcher
+from linkage_lab.harness.checks import check_ami, check_media, check_tickets, epoch, iso
+from linkage_lab.harness.drain import drain
+from linkage_lab.harness.http import SiteHttp
+from linkage_lab.harness.media import RtpSniffer
+from linkage_lab.harness.report import TIMELINE_EVENTS, Result, describe_ami, write_junit
+from linkage_lab.harness.roles import MEDIA_BASE, account, run_role, wait_bound
+from linkage_lab.harness.scenario import Scenario, load
+from linkage_lab.lab.lab import Lab
+
+__all__ = ["MEDIA_BASE", "Result", "run_files", "run_scenario", "run_scenario_async", "write_junit"]
+
+DRAIN_TIMEOUT = 10.0  # Timer B/F of the lab's PBXes (6.4 s) and the hangups before it, with room
+
+
+async def _wait_quiet(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, timeout: float) -> None:
+    """Start on idle controllers: a call left over from the scenario before (a recall still ringing an agent,
+    say) would reach this scenario's SIPp agents first. Asks each running controller for its live calls."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        busy = False
+        for name, site in desc["sites"].items():
+            if f"controller:{name}" in scenario.down or f"asterisk:{name}" in scenario.down:
+                continue
+            try:
+                busy = busy or bool((await http.get(f"{site['http']}/v1/calls", site["token"])).get("items"))
+            except (OSError, ValueError, AttributeError):
+                continue
+        if not busy:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _drain(lab: Lab, desc: dict[str, Any], scenario: Scenario, result: Result, when: str,
+                 watchers: dict[str, AmiWatcher] | None = None) -> None:
+    sites = [name for name in desc["sites"] if f"asterisk:{name}" not in scenario.down]
+    events = sorted((e for w in (watchers or {}).values() for e in w.events), key=lambda x: x[0])
+    note = (await drain(lab, sites, DRAIN_TIMEOUT, events)).note(when)
+    if note:
+        result.timeline.append((time.time(), "-", note))
+
+
+async def _fetch_tickets(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, result: Result,
+                         begin: float) -> None:
+    """Read every site's tickets of this scenario until they match or the settle time runs out."""
+    deadline = time.time() + scenario.settle
+    while True:
+        result.tickets = {}
+        unreachable = []
+        for name, site in desc["sites"].items():
+            try:
+                data = await http.get(f"{site['http']}/v1/tickets?since={begin - 1:.3f}", site["token"])
+            except OSError:
+                unreachable.append(name)  # a drill may have stopped it; only a failure if expected
+                continue
+            result.tickets[name] = [t for t in data["items"] if t["created_at"] >= iso(begin - 1)]
+        failures = check_tickets(scenario, result)
+        failures += [f"site {e.site}: controller unreachable" for e in scenario.tickets if e.site in unreachable]
+        if not failures or time.time() > deadline:
+            result.failures += failures
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _play(http: SiteHttp, scenario: Scenario, desc: dict[str, Any], result: Result, workdir: Path,
+                begin: float) -> None:
+    """The SIPp roles (answering ones first, bound before any caller dials) and the console actions."""
+    uas = [(i, r) for i, r in enumerate(scenario.roles) if not r.calls]
+    uac = [(i, r) for i, r in enumerate(scenario.roles) if r.calls]
+    tasks = {}
+    for i, role in uas:
+        tasks[role.name] = asyncio.create_task(run_role(role, i, desc, workdir, scenario.budget))
+        result.timeline.append((time.time(), role.site, f"sipp {role.name} listening ({role.sipp.name})"))
+    await wait_bound([int(account(desc["sites"][r.site], r)["port"]) for _, r in uas], 10.0)
+    for i, role in uac:
+        tasks[role.name] = asyncio.create_task(run_role(role, i, desc, workdir, scenario.budget))
+        result.timeline.append((time.time(), role.site, f"sipp {role.name} calls ({role.sipp.name})"))
+    actions = [asyncio.create_task(act(http, a, desc, result)) for a in scenario.actions if a.at is not None]
+    for name, task in tasks.items():
+        code, errors = await task
+        role = next(r for r in scenario.roles if r.name == name)
+        result.timeline.append((time.time(), role.site, f"sipp {name} exited {code}"))
+        if code != 0:
+            result.failures.append(f"role {name}: sipp exit {code}: {errors[-300:]}")
+    await asyncio.gather(*actions)
+    for action in scenario.actions:
+        if action.at is None:
+            await act_after(http, action, desc, result, begin, scenario.settle)
+
+
+async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = None) -> Result:
+    lab = lab or Lab()
+    result = Result(scenario)
+    async with aiohttp.ClientSession() as session:
+        http = SiteHttp(session)
+        await _wait_quiet(http, desc, scenario, 10.0)
+        await _drain(lab, desc, scenario, result, "before the scenario")
+        begin = time.time()
+        watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()
+                    if f"asterisk:{name}" not in scenario.down and scenario.watch_ami}
+        workdir = Path(tempfile.mkdtemp(prefix=f"linkage-{scenario.name}-"))
+        index = {r.name: i for i, r in enumerate(scenario.roles)}
+        sniffers = {m.role: RtpSniffer(MEDIA_BASE + 4 * index[m.role]) for m in scenario.media}
+        try:
+            for s in sniffers.values():
+                s.start()
+            await asyncio.gather(*(w.start() for w in watchers.values()))
+            await _play(http, scenario, desc, result, workdir, begin)
+            await _fetch_tickets(http, desc, scenario, result, begin)
+            result.failures += check_media(scenario, watchers, sniffers)
+            result.failures += check_ami(scenario, watchers)
+            checked = {name: len(w.events) for name, w in watchers.items()}
+            # the next scenario's SIPp take these ports: nothing of this one may still be sent to them. The
+            # watchers keep recording meanwhile, so a leg dialled during the drain is waited for too.
+            await _drain(lab, desc, scenario, result, "after the scenario", watchers)
+        finally:
+            for s in sniffers.values():
+                s.stop()
+            for w in watchers.values():
+                w.close()
+            _keep_logs(scenario, result, workdir)
+    _timeline(result, watchers, checked)
+    result.duration = time.time() - begin
+    return result
+
+
+def _keep_logs(scenario: Scenario, result: Result, workdir: Path) -> None:
+    if result.failures:  # keep SIPp's logs of a failed scenario for the person reading the report
+        kept = Path("reports") / "sipp" / scenario.name
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(workdir), kept)
+        result.timeline.append((time.time(), "-", f"SIPp logs kept in {kept}"))
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _timeline(result: Result, watchers: dict[str, AmiWatcher], checked: dict[str, int]) -> None:
+    """The events the checks saw (not those of the drain after them), in time order with the tickets'."""
+    for name, w in watchers.items():
+        result.ami[name] = w.events[:checked[name]]
+        for at, e in result.ami[name]:
+            if e.get("Event") in TIMELINE_EVENTS:
+                result.timeline.append((at, name, describe_ami(e)))
+    for name, items in result.tickets.items():
+        for t in items:
+            for e in t["history"]:
+                who = e["actor"]["site"] + ("/" + e["actor"]["agent"] if "agent" in e["actor"] else "")
+                result.timeline.append((epoch(e["at"]), name, f"ticket {t['id']} {e['type']} by {who}"))
+    result.timeline.sort(key=lambda x: x[0])
+
+
+def run_scenario(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = None) -> Result:
+    """Run one scenario; controllers named in `controller_env` run with those overrides meanwhile."""
+    lab = lab or Lab()
+    for site, env in scenario.controller_env.items():
+        lab.restart_controller(site, env=env)
+    for item in scenario.down:
+        kind, site = item.split(":", 1)
+        lab.stop_asterisk(site) if kind == "asterisk" else lab.stop_controller(site)
+    if any(d.startswith("asterisk:") for d in scenario.down):
+        time.sleep(4)  # let the peers' qualify notice the PBX is gone
+    try:
+        return asyncio.run(run_scenario_async(scenario, desc, lab))
+    finally:
+        for item in scenario.down:
+            kind, site = item.split(":", 1)
+            lab.start_asterisk(site) if kind == "asterisk" else lab.restart_controller(site)
+        for site in scenario.controller_env:
+            if f"controller:{site}" not in scenario.down:
+                lab.restart_controller(site)
+
+
+def run_files(files: list[str], junit: str, keep_lab: bool = False) -> int:
+    scenarios = [load(f) for f in files]
+    lab = Lab()
+    was_up = lab.is_up()
+    desc = lab.up(log=lambda m: None)
+    results = []
+    try:
+        for s in scenarios:
+            r = run_scenario(s, desc, lab)
+            print(r.report(), flush=True)
+            results.append(r)
+    finally:
+        if not (keep_lab or was_up):
+            lab.down(quiet=True)
+    write_junit(results, junit)
+    passed = sum(1 for r in results if r.ok)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1

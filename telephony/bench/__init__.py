@@ -1,1 +1,0 @@
-"""Benchmarks (`make bench`): the controller's cost against Asterisk doing the same transfer alone."""
