@@ -1,4 +1,8 @@
-"""The harness's AMI watcher: every event of one site (tester account) with its arrival time."""
+"""The harness's AMI watcher: every event of one site (tester account) with the time it happened.
+
+That time is Asterisk's own `Timestamp` (the lab sets `timestampevents`), on the same wall clock as the RTP
+packets' kernel times: the time the harness's event loop got round to an event is later by however busy the
+loop was, and a media window between two such times could miss the packets it was meant to hold."""
 
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ class AmiWatcher:
         self.manager.register_event("*", self._on_event)
 
     def _on_event(self, _: Any, message: Any) -> None:
-        self.events.append((time.time(), {str(k): str(v) for k, v in message.items() if isinstance(v, str)}))
+        event = {str(k): str(v) for k, v in message.items() if isinstance(v, str)}
+        self.events.append((happened_at(event, time.time()), event))
 
     async def start(self) -> None:
         self.manager.connect()
@@ -36,3 +41,12 @@ class AmiWatcher:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def happened_at(event: dict[str, str], received: float) -> float:
+    """Asterisk's time of the event, or when it was received if it carries none (or an implausible one)."""
+    try:
+        stamped = float(event.get("Timestamp", ""))
+    except ValueError:
+        return received
+    return stamped if 0 <= received - stamped < 60 else received

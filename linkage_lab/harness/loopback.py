@@ -1,5 +1,10 @@
 """UDP packets on the loopback interface, read with an AF_PACKET socket (root) from a thread, one clock for all:
-the harness's RTP check and the benchmark's packet timestamps both build on it."""
+the harness's RTP check and the benchmark's packet timestamps both build on it.
+
+Each packet carries the kernel's receive time (SO_TIMESTAMPNS, the wall clock `time.time()` reads), not the
+time this thread got round to reading it: a thread that waits for the interpreter while the harness's event
+loop is busy reads a backlog late, and stamping on read moved whole bursts of RTP out of the window a check
+looked at."""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from collections.abc import Callable
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; the control message has the same type
+TIMESPEC = struct.Struct("@qq")  # struct timespec on a 64-bit Linux: seconds, nanoseconds
 Handler = Callable[[float, int, int, bytes], None]  # (time, source port, destination port, UDP payload)
 
 
@@ -19,6 +26,7 @@ class UdpListener:
         self.handler = handler
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self.sock.bind(("lo", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.settimeout(0.2)
         self.running = True
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -34,13 +42,22 @@ class UdpListener:
     def _run(self) -> None:
         while self.running:
             try:
-                frame, addr = self.sock.recvfrom(65535)
+                frame, ancillary, _, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(TIMESPEC.size))
             except (TimeoutError, OSError):
                 continue
-            now = time.time()
+            now = received_at(ancillary)
             # each loopback packet is seen twice (out and in): keep the incoming copy; IPv4 + UDP only
             if addr[2] == PACKET_OUTGOING or len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
                 continue
             udp = 14 + (frame[14] & 0x0F) * 4
             sport, dport = struct.unpack("!HH", frame[udp:udp + 4])
             self.handler(now, sport, dport, frame[udp + 8:])
+
+
+def received_at(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive time of a packet from its control messages; now, if the kernel gave none."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            seconds, nanoseconds = TIMESPEC.unpack_from(data)
+            return float(seconds + nanoseconds / 1e9)
+    return time.time()

@@ -16,13 +16,13 @@ from aiohttp.typedefs import Handler
 from telephony.api.metrics import HttpMetrics
 from telephony.api.middleware import Gate, errors, refused
 from telephony.api.ops import HealthCheck, Ops
-from telephony.api.requests import MAX_BODY, signer
 from telephony.api.stream import StreamHub
 from telephony.calls.http import CallsHttp
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.delivery.http import DeliveryHttp
 from telephony.delivery.inbox import Inbox, ReplayMemory
+from telephony.http_request import MAX_BODY, signer
 from telephony.security.sealing import Sealer
 from telephony.threeway.http import ThreewayHttp
 from telephony.threeway.services import ThreewayService

@@ -18,9 +18,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from telephony.api.metrics import HttpMetrics
-from telephony.api.requests import AGENT_KEY, MAX_BODY, MESSAGE_KEY, PEER_KEY
 from telephony.config import SiteConfig
 from telephony.errors import LinkageError, PayloadTooLarge, TooManyRequests, Unauthorized
+from telephony.http_request import AGENT_KEY, MAX_BODY, MESSAGE_KEY, PEER_KEY
 from telephony.security import signing
 from telephony.security.ratelimit import RateLimiter
 from telephony.tickets.store import STORE_ERRORS, STORE_UNAVAILABLE

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from telephony.api.requests import own_agent
 from telephony.errors import InvalidInput
+from telephony.http_request import own_agent
 from telephony.ids import OPTIONAL_AGENT_ID
 from telephony.tickets.models import Event, Ticket
 

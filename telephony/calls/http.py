@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from telephony.api.requests import own_agent
 from telephony.calls.registry import CallRegistry
+from telephony.http_request import own_agent
 
 
 class CallsHttp:

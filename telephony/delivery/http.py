@@ -11,11 +11,11 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from telephony.api.requests import own_agent, read_json, signer, ticket_id
 from telephony.config import SiteConfig
 from telephony.delivery import batch, deadletters
 from telephony.delivery.inbox import Inbox
 from telephony.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from telephony.http_request import own_agent, read_json, signer, ticket_id
 from telephony.security.sealing import Sealer
 from telephony.tickets.store import ReplayMark
 

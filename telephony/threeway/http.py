@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from telephony.api.requests import agent, linkedid, read_json
 from telephony.errors import InvalidInput
+from telephony.http_request import agent, linkedid, read_json
 from telephony.threeway.services import ThreewayService
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from telephony.api.requests import agent, read_json, ticket_id
 from telephony.config import SiteConfig
 from telephony.errors import InvalidInput, NotFound
+from telephony.http_request import agent, read_json, ticket_id
 from telephony.tickets import queries
 from telephony.tickets.models import EVENT_TYPES, parse_draft, parse_payload
 from telephony.tickets.services import TicketService

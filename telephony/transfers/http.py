@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from telephony.api.requests import agent, linkedid, own_call, read_json
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.errors import InvalidInput
+from telephony.http_request import agent, linkedid, own_call, read_json
 from telephony.tickets.models import parse_draft
 from telephony.transfers.sending import SendingService
 

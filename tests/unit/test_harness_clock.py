@@ -1,0 +1,47 @@
+"""The harness's two clocks agree: RTP packets carry the kernel's receive time and AMI events Asterisk's own
+time, so a media window between two AMI events holds the packets of that moment however busy the harness's
+event loop and threads were."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from linkage_lab.harness.ami import happened_at
+from linkage_lab.harness.loopback import SO_TIMESTAMPNS, TIMESPEC, UdpListener, received_at
+
+
+def test_an_event_keeps_asterisks_time() -> None:
+    assert happened_at({"Event": "DTMFEnd", "Timestamp": "1796155154.190123"}, 1796155154.45) == 1796155154.190123
+
+
+def test_an_event_without_a_plausible_time_keeps_its_arrival() -> None:
+    for stamp in ("", "soon", "1796155999.0", "1.0"):  # missing, garbled, in the future, far past
+        assert happened_at({"Event": "Hangup", "Timestamp": stamp}, 1796155154.45) == 1796155154.45
+
+
+def test_the_kernel_time_of_a_packet_is_read_from_its_control_message() -> None:
+    ancillary = [(socket.SOL_SOCKET, SO_TIMESTAMPNS, TIMESPEC.pack(1796155154, 250_000_000))]
+    assert received_at(ancillary) == 1796155154.25
+    before = time.time()
+    assert before <= received_at([]) <= time.time() + 1
+
+
+def test_a_reader_that_falls_behind_still_stamps_packets_when_they_arrived() -> None:
+    got: list[float] = []
+    port = 45_000 + int(time.time() * 1000) % 500
+    listener = UdpListener(lambda at, _, dport, __: got.append(at) if dport == port else None)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        sent = []
+        for _ in range(3):  # sent while nobody reads the socket yet: they wait in its buffer
+            sent.append(time.time())
+            out.sendto(b"\x80" * 40, ("127.0.0.1", port))
+            time.sleep(0.05)
+        time.sleep(0.2)
+        listener.start()
+        deadline = time.monotonic() + 2
+        while len(got) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    listener.stop()
+    assert len(got) == 3
+    assert all(abs(at - s) < 0.02 for at, s in zip(got, sent, strict=True)), (got, sent)
