@@ -35,6 +35,7 @@ typecheck: setup
 bench: setup      ## one-key transfer latency vs a pure-dialplan baseline, interleaved; writes bench/results and BENCHMARKS.md
 	$(PY) -m linkage_lab.bench.latency --n $(BENCH_N)
 	$(PY) -m linkage_lab.bench.ami_ingest --repeat $(BENCH_AMI_REPEAT)
+	$(PY) -m linkage_lab.bench.schema
 
 bench-ami: setup  ## AMI ingestion from the recorded transcripts, controller vs bare panoramisk (no lab): bench/results/ami-ingest-*.json
 	$(PY) -m linkage_lab.bench.ami_ingest --repeat $(BENCH_AMI_REPEAT)

@@ -1,7 +1,7 @@
 """Micro-benchmark: encode and parse a ticket with the msgspec schema (telephony.tickets.models) against the
 hand-written code it replaced (copied below, verbatim, from telephony/tickets/models.py before the change).
 
-Run: python -m linkage_lab.bench.schema [--rounds N] [--ops N]
+Run: python -m linkage_lab.bench.schema [--rounds N] [--ops N] (also part of `make bench`)
 Prints JSON: per operation the median microseconds of the old and the new code over interleaved rounds, and the
 ratio new/old (below 1 is faster). "encode" is a ticket object to the JSON stored in Redis and pushed to a peer;
 "parse" is that JSON back to a validated ticket (what the store's get and the peer route do); "to_dict" and
@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from linkage_lab.bench.report import ROOT, machine, replace_section
 from telephony.errors import InvalidInput
 from telephony.tickets import models as new
 
@@ -409,12 +411,40 @@ def run(rounds: int, ops: int) -> dict[str, Any]:
     return out
 
 
+HEADING = "## Ticket schema: msgspec against the hand-written code"
+
+
+def section(report: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {name} | {report[name]['old']} | {report[name]['new']} | {report[name]['ratio']} |"
+                     for name in ("encode", "parse", "to_dict", "parse_dict"))
+    m = report["machine"]
+    return f"""{HEADING} (`{report['command']}`, bench/results/schema-{report['date']}.json)
+A ticket of {report['ticket_bytes']} bytes with {report['history_events']} history events; median microseconds per
+operation over {report['rounds']} interleaved rounds of {report['ops_per_round']} (the order flips each round).
+Below 1 the new code is faster. Commit {m['commit']}, {m['cpu']}, Python {m['python']}.
+
+| step | hand-written (µs) | msgspec (µs) | new / old |
+|---|---|---|---|
+{rows}
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--ops", type=int, default=2000)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
-    print(json.dumps(run(args.rounds, args.ops), indent=2))
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    report = {"command": f"python -m linkage_lab.bench.schema --rounds {args.rounds} --ops {args.ops}",
+              "date": stamp, "machine": machine(), **run(args.rounds, args.ops)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"schema-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    if not args.no_markdown:
+        replace_section(ROOT / "BENCHMARKS.md", HEADING, section(report))
 
 
 if __name__ == "__main__":
