@@ -199,9 +199,10 @@ Current summary of `{command}` (the full series is in `bench/results/`, one CSV,
 - date: {stats['date']}; machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']},
   {m['asterisk']}; wall time {stats.get('wall_seconds', 'n/a')} s
 - measured: from the agent's last DTMF end packet (RFC 4733) to the INVITE arriving at the far agent, captured on
-  `lo` by one listener (each packet stamped with the kernel's receive time); one-key transfer (FastAGI decision, ticket stored with fsync, BlindTransfer, trunk with
-  ticket headers, far FastAGI routing) against a pure-dialplan blind transfer of the same call path (no AGI, no
-  ticket, no controller on either PBX), interleaved in one run, {stats['n_per_mode']} transfers each
+  `lo` by one listener (each packet stamped with the kernel's receive time); one-key transfer (FastAGI
+  decision, ticket stored with fsync, BlindTransfer, trunk with ticket headers, far FastAGI routing) against a
+  pure-dialplan blind transfer of the same call path (no AGI, no ticket, no controller on either PBX),
+  interleaved in one run, {stats['n_per_mode']} transfers each
 
 | path | transfers ok | failed | p50 ms | p95 ms | p99 ms |
 |---|---|---|---|---|---|
