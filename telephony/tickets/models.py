@@ -329,13 +329,14 @@ def parse_payload(payload: Any) -> dict[str, Any]:
     return clean
 
 
-def parse_draft(data: Any) -> dict[str, str]:
-    """What an agent typed in the console for the ticket of an active call (or an amendment later)."""
+def parse_draft(data: Any, what: str = "draft") -> dict[str, str]:
+    """What an agent typed in the console for the ticket of an active call (or an amendment later, or a
+    referral: `what` names it in a refusal)."""
     if not isinstance(data, dict):
-        raise InvalidInput("a draft must be a JSON object")
+        raise InvalidInput(f"a {what} must be a JSON object")
     try:
         draft = msgspec.convert(data, Draft)
     except msgspec.ValidationError as exc:
-        raise translate(exc, "draft", {"urgency": MESSAGES["urgency"]}) from exc
+        raise translate(exc, what, {"urgency": MESSAGES["urgency"]}) from exc
     out: dict[str, str] = msgspec.to_builtins(draft)
     return out

@@ -57,7 +57,7 @@ class TransfersHttp:
         body = await read_json(request)
         if not isinstance(body, dict):
             raise InvalidInput("body is {target, channel, agent?, caller_number?, <ticket fields>}")
-        fields = parse_draft({k: v for k, v in body.items() if k not in REFERRAL_ONLY})
+        fields = parse_draft({k: v for k, v in body.items() if k not in REFERRAL_ONLY}, "referral")
         target, channel = _text(body, "target", required=True), _text(body, "channel", required=True)
         number = _text(body, "caller_number")
         if number and not CALLER_NUMBER.match(number):

@@ -139,6 +139,19 @@ async def test_the_draft_survives_a_restart_and_goes_into_the_ticket_with_it(des
     assert await desk.redis.exists(draft_key(LINKEDID)) == 0  # consumed by the write that stored the ticket
 
 
+async def test_a_create_that_is_refused_leaves_the_draft(desk: Desk) -> None:
+    """The draft goes in the same atomic write as the ticket: a refused write (the id exists) keeps it."""
+    await desk.call("PUT", f"/v1/calls/{LINKEDID}/draft", {"content": "first"})
+    store = desk.sending.tickets.store
+    target = desk.config.target("110")
+    assert target is not None
+    ticket, _ = await desk.sending.start(desk.sending.calls.calls[LINKEDID], AGENT_LEG, target)
+    assert ticket.content == "first" and await desk.redis.exists(draft_key(LINKEDID)) == 0
+    await desk.sending.drafts.put(LINKEDID, {"content": "second"})
+    assert not await store.create(ticket, [], consume=draft_key(LINKEDID))
+    assert await desk.sending.drafts.get(LINKEDID) == {"content": "second"}
+
+
 async def test_a_live_call_without_a_draft_reads_no_draft(desk: Desk) -> None:
     reads: list[str] = []
     drafts = desk.sending.drafts
@@ -183,11 +196,13 @@ async def test_a_referral_is_a_ticket_without_a_call(desk: Desk) -> None:
     ({"target": "110", "channel": "web", "division": "37"}, "division"),
     ({"target": "110", "channel": "web", "content": "x" * 5001}, "content"),
     ({"target": "110", "channel": "web", "linkedid": "1.2"}, "linkedid"),
+    ({"target": "110", "channel": 7}, "channel"),
     ({"target": "110", "channel": "web", "agent": "me"}, "agent"),
 ])
 async def test_a_bad_referral_is_refused_naming_the_field(desk: Desk, body: dict[str, Any], field: str) -> None:
     status, answer = await desk.call("POST", "/v1/transfers", body)
     assert status == 400 and answer["details"].get("field") == field, answer
+    assert "draft" not in answer["message"]
     assert await desk.redis.llen(outbox_key("110")) == 0
 
 
