@@ -124,12 +124,12 @@ class CallRegistry:
                 self.calls.pop(linkedid, None)
             told = "ended" if leg is not None else ""
         if told and leg is not None and leg.endpoint.startswith("agent"):
-            self.on_change(CallChange(told, leg.endpoint.removeprefix("agent"), linkedid, self._caller(call),
+            self.on_change(CallChange(told, leg.endpoint.removeprefix("agent"), linkedid, self.caller_of(call),
                                       call.started_at, call.bridged_at, call.ticket_id))
         return call
 
     @staticmethod
-    def _caller(call: Call) -> str:
+    def caller_of(call: Call) -> str:
         """The number of whoever started the call; if that leg was not seen, the first other non-agent leg's."""
         if call.caller_number:
             return call.caller_number

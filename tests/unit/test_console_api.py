@@ -168,6 +168,14 @@ async def test_a_live_call_without_a_draft_reads_no_draft(desk: Desk) -> None:
     assert reads == [] and ticket.content == ""
 
 
+async def test_the_calls_list_says_who_calls_and_since_when(desk: Desk) -> None:
+    status, body = await desk.call("GET", "/v1/calls", token=desk.tokens["1001"])
+    [call] = body["items"]
+    assert status == 200 and (call["linkedid"], call["caller_number"]) == (LINKEDID, "13912345678")
+    assert call["started_at"] <= call["bridged_at"]
+    assert (await desk.call("GET", "/v1/calls", token=desk.tokens["1002"]))[1]["items"] == []
+
+
 async def test_a_referral_is_a_ticket_without_a_call(desk: Desk) -> None:
     body = {"target": "110", "channel": "web", "caller_name": "张三", "caller_number": "13912345678",
             "category": "help", "content": "网上反映：小区门口有人打架", "address": "某路1号", "division": "370811",
