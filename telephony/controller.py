@@ -3,6 +3,7 @@ reverse order on SIGTERM/SIGINT. Every hook between contexts is subscribed here 
 is the map of who hears what:
 
     AMI events ──▶ CallRegistry ──▶ transfers (dial outcomes), threeway (conference and consult)
+    an agent's call rang / was answered / ended ──▶ console stream   (CallRegistry on_change)
     FastAGI    ──▶ transfers (onekey, route_in, transfer_failed, overflow), threeway (threeway, conf_key, …)
     HTTP /v1   ──▶ delivery inbox (peers), calls/transfers/threeway/tickets (console), ops
     ticket changed ──▶ console stream, metrics, supervision alarm      (TicketHooks.changed)
@@ -47,6 +48,7 @@ from telephony.tickets.store import Head, TicketStore, connect
 from telephony.transfers.agi import TransferAgi
 from telephony.transfers.ami import TransferAmi
 from telephony.transfers.arrivals import Arrivals
+from telephony.transfers.drafts import DraftStore
 from telephony.transfers.metrics import TransferMetrics
 from telephony.transfers.receiving import ReceivingService
 from telephony.transfers.sending import SendingService
@@ -65,7 +67,8 @@ class Controller:
         # shared clients
         self.redis = connect(config.redis.url)
         self.session = aiohttp.ClientSession()
-        self.calls = CallRegistry()
+        self.hub = StreamHub(config.site.name)  # the console stream: hears calls and ticket changes
+        self.calls = CallRegistry(on_change=self.hub.publish_call)
         self.ami = AmiSession(config.pbx.ami, self.calls, AmiMetrics(self.registry))
         self.agi = FastAgiServer(config.pbx.agi.host, config.pbx.agi.port, AgiMetrics(self.registry))
         # delivery: one client and one outbox worker per peer
@@ -77,7 +80,6 @@ class Controller:
                                            metrics=self.delivery_metrics, linger=config.delivery.delivered_linger)
                         for name, client in self.peers.items()}
         # what hears a ticket change
-        self.hub = StreamHub(config.site.name)
         self.alarm = Alarm(DeadlineRule(config))
         self.arrivals = Arrivals(config.transfer.push_wait)
         self.ticket_metrics = TicketMetrics(self.registry, config.site.name)
@@ -87,7 +89,8 @@ class Controller:
         self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
         self.tickets = TicketService(config, self.store, hooks)
         self.supervisor = Supervisor(config, self.tickets, self.alarm, SupervisionMetrics(self.registry))
-        self.sending = SendingService(config, self.calls, self.tickets, self.ami.send)
+        self.sending = SendingService(config, self.calls, self.tickets, self.ami.send,
+                                      DraftStore(self.redis, sealer))
         self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
         # adapters

@@ -25,7 +25,12 @@ EVENT_ID = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex
 DIRECTION = re.compile(r"^[0-9A-Za-z_-]{1,32}->[0-9A-Za-z_-]{1,32}$")  # "12345->110"
 CATEGORY = re.compile(r"^[a-z_]{0,32}$")  # a ticket's category, empty until the agent picks one
 PAYLOAD_KEY = re.compile(r"^[a-z_]{1,32}$")
-MODE = re.compile(r"^(transfer|threeway|attended)?$")
+MODE = re.compile(r"^(transfer|threeway|attended|referral)?$")  # referral: a ticket without a call
+# How a matter reached the sending platform: a call, or one of the network channels of a referral
+INTAKE_CHANNELS = ("call", "web", "app", "mini_program", "email", "letter", "wechat", "other")
+INTAKE_CHANNEL = re.compile(rf"^({'|'.join(INTAKE_CHANNELS)})$")
+URGENCIES = ("normal", "urgent", "emergency")
+URGENCY = re.compile(rf"^({'|'.join(URGENCIES)})?$")  # empty: not stated
 RECORDING = re.compile(r"^[A-Za-z0-9._-]{0,100}$")  # a recording's file name
 DECISION_VALUE = re.compile(r"^[0-9A-Za-z_/ -]{0,64}$")  # a three-way decision's keeper, rule or agent
 # Text typed by a person: any character but the controls other than newline and tab.
@@ -74,5 +79,7 @@ Direction = Annotated[str, Meta(pattern=DIRECTION.pattern)]
 Category = Annotated[str, Meta(pattern=CATEGORY.pattern)]
 PayloadKey = Annotated[str, Meta(pattern=PAYLOAD_KEY.pattern)]
 Mode = Annotated[str, Meta(pattern=MODE.pattern)]
+IntakeChannel = Annotated[str, Meta(pattern=INTAKE_CHANNEL.pattern)]
+Urgency = Annotated[str, Meta(pattern=URGENCY.pattern)]
 Recording = Annotated[str, Meta(pattern=RECORDING.pattern)]
 DecisionValue = Annotated[str, Meta(pattern=DECISION_VALUE.pattern)]

@@ -26,6 +26,7 @@ from telephony.http_request import MAX_BODY, signer
 from telephony.security.sealing import Sealer
 from telephony.threeway.http import ThreewayHttp
 from telephony.threeway.services import ThreewayService
+from telephony.tickets.audit import ExportAudit
 from telephony.tickets.http import TicketsHttp
 from telephony.tickets.services import TicketService
 from telephony.transfers.http import TransfersHttp
@@ -42,7 +43,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
                   lambda exc: refused(metrics, exc))
     ops = Ops(config, health, metrics, redis)
     delivery = DeliveryHttp(config, inbox, redis, sealer, wake)
-    console = TicketsHttp(config, tickets)
+    console = TicketsHttp(config, tickets, ExportAudit(redis))
     calls_http = CallsHttp(calls)
     sending = TransfersHttp(config, calls, transfers)
     app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
@@ -60,11 +61,14 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.post("/v1/tickets/{id}/transitions", console.transition),
         web.get("/v1/calls", calls_http.list_calls),
         web.put("/v1/calls/{linkedid}/draft", sending.put_draft),
+        web.get("/v1/calls/{linkedid}/draft", sending.get_draft),
         web.post("/v1/calls/{linkedid}/transfer", sending.transfer),
         web.post("/v1/calls/{linkedid}/threeway", ThreewayHttp(threeway).threeway_call),
+        web.post("/v1/transfers", sending.refer),
         web.get("/v1/stream", hub.serve),
         web.get("/v1/dead-letters", delivery.dead_letters),
         web.post("/v1/dead-letters/{peer}/replay", delivery.replay_dead_letters),
+        web.get("/v1/audit/exports", console.export_audit),
     ])
     return app
 

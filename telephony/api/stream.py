@@ -1,7 +1,8 @@
-"""The event stream for consoles (SSE): a screen pop when a linked call is offered to an agent, and every later
-change of that agent's tickets. Each subscriber has a bounded queue; a console too slow to read loses its
-oldest events rather than slowing the controller, and is told so. `StreamHub.serve` is the GET /v1/stream
-handler.
+"""The event stream for consoles (SSE): a screen pop when a linked call is offered to an agent, every later
+change of that agent's tickets, and its calls as they ring, are answered and end (`publish_call`, from the call
+registry). An agent's token opens only its own stream; the whole site's is the supervisor's. Each subscriber
+has a bounded queue; a console too slow to read loses its oldest events rather than slowing the controller,
+and is told so. `StreamHub.serve` is the GET /v1/stream handler.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from telephony.errors import InvalidInput
+from telephony.calls.registry import CallChange
+from telephony.errors import Forbidden, InvalidInput
 from telephony.http_request import own_agent
-from telephony.ids import OPTIONAL_AGENT_ID
+from telephony.ids import AGENT_ID
 from telephony.tickets.models import Event, Ticket
 
 KEEP_ALIVE = 15.0  # seconds without an event before a comment line keeps proxies from closing the stream
@@ -47,10 +49,24 @@ class StreamHub:
                 continue
             if sub.agent is not None and kind == "screen_pop" and event.actor.get("agent") != sub.agent:
                 continue  # a phone ringing elsewhere is not this agent's screen pop
-            if sub.queue.full():
-                sub.queue.get_nowait()
-                sub.dropped += 1
-            sub.queue.put_nowait(message)
+            self._put(sub, message)
+
+    def publish_call(self, change: CallChange) -> None:
+        """An agent's call rang, was answered or ended: to that agent's streams and the site's. The caller's
+        number goes unmasked: the agent needs it (the logs mask it; nothing here logs it)."""
+        if not self.subscribers:
+            return
+        message = {"type": "call", "site": self.site, "state": change.state, "call": change.to_dict()}
+        for sub in list(self.subscribers):
+            if sub.agent is None or sub.agent == change.agent:
+                self._put(sub, message)
+
+    @staticmethod
+    def _put(sub: Subscriber, message: dict[str, Any]) -> None:
+        if sub.queue.full():
+            sub.queue.get_nowait()
+            sub.dropped += 1
+        sub.queue.put_nowait(message)
 
     def subscribe(self, agent: str | None) -> Subscriber:
         sub = Subscriber(agent)
@@ -61,12 +77,10 @@ class StreamHub:
         self.subscribers.discard(sub)
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
-        agent = own_agent(request) or request.query.get("agent")  # an agent's token: its own stream only
-        if agent is not None and not OPTIONAL_AGENT_ID.match(agent):
-            raise InvalidInput("agent must be digits")
+        agent = stream_of(request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        sub = self.subscribe(agent or None)
+        sub = self.subscribe(agent)
         counter = 0
         try:
             await response.write(b": connected\n\n")
@@ -87,6 +101,18 @@ class StreamHub:
         finally:
             self.unsubscribe(sub)
         return response
+
+
+def stream_of(request: web.Request) -> str | None:
+    """Whose stream a request may open: an agent's token its own only (another agent's is 403), the site
+    (supervisor) token any agent's or, with no `agent=`, the whole site's (None)."""
+    own = own_agent(request)
+    asked = request.query.get("agent") or None
+    if asked is not None and not AGENT_ID.match(asked):
+        raise InvalidInput("agent must be digits", field="agent")
+    if own is not None and asked is not None and asked != own:
+        raise Forbidden(f"this token belongs to agent {own}: it opens that agent's stream only", agent=own)
+    return own or asked
 
 
 def sse(message: dict[str, Any], event_id: str) -> bytes:

@@ -20,6 +20,10 @@ class CallsHttp:
                     for leg in c.legs.values()]
             if agent and not any(leg["endpoint"] == f"agent{agent}" for leg in legs):
                 continue
+            # the caller's number and the times as on the stream's call messages: a console that reloads
+            # shows the current call without waiting for its next event
             calls.append({"linkedid": c.linkedid, "legs": legs, "bridged": c.bridged_at is not None,
-                          "ticket_id": c.ticket_id, "transferring": c.transferring})
+                          "ticket_id": c.ticket_id, "transferring": c.transferring,
+                          "caller_number": CallRegistry.caller_of(c), "started_at": c.started_at,
+                          "bridged_at": c.bridged_at})
         return web.json_response({"items": calls})

@@ -2,12 +2,18 @@
 
 Only values Asterisk produced are kept, and each is checked against a strict pattern before use, so an
 event carrying odd text (a caller-chosen caller-id name, say) cannot leak into later AMI actions.
+
+What an agent's leg goes through (its phone rings, it is bridged to the caller, it hangs up) is told, after
+the registry applied it, to the `on_change` callable given at construction (the controller wires the console
+stream there): a `CallChange`, a snapshot of the call at that moment.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from telephony.calls.state import IDLE
 from telephony.ids import CALLER_NUMBER, CHANNEL, UNIQUEID
@@ -21,6 +27,7 @@ class Leg:
     endpoint: str
     created: float
     state: str = ""
+    bridged: bool = False  # entered a bridge (told once as "answered")
 
 
 @dataclass
@@ -31,11 +38,36 @@ class Call:
     ticket_id: str | None = None
     handover: str = IDLE  # moved only by telephony.calls.state.move
     recovered: bool = False  # first seen in a resync: an earlier run of the controller may hold its ticket
+    started_at: float = field(default_factory=time.time)
+    caller_number: str = ""  # the number of the leg that started the call (the citizen, or the trunk from a peer)
 
     @property
     def transferring(self) -> bool:
         """Being handed over (or handed over already): a new transfer, three-way or consult is refused."""
         return self.handover != IDLE
+
+
+@dataclass(frozen=True)
+class CallChange:
+    """An agent's leg of a call rang, was answered (bridged) or ended."""
+    state: str  # ringing | answered | ended
+    agent: str
+    linkedid: str
+    caller_number: str
+    started_at: float
+    bridged_at: float | None
+    ticket_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"linkedid": self.linkedid, "caller_number": self.caller_number, "agent": self.agent,
+                "started_at": self.started_at, "bridged_at": self.bridged_at, "ticket_id": self.ticket_id}
+
+
+OnChange = Callable[[CallChange], None]
+
+
+def _nothing(_: CallChange) -> None:
+    return None
 
 
 def endpoint_of(channel: str) -> str:
@@ -46,10 +78,11 @@ def endpoint_of(channel: str) -> str:
 
 
 class CallRegistry:
-    def __init__(self, max_calls: int = 10000) -> None:
+    def __init__(self, max_calls: int = 10000, on_change: OnChange = _nothing) -> None:
         self.calls: dict[str, Call] = {}
         self.by_uniqueid: dict[str, str] = {}
         self.max_calls = max_calls
+        self.on_change = on_change
         self.live = False  # True while the AMI link is up and this registry was rebuilt from Asterisk since
 
     def on_event(self, event: dict[str, str]) -> Call | None:
@@ -66,21 +99,42 @@ class CallRegistry:
             new = self.calls.setdefault(linkedid, Call(linkedid))
             new.legs[uniqueid] = Leg(uniqueid, channel, number if CALLER_NUMBER.match(number) else "",
                                       endpoint_of(channel), time.time(), event.get("ChannelStateDesc", ""))
+            if uniqueid == linkedid:
+                new.caller_number = new.legs[uniqueid].caller_number
             self.by_uniqueid[uniqueid] = linkedid
             return new
         call = self.calls.get(linkedid)
         if call is None:
             return None
-        if name == "BridgeEnter" and call.bridged_at is None:
-            call.bridged_at = time.time()
-        elif name == "Newstate" and uniqueid in call.legs:
-            call.legs[uniqueid].state = event.get("ChannelStateDesc", "")
+        leg = call.legs.get(uniqueid)
+        told = ""
+        if name == "BridgeEnter":
+            if call.bridged_at is None:
+                call.bridged_at = time.time()
+            if leg is not None and not leg.bridged:
+                leg.bridged, told = True, "answered"
+        elif name == "Newstate" and leg is not None:
+            state = event.get("ChannelStateDesc", "")
+            told = "ringing" if state == "Ringing" and leg.state != "Ringing" else ""
+            leg.state = state
         elif name == "Hangup":
             call.legs.pop(uniqueid, None)
             self.by_uniqueid.pop(uniqueid, None)
             if not call.legs:
                 self.calls.pop(linkedid, None)
+            told = "ended" if leg is not None else ""
+        if told and leg is not None and leg.endpoint.startswith("agent"):
+            self.on_change(CallChange(told, leg.endpoint.removeprefix("agent"), linkedid, self.caller_of(call),
+                                      call.started_at, call.bridged_at, call.ticket_id))
         return call
+
+    @staticmethod
+    def caller_of(call: Call) -> str:
+        """The number of whoever started the call; if that leg was not seen, the first other non-agent leg's."""
+        if call.caller_number:
+            return call.caller_number
+        return next((leg.caller_number for leg in sorted(call.legs.values(), key=lambda g: g.created)
+                     if not leg.endpoint.startswith("agent") and leg.caller_number), "")
 
     def resync(self, channels: list[dict[str, str]]) -> int:
         """Replace what we know with Asterisk's own list (CoreShowChannel events), after a reconnect or a
@@ -96,7 +150,10 @@ class CallRegistry:
             call = self.calls.setdefault(linkedid, Call(linkedid, recovered=linkedid not in old or
                                                          old[linkedid].recovered))
             call.legs[uniqueid] = Leg(uniqueid, channel, number if CALLER_NUMBER.match(number) else "",
-                                      endpoint_of(channel), time.time(), ch.get("ChannelStateDesc", ""))
+                                      endpoint_of(channel), time.time(), ch.get("ChannelStateDesc", ""),
+                                      bridged=bool(ch.get("BridgeId")))
+            if uniqueid == linkedid:
+                call.caller_number = call.legs[uniqueid].caller_number
             self.by_uniqueid[uniqueid] = linkedid
             if ch.get("BridgeId") and call.bridged_at is None:
                 call.bridged_at = time.time()
@@ -112,9 +169,11 @@ class CallRegistry:
         if not (UNIQUEID.match(linkedid) and UNIQUEID.match(agent_uniqueid) and CHANNEL.match(agent_channel)):
             return None
         now = time.time()
-        call = Call(linkedid, bridged_at=now, recovered=True)
-        call.legs[linkedid] = Leg(linkedid, "", caller_number if CALLER_NUMBER.match(caller_number) else "", "", now)
-        call.legs[agent_uniqueid] = Leg(agent_uniqueid, agent_channel, "", endpoint_of(agent_channel), now, "Up")
+        number = caller_number if CALLER_NUMBER.match(caller_number) else ""
+        call = Call(linkedid, bridged_at=now, recovered=True, started_at=now, caller_number=number)
+        call.legs[linkedid] = Leg(linkedid, "", number, "", now)
+        call.legs[agent_uniqueid] = Leg(agent_uniqueid, agent_channel, "", endpoint_of(agent_channel), now, "Up",
+                                        bridged=True)
         self.calls[linkedid] = call
         self.by_uniqueid[linkedid] = self.by_uniqueid[agent_uniqueid] = linkedid
         return call

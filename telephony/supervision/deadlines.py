@@ -50,6 +50,10 @@ def _last(ticket: Ticket, event_type: str) -> Event | None:
 
 def deadline(ticket: Ticket, d: Deadlines) -> tuple[str, datetime] | None:
     """(the state the ticket must reach, by when), or None when nothing is due."""
+    if ticket.status == "delivered" and ticket.mode == "referral":
+        # no call, so no phone rings to be signed for: the referral is due to be accepted once delivered
+        delivered = _last(ticket, "delivered")
+        return ("accepted", _at(delivered.at) + timedelta(seconds=d.accepted)) if delivered else None
     if ticket.status in ("created", "delivered"):
         offered = _last(ticket, "offered")
         return ("signed_for", _at(offered.at) + timedelta(seconds=d.signed_for)) if offered else None

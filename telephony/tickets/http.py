@@ -1,5 +1,6 @@
 """HTTP adapter of tickets for consoles: queries (by status, time, division, category, direction; paginated),
-bulk export (JSON lines, CSV), one ticket with its history, amending a ticket and its lifecycle transitions.
+bulk export (JSON lines, CSV; the supervisor's, each one audited) and its audit trail, one ticket with its
+history, amending a ticket and its lifecycle transitions.
 """
 
 from __future__ import annotations
@@ -7,9 +8,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from telephony.config import SiteConfig
-from telephony.errors import InvalidInput, NotFound
-from telephony.http_request import agent, read_json, ticket_id
+from telephony.errors import Forbidden, InvalidInput, NotFound
+from telephony.http_request import agent, own_agent, read_json, ticket_id
 from telephony.tickets import queries
+from telephony.tickets.audit import KEEP, ExportAudit
 from telephony.tickets.models import EVENT_TYPES, parse_draft, parse_payload
 from telephony.tickets.services import TicketService
 
@@ -19,9 +21,10 @@ LOCAL_TRANSITIONS = EVENT_TYPES - {"created", "delivered", "offered", "abandoned
 
 
 class TicketsHttp:
-    def __init__(self, config: SiteConfig, tickets: TicketService) -> None:
+    def __init__(self, config: SiteConfig, tickets: TicketService, audit: ExportAudit) -> None:
         self.config = config
         self.tickets = tickets
+        self.audit = audit
 
     async def get_ticket(self, request: web.Request) -> web.Response:
         tid = ticket_id(request)
@@ -57,6 +60,7 @@ class TicketsHttp:
         return web.json_response(await queries.page(self.tickets.store, flt, number, size))
 
     async def export(self, request: web.Request) -> web.StreamResponse:
+        _supervisor_only(request, "bulk export")
         flt = queries.parse_filter(request.query)
         fmt = request.query.get("format", "jsonl")
         if fmt not in ("jsonl", "csv"):
@@ -66,10 +70,34 @@ class TicketsHttp:
             "Content-Type": f"{content_type}; charset=utf-8",
             "Content-Disposition": f'attachment; filename="tickets-{self.config.site.name}.{fmt}"'})
         await response.prepare(request)
-        if fmt == "csv":
-            await response.write(queries.csv_header().encode())
-        async for ticket in queries.select(self.tickets.store, flt):
-            line = queries.jsonl(ticket) if fmt == "jsonl" else queries.csv_row(ticket)
-            await response.write(line.encode())
-        await response.write_eof()
+        rows, complete = 0, False
+        try:
+            if fmt == "csv":
+                await response.write(queries.csv_header().encode())
+            async for ticket in queries.select(self.tickets.store, flt):
+                line = queries.jsonl(ticket) if fmt == "jsonl" else queries.csv_row(ticket)
+                await response.write(line.encode())
+                rows += 1
+            await response.write_eof()
+            complete = True
+        finally:  # an export cut short is recorded too, with the rows that left
+            await self.audit.record(by="site", remote=request.remote or "", query=dict(request.query), fmt=fmt,
+                                    rows=rows, complete=complete)
         return response
+
+    async def export_audit(self, request: web.Request) -> web.Response:
+        """GET /v1/audit/exports: the latest exports, newest first."""
+        _supervisor_only(request, "the export audit")
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError as exc:
+            raise InvalidInput(f"limit must be an integer 1-{KEEP}", field="limit") from exc
+        if not 1 <= limit <= KEEP or set(request.query) - {"limit"}:
+            raise InvalidInput(f"the only parameter is limit, an integer 1-{KEEP}", field="limit")
+        return web.json_response({"items": await self.audit.recent(limit)})
+
+
+def _supervisor_only(request: web.Request, what: str) -> None:
+    own = own_agent(request)
+    if own is not None:
+        raise Forbidden(f"{what} is for the supervisor (the site token), not agent {own}", agent=own)

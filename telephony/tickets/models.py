@@ -24,6 +24,7 @@ from telephony.ids import (
     DecisionValue,
     Direction,
     EventId,
+    IntakeChannel,
     Mode,
     OptionalAgentId,
     OptionalCallerNumber,
@@ -33,6 +34,7 @@ from telephony.ids import (
     Recording,
     SiteName,
     TicketId,
+    Urgency,
 )
 from telephony.validation import Message, field_of, generic, own_message, translate
 
@@ -131,7 +133,9 @@ class Ticket(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     title: Text200 = ""
     # 前期出警人员联系方式: officers who attended, on a 110 -> 12345 transfer
     officer_contact: Text200 = ""
-    mode: Mode = "transfer"  # transfer (one-key, blind) | threeway (三方通话) | attended (consultative)
+    urgency: Urgency = ""  # normal | urgent | emergency, as the agent judged it; empty: not stated
+    mode: Mode = "transfer"  # transfer (one-key, blind) | threeway (三方通话) | attended | referral (no call)
+    channel: IntakeChannel = "call"  # how the matter reached the sender: a call, or a referral's network channel
     recording: Recording = ""  # the call's one recording, made on the caller's channel from the first answer
     decision: dict[Literal["keeper", "rule", "by"], DecisionValue] = {}  # three-way outcome: keeper, rule, by
     status: Status = "created"
@@ -168,6 +172,7 @@ class Draft(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     caller_name: Text100 | msgspec.UnsetType = msgspec.UNSET
     title: Text200 | msgspec.UnsetType = msgspec.UNSET
     officer_contact: Text200 | msgspec.UnsetType = msgspec.UNSET
+    urgency: Urgency | msgspec.UnsetType = msgspec.UNSET
 
 
 TEXT_LIMITS: dict[str, int] = {f.name: f.type.max_length or 0 for f in msgspec.inspect.type_info(Ticket).fields  # type: ignore[attr-defined]
@@ -184,6 +189,8 @@ _ENCODER = msgspec.json.Encoder()
 MESSAGES: dict[str, Message] = {
     "schema": f"field 'schema' must be the integer {SCHEMA_VERSION}",
     "status": f"field 'status' must be one of {', '.join(STATES)}",
+    "urgency": f"field 'urgency' must be one of {', '.join(ids.URGENCIES)} (or empty)",
+    "channel": f"field 'channel' must be one of {', '.join(ids.INTAKE_CHANNELS)}",
     "type": lambda text: f"unknown event type: field 'type' must be one of {', '.join(sorted(EVENT_TYPES))}",
     "source": "field 'source' must be an object with platform and site",
     "target": "field 'target' must be an object with platform and site",
@@ -322,13 +329,14 @@ def parse_payload(payload: Any) -> dict[str, Any]:
     return clean
 
 
-def parse_draft(data: Any) -> dict[str, str]:
-    """What an agent typed in the console for the ticket of an active call (or an amendment later)."""
+def parse_draft(data: Any, what: str = "draft") -> dict[str, str]:
+    """What an agent typed in the console for the ticket of an active call (or an amendment later, or a
+    referral: `what` names it in a refusal)."""
     if not isinstance(data, dict):
-        raise InvalidInput("a draft must be a JSON object")
+        raise InvalidInput(f"a {what} must be a JSON object")
     try:
         draft = msgspec.convert(data, Draft)
     except msgspec.ValidationError as exc:
-        raise translate(exc, "draft") from exc
+        raise translate(exc, what, {"urgency": MESSAGES["urgency"]}) from exc
     out: dict[str, str] = msgspec.to_builtins(draft)
     return out

@@ -76,7 +76,10 @@ class TicketService:
 
     async def create(self, *, target_site: str, target_platform: str, caller_number: str, agent_id: str,
                      linkedid: str, uniqueids: list[str], draft: dict[str, str],
-                     path: list[str] | None = None, mode: str = "transfer", recording: str = "") -> Ticket:
+                     path: list[str] | None = None, mode: str = "transfer", recording: str = "",
+                     channel: str = "call", consume: str = "") -> Ticket:
+        """A new ticket, stored with its push in one atomic write. `consume` is a key that write deletes: the
+        draft the ticket was made from."""
         created = now_iso()
         here = self.config.site
         for _ in range(5):
@@ -85,7 +88,7 @@ class TicketService:
                 source=Party(here.platform, here.name), target=Party(target_platform, target_site),
                 caller_number=caller_number, agent_id=agent_id, linkedid=linkedid, uniqueids=uniqueids,
                 created_at=created, updated_at=created, path=path or [self.config.site.name, target_site], mode=mode,
-                recording=recording)
+                recording=recording, channel=channel)
             for key, value in draft.items():
                 if key in DRAFT_FIELDS:  # validated by parse_draft when the agent typed it
                     setattr(ticket, key, value)
@@ -95,7 +98,8 @@ class TicketService:
             outgoing: list[tuple[str, OutboxMessage]] = [(site, TicketMessage(body=body))
                                                           for site in self.neighbours(ticket)]
             heads: dict[str, Head] = {}
-            if await self.store.create(ticket, outgoing, body, heads) or await self._ours(ticket.id, event):
+            if (await self.store.create(ticket, outgoing, body, heads, consume=consume)
+                    or await self._ours(ticket.id, event)):
                 for site, _ in outgoing:  # first: the push is what the far side waits for before it rings
                     self.hooks.queued(site, heads.get(site))
                 log.info("ticket.created", ticket_id=ticket.id, call_id=linkedid, target=target_site)

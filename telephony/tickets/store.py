@@ -28,7 +28,8 @@ STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 STORE_UNAVAILABLE = "store_unavailable"  # the error id a caller is answered with then
 
 # KEYS: ticket key, tickets zset, by_linkedid hash, open set, a peer message's replay key (or ''), deadlines
-# zset, then one outbox list per message
+# zset, a key the write consumes (deleted with it: the draft a new ticket was made from; or ''), then one outbox
+# list per message
 # ARGV: create flag, body, score, ticket id, linkedid, open flag, replay key ttl, the ticket's next deadline
 # ('' leaves the deadlines alone, '-' drops the ticket's, else its time), then one message per outbox key
 # Returns -1 (the peer message was processed before: a replay), 0 (refused), or 1 followed by each outbox's
@@ -59,9 +60,12 @@ if ARGV[8] == '-' then
 elseif ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[6], ARGV[8], ARGV[4])
 end
+if KEYS[7] ~= '' then
+  redis.call('DEL', KEYS[7])
+end
 local lengths = {1}
-for i = 7, #KEYS do
-  lengths[#lengths + 1] = redis.call('RPUSH', KEYS[i], ARGV[i + 2])
+for i = 8, #KEYS do
+  lengths[#lengths + 1] = redis.call('RPUSH', KEYS[i], ARGV[i + 1])
 end
 return lengths
 """
@@ -139,14 +143,16 @@ class TicketStore:
 
     async def put(self, ticket: Ticket, outgoing: Sequence[tuple[str, OutboxMessage | dict[str, Any]]] = (),
                   *, create: bool = False, body: dict[str, Any] | None = None,
-                  heads: dict[str, Head] | None = None, replay: ReplayMark | None = None) -> bool:
+                  heads: dict[str, Head] | None = None, replay: ReplayMark | None = None,
+                  consume: str = "") -> bool:
         """Store the ticket and queue messages for peers atomically. With create=True, an existing id is
         refused and nothing is written; returns whether it was stored. `heads` (when given) gets, per peer, the
         stored entry and the message when it went into an empty outbox: the worker's next send, as it is.
-        `replay` (a peer message's mark) is refused when already set (Replayed), else set with the change."""
+        `replay` (a peer message's mark) is refused when already set (Replayed), else set with the change.
+        `consume` names a key deleted in the same step (the draft the ticket was made from)."""
         mark = None if replay is None or replay.done else replay
         keys = [ticket_key(ticket.id), f"{PREFIX}tickets", f"{PREFIX}by_linkedid", f"{PREFIX}open",
-                mark.key if mark else "", DEADLINES]
+                mark.key if mark else "", DEADLINES, consume]
         keys += [outbox_key(peer) for peer, _ in outgoing]
         body = ticket.to_dict() if body is None else body  # the caller may have rendered it already
         args = ["1" if create else "0", self.sealer.seal(_json(body)), str(_score(ticket.created_at)),
@@ -190,8 +196,9 @@ class TicketStore:
 
     async def create(self, ticket: Ticket, outgoing: Sequence[tuple[str, OutboxMessage | dict[str, Any]]],
                      body: dict[str, Any] | None = None, heads: dict[str, Head] | None = None,
-                     replay: ReplayMark | None = None) -> bool:
-        return await self.put(ticket, outgoing, create=True, body=body, heads=heads, replay=replay)
+                     replay: ReplayMark | None = None, consume: str = "") -> bool:
+        return await self.put(ticket, outgoing, create=True, body=body, heads=heads, replay=replay,
+                              consume=consume)
 
     async def by_linkedid(self, linkedid: str) -> str | None:
         raw = await self.redis.hget(f"{PREFIX}by_linkedid", linkedid)

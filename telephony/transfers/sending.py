@@ -4,7 +4,10 @@ A transfer key (FastAGI `onekey`, see transfers/agi.py) and the console's button
 path: `start` stores the ticket and names the transfer extension `<dial>*<ticket id>`; the dialplan (key) or an
 AMI BlindTransfer (button) moves the caller. The push to the peer leaves afterwards from the delivery worker.
 When the caller's Dial to the target ends without an answer, `failed` marks the ticket transfer_failed with a
-discrepancy record and names who gets the caller back.
+discrepancy record and names who gets the caller back. The draft typed while the caller talks is kept in Redis
+(transfers/drafts.py) and taken into the ticket by the same write that stores it. A referral (`refer`) is a
+ticket for a matter that reached us through a network channel (web, app, letter …): no call, the same ticket
+path and lifecycle.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from telephony.calls import state as call_state
 from telephony.calls.registry import Call, CallRegistry
 from telephony.config import SiteConfig, Target
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
-from telephony.ids import CALLER_NUMBER, CHANNEL, TICKET_ID, UNIQUEID
+from telephony.ids import CALLER_NUMBER, CHANNEL, INTAKE_CHANNELS, TICKET_ID, UNIQUEID
 from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
+from telephony.transfers.drafts import DraftStore, draft_key
 
 log = structlog.get_logger("transfers")
 FAILURE_REASONS = {
@@ -30,17 +34,19 @@ FAILURE_REASONS = {
     "CHANUNAVAIL": "target unreachable (trunk or far PBX down)",
     "CONGESTION": "target congested or refused the call",
 }
+REFERRAL_CHANNELS = tuple(c for c in INTAKE_CHANNELS if c != "call")  # a call is transferred with its call
 AmiSend = Callable[[dict[str, str]], Awaitable[Any]]
-MAX_DRAFTS = 1000  # drafts kept before those of calls that ended without a transfer are dropped
 
 
 class SendingService:
-    def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService, ami_send: AmiSend) -> None:
+    def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService, ami_send: AmiSend,
+                 drafts: DraftStore | None = None) -> None:
+        """`drafts` defaults to a store in the ticket store's Redis, sealed with its Sealer."""
         self.config = config
         self.calls = calls
         self.tickets = tickets
         self.ami_send = ami_send
-        self.drafts: dict[str, dict[str, str]] = {}
+        self.drafts = drafts or DraftStore(tickets.store.redis, tickets.store.sealer)
 
     async def start(self, call: Call, agent_uniqueid: str, target: Target,
                     mode: str = "transfer") -> tuple[Ticket, str]:
@@ -53,24 +59,31 @@ class SendingService:
         agent_id = agent_leg.endpoint.removeprefix("agent")
         caller = next((leg for leg in call.legs.values() if leg.uniqueid != agent_uniqueid), None)
         caller_number = caller.caller_number if caller and CALLER_NUMBER.match(caller.caller_number) else ""
-        path = [self.config.site.name, target.via, target.name] if target.via else [self.config.site.name, target.name]
+        path = self._path(target)
         call_state.move(call, call_state.start_event(mode))
         try:
             resumed = await self._resume(call, target, mode) if call.recovered and call.ticket_id is None else None
             if resumed is not None:
                 return resumed
+            draft = await self.drafts.for_call(call.linkedid, call.recovered)
             ticket = await self.tickets.create(
                 target_site=target.name, target_platform=target.platform, caller_number=caller_number,
                 agent_id=agent_id if agent_id.isdigit() else "", linkedid=call.linkedid,
-                uniqueids=sorted(call.legs), draft=self.drafts.pop(call.linkedid, {}), path=path, mode=mode,
-                recording=f"linkage-{caller.uniqueid}.wav" if caller else "")
+                uniqueids=sorted(call.legs), draft=draft, path=path, mode=mode,
+                recording=f"linkage-{caller.uniqueid}.wav" if caller else "",
+                consume=draft_key(call.linkedid) if draft else "")
         except Exception:
             call_state.move(call, "not_stored")
             raise
+        self.drafts.stored(call.linkedid)
         call.ticket_id = ticket.id
         structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
         log.info("transfer.started", target=target.name)
         return ticket, f"{target.dial}*{ticket.id}"
+
+    def _path(self, target: Target) -> list[str]:
+        here = self.config.site.name
+        return [here, target.via, target.name] if target.via else [here, target.name]
 
     async def _resume(self, call: Call, target: Target, mode: str) -> tuple[Ticket, str] | None:
         """A call this run of the controller learnt from Asterisk after a restart: if the previous run stored a
@@ -164,11 +177,34 @@ class SendingService:
         log.warning("transfer.failed", dial_status=dial_status, recalled_to=payload["recalled_to"])
         return agent
 
-    def set_draft(self, linkedid: str, draft: dict[str, str]) -> dict[str, str]:
+    async def set_draft(self, linkedid: str, draft: dict[str, str]) -> dict[str, str]:
+        """Merge what the agent typed (validated) into the active call's draft; returns the whole draft."""
         if self.calls.get(linkedid) is None:
             raise NotFound("no active call with that linkedid", linkedid=linkedid)
-        if len(self.drafts) > MAX_DRAFTS:
-            self.drafts = {k: v for k, v in self.drafts.items() if k in self.calls.calls}
-        merged = {**self.drafts.get(linkedid, {}), **draft}
-        self.drafts[linkedid] = merged
-        return merged
+        self.drafts.prune(self.calls.calls)
+        return await self.drafts.put(linkedid, draft)
+
+    async def draft(self, linkedid: str) -> dict[str, str]:
+        """The active call's draft as saved (the console reloads its form from it)."""
+        if self.calls.get(linkedid) is None:
+            raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        return await self.drafts.get(linkedid)
+
+    async def refer(self, target_name: str, channel: str, agent: str, caller_number: str,
+                    fields: dict[str, str]) -> Ticket:
+        """A referral (网络渠道转办): a matter that reached this platform over a network channel goes to the
+        target as a ticket without a call. `fields` are draft fields, validated; `agent` may be '' (the
+        console)."""
+        if channel not in REFERRAL_CHANNELS:
+            raise InvalidInput(f"field 'channel' must be one of {', '.join(REFERRAL_CHANNELS)}", field="channel")
+        target = self.config.target(target_name)
+        if target is None:
+            raise InvalidInput(f"unknown transfer target {target_name!r}", field="target",
+                               targets=[t.name for t in self.config.targets])
+        path = self._path(target)
+        ticket = await self.tickets.create(
+            target_site=target.name, target_platform=target.platform, caller_number=caller_number,
+            agent_id=agent, linkedid="", uniqueids=[], draft=fields, path=path, mode="referral", channel=channel)
+        structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
+        log.info("referral.created", target=target.name, channel=channel)
+        return ticket

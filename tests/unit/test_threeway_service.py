@@ -82,7 +82,7 @@ class Desk:
         """An answered call put into a three-way room, with the caller, the agent and the far leg in it."""
         self.answered()
         if category:
-            self.transfers.set_draft(LINKEDID, {"category": category})
+            await self.transfers.set_draft(LINKEDID, {"category": category})
         ticket = await self.service.start(LINKEDID, AGENT_UID)
         await asyncio.sleep(0.01)  # the room is assembled
         for channel, uid in ((CALLER, LINKEDID), (AGENT, AGENT_UID), (FAR, "1795934017.12")):

@@ -404,7 +404,7 @@ def test_payload_shape_is_refused(payload: Any) -> None:
 
 def test_draft_fields_include_the_officers_contact() -> None:
     assert sorted(DRAFT_FIELDS) == ["address", "caller_name", "category", "content", "division", "officer_contact",
-                                    "title"]
+                                    "title", "urgency"]
     assert parse_draft({"officer_contact": "x" * 200}) == {"officer_contact": "x" * 200}
     with pytest.raises(InvalidInput):
         parse_draft({"officer_contact": "x" * 201})
