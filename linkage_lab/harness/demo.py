@@ -29,11 +29,23 @@ def _ticket(site: dict[str, Any], ticket_id: str) -> dict[str, Any]:
         return data
 
 
+def console_help(desc: dict[str, Any]) -> str:
+    """Where each site's console is and how to sign in (tokens are not printed: they come from describe)."""
+    lines = ["consoles (open one per site, sign in, then watch the demo call pop up at 110):"]
+    for name, site in desc["sites"].items():
+        agents = ", ".join(a["id"] for a in site["accounts"]["agents"])
+        lines.append(f"  {name:11} {site['http']}/console  agents {agents}")
+    lines.append("  sign in with an agent's token (`linkage lab describe`: sites.<site>.accounts.agents[].token)"
+                 " or, as the supervisor, with the site's token (sites.<site>.token)")
+    return "\n".join(lines)
+
+
 def demo(serve: bool = True, skip: bool = False) -> int:
     lab = Lab()
     t0 = time.monotonic()
     desc = lab.up(log=lambda m: print(m, file=sys.stderr))
     print(f"lab ready in {time.monotonic() - t0:.1f}s; `linkage lab describe` prints its endpoints")
+    print(console_help(desc))
     rc = 0
     if not skip:
         result = run_scenario(load(DEMO), desc)

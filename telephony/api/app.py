@@ -66,6 +66,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.post("/v1/calls/{linkedid}/threeway", ThreewayHttp(threeway).threeway_call),
         web.post("/v1/transfers", sending.refer),
         web.get("/v1/stream", hub.serve),
+        web.get("/v1/delivery", delivery.health),
         web.get("/v1/dead-letters", delivery.dead_letters),
         web.post("/v1/dead-letters/{peer}/replay", delivery.replay_dead_letters),
         web.get("/v1/audit/exports", console.export_audit),

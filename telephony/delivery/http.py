@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from telephony.config import SiteConfig
-from telephony.delivery import batch, deadletters
+from telephony.delivery import batch, deadletters, outbox
 from telephony.delivery.inbox import Inbox
 from telephony.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from telephony.http_request import own_agent, read_json, signer, ticket_id
@@ -86,6 +86,17 @@ class DeliveryHttp:
         for name in names:
             items = await deadletters.entries(self.redis, self.sealer, name)
             peers.append({"peer": name, "count": len(items), "items": [i.to_dict() for i in items]})
+        return web.json_response({"peers": peers})
+
+    async def health(self, request: web.Request) -> web.Response:
+        """GET /v1/delivery: per peer, what waits in its outbox and since when, and its dead letters."""
+        self._supervisor(request)
+        if request.query:
+            raise InvalidInput("this route takes no query parameters")
+        peers = []
+        for peer in self.config.peers:
+            waiting = await outbox.backlog(self.redis, self.sealer, peer.name)
+            peers.append({**waiting, "dead_letters": await deadletters.count(self.redis, peer.name)})
         return web.json_response({"peers": peers})
 
     async def replay_dead_letters(self, request: web.Request) -> web.Response:

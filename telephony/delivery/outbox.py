@@ -15,6 +15,7 @@ import asyncio
 import json
 import time
 from collections import deque
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -271,3 +272,25 @@ class OutboxWorker:
         log.warning("delivery.retry", peer=self.peer, attempt=self.attempt, delay=round(delay, 3), error=str(exc))
         self.retries.inc()
         await asyncio.sleep(delay)
+
+
+async def backlog(redis: aioredis.Redis, sealer: Sealer, peer: str) -> dict[str, Any]:
+    """What waits for a peer (the supervisor's delivery health): how many messages, and since when the oldest
+    waits (its push's queue time, or its event's time; None when the outbox is empty or its head unreadable)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.llen(outbox_key(peer))
+        pipe.lindex(outbox_key(peer), 0)
+        queued, head = await pipe.execute()
+    oldest: float | None = None
+    if head is not None:
+        try:
+            message = json.loads(sealer.open(head))
+            at = message.get("queued_at") or message.get("body", {}).get("at")
+            oldest = float(at) if isinstance(at, int | float) else _epoch(str(at)) if at else None
+        except (ValueError, TypeError, AttributeError):
+            oldest = None
+    return {"peer": peer, "queued": int(queued), "oldest_since": oldest}
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

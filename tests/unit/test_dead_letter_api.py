@@ -140,3 +140,18 @@ async def test_a_processed_peer_message_id_is_remembered_for_the_replay_window(s
     ttl = await site.redis.ttl("linkage:seen:110:fetch-1")
     assert site.config.security.replay_window == 8 * 86400
     assert site.config.security.replay_window - 60 < ttl <= site.config.security.replay_window
+
+
+async def test_delivery_health_shows_what_waits_for_each_peer(site: Site) -> None:
+    assert await site.call("GET", "/v1/delivery") == \
+        (200, {"peers": [{"peer": "110", "queued": 0, "oldest_since": None, "dead_letters": 0}]})
+    await site.park(1)
+    event = {"kind": "event", "body": {"id": f"{7:032x}", "type": "accepted", "at": "2026-12-01T20:00:00.000Z"}}
+    push = {"kind": "ticket", "queued_at": 1796155200.5, "body": {"id": TID}}
+    for message in (event, push):
+        await site.redis.rpush(outbox_key("110"), site.store.sealer.seal(json.dumps(message)))
+    status, body = await site.call("GET", "/v1/delivery")
+    assert status == 200 and body == {"peers": [{"peer": "110", "queued": 2, "oldest_since": 1796155200.0,
+                                                 "dead_letters": 1}]}
+    assert (await site.call("GET", "/v1/delivery", token=site.agent_token))[0] == 403
+    assert (await site.call("GET", "/v1/delivery?peer=110"))[0] == 400

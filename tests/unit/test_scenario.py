@@ -162,3 +162,14 @@ def test_unreadable_or_invalid_file_is_refused(tmp_path: Path) -> None:
 ])
 def test_bad_numbers_and_shapes_raise_config_error(tmp_path: Path, overrides: dict[str, Any], problem: str) -> None:
     assert problem in failure(tmp_path, base(**overrides))
+
+
+def test_make_run_says_where_each_console_is_without_printing_a_token(tmp_path: Path) -> None:
+    from linkage_lab.harness.demo import console_help
+    from linkage_lab.lab.lab import Lab
+    desc = Lab(rootfs=str(tmp_path)).describe()
+    text = console_help(desc)
+    for name, site in desc["sites"].items():
+        assert f"{site['http']}/console" in text and name in text
+        assert site["token"] not in text
+        assert all(a["token"] not in text for a in site["accounts"]["agents"])
