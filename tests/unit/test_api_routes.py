@@ -37,7 +37,8 @@ ROUTES = [("GET", "/v1/health"), ("GET", "/metrics"), ("POST", "/v1/tickets"), (
           ("PATCH", "/v1/tickets/{id}"), ("POST", "/v1/tickets/{id}/events"),
           ("POST", "/v1/tickets/{id}/transitions"), ("GET", "/v1/calls"), ("PUT", "/v1/calls/{linkedid}/draft"),
           ("POST", "/v1/calls/{linkedid}/transfer"), ("POST", "/v1/calls/{linkedid}/threeway"),
-          ("GET", "/v1/stream"), ("GET", "/v1/dead-letters"), ("POST", "/v1/dead-letters/{peer}/replay")]
+          ("GET", "/v1/stream"), ("GET", "/v1/dead-letters"), ("POST", "/v1/dead-letters/{peer}/replay"),
+          ("GET", "/console"), ("GET", "/console/{file}")]
 
 
 async def _healthy() -> dict[str, Any]:
