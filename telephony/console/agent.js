@@ -81,7 +81,7 @@ export class AgentView {
         this.popCard,
         el("section", { id: "progress", class: "card" }, el("h2", {}, "转接进度"), this.steps, this.progressText,
           this.failure)),
-      el("div", {}, this.form(), this.inbox.render())));
+      el("div", {}, this.form())), this.inbox.render());
     this.renderCall();
     this.renderProgress();
   }

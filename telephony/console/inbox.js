@@ -53,7 +53,7 @@ export class Inbox {
     const tab = (side, label) => el("button", { type: "button", class: "secondary", dataset: { side },
       "aria-pressed": String(this.side === side), onclick: () => { this.side = side; this.draw(); } }, label);
     this.tabs = el("div", { class: "tabs" }, tab("receiver", "收到的联动单"), tab("sender", "发出的联动单"));
-    this.root = el("section", { id: "inbox", class: "card" }, el("h2", {}, "联动单"), this.tabs, this.error,
+    this.root = el("section", { id: "inbox", class: "card" }, el("h2", {}, "收件箱"), this.tabs, this.error,
       el("table", {}, el("thead", {}, el("tr", {}, ["编号", "来源/去向", "状态", "类别", "来电号码", "内容", "时间",
         "操作"].map((h) => el("th", {}, h)))), this.body));
     return this.root;
