@@ -258,6 +258,7 @@ export class AgentView {
       // a ticket of this agent's that the page did not start: the phone's key was pressed
       if (ticket.status !== "created" && ticket.status !== "delivered") return;
       this.tracked = { id: ticket.id, label: (ticket.target && ticket.target.site) || "", history: [] };
+      fill(this.failure);
     }
     this.tracked.history = ticket.history || [];
     this.tracked.status = ticket.status;
@@ -274,7 +275,7 @@ export class AgentView {
     fill(this.progressText, `联动单 ${t.id} · ${t.label} · ${STATUS[t.status] || t.status || ""}`);
     const failed = [...t.history].reverse().find((e) => e.type === "transfer_failed");
     if (failed) {
-      fill(this.failure, `转接失败：${reason(failed.payload && failed.payload.reason)}，来电已回到您这里`);
+      fill(this.failure, `转接失败：${reason(failed.payload)}，来电已回到您这里`);
     }
   }
 

@@ -62,13 +62,14 @@ export const EVENT = {
   routed: "已转至区县", transferred: "已转出", decided: "三方商定", abandoned: "来电人已挂机",
 };
 
-// Reasons a transfer fails, as the dialplan and the controller name them; anything else is shown as it came.
-export const REASON = {
-  busy: "对方忙", no_answer: "无人接听", noanswer: "无人接听", unavailable: "对方不可达",
-  congestion: "线路拥塞", far_side_down: "对方系统不可用", timeout: "超时", chanunavail: "对方不可达",
+// Why a transfer failed, from the dial status Asterisk reported; the controller's own words follow in brackets.
+export const DIAL_STATUS = {
+  busy: "对方忙", noanswer: "无人接听", congestion: "线路拥塞", chanunavail: "对方不可达", cancel: "呼叫已取消",
 };
 
-export function reason(text) {
-  const key = String(text || "").toLowerCase();
-  return REASON[key] ? `${REASON[key]}（${text}）` : String(text || "未知原因");
+export function reason(payload) {
+  const p = payload || {};
+  const text = String(p.reason || p.dial_status || "未知原因");
+  const known = DIAL_STATUS[String(p.dial_status || "").toLowerCase()];
+  return known ? `${known}（${text}）` : text;
 }

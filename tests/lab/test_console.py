@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from linkage_lab.harness.checks import epoch
-from linkage_lab.harness.runner import run_scenario
+from linkage_lab.harness.runner import Result, run_scenario
 from linkage_lab.harness.scenario import load
 from linkage_lab.lab.lab import Lab
 
@@ -26,6 +27,7 @@ SHOTS = ROOT / "reports" / "console"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 WAIT = 10_000  # ms: the longest any element may take to appear once its cause happened
+# Waits are selectors (`:has-text`), never wait_for_function: the page's CSP forbids the eval it polls with.
 HOSTILE = '<script>window.__pwned=1</script>"><img src=x onerror="window.__pwned=1">{{7*7}}'
 
 
@@ -65,8 +67,7 @@ def test_console_loads_and_signs_in(desc: dict[str, Any], browser: Browser) -> N
     page.fill("#sign-in-agent", "1001")
     page.fill("#sign-in-token", "not-the-token")
     page.click("#sign-in-submit")
-    page.wait_for_function("document.querySelector('#sign-in-error').textContent.includes('令牌错误')",
-                           timeout=WAIT)
+    page.wait_for_selector("#sign-in-error:has-text('令牌错误')", timeout=WAIT)
     assert page.is_hidden("#agent-view")
     assert page.evaluate("sessionStorage.length") == 0
     shot(page, "sign-in-refused")
@@ -88,27 +89,40 @@ def test_console_loads_and_signs_in(desc: dict[str, Any], browser: Browser) -> N
     page.context.close()
 
 
-def run_while(scenario_file: str, desc: dict[str, Any], lab: Lab, **draft: str) -> Any:
-    """Start a scenario in a thread (it runs its own event loop); the test's thread drives the browser."""
+@contextmanager
+def run_while(scenario_file: str, desc: dict[str, Any], lab: Lab, *, hold: str = "", actions: bool = True,
+              **draft: str) -> Iterator[Future[Result]]:
+    """Start a scenario in a thread (it runs its own event loop); the test's thread drives the browser.
+    `draft` overrides fields of its first draft action; `actions=False` leaves the console's part to the
+    browser; `hold` is how long the citizen stays on the line (ms)."""
     scenario = load(ROOT / "tests" / "scenarios" / scenario_file)
     if draft:
         first = dataclasses.replace(scenario.actions[0], draft={**scenario.actions[0].draft, **draft})
         scenario = dataclasses.replace(scenario, actions=[first, *scenario.actions[1:]])
-    pool = ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(run_scenario, scenario, desc, lab)
-    pool.shutdown(wait=False)
-    return future
+    if not actions:
+        scenario = dataclasses.replace(scenario, actions=[])
+    if hold:
+        roles = [dataclasses.replace(r, params={**r.params, "hold": hold}) if r.account == "citizen" else r
+                 for r in scenario.roles]
+        scenario = dataclasses.replace(scenario, roles=roles)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(run_scenario, scenario, desc, lab)
+        try:
+            yield future
+        except BaseException:
+            future.result(timeout=120)  # a failed check must not leave the calls running into the next test
+            raise
 
 
 def test_screen_pop_before_the_answer_and_the_loop_closed(desc: dict[str, Any], lab: Lab,
                                                             browser: Browser) -> None:
     far = open_console(browser, desc, "110", "2001")
     near = open_console(browser, desc, "12345", "1001")
-    future = run_while("onekey_happy.yaml", desc, lab)
-    far.wait_for_selector("#pop:not([hidden])", timeout=30_000)
-    shown_at = float(far.get_attribute("#pop", "data-shown-at") or "0") / 1000
-    shot(far, "screen-pop-110")
-    result = future.result(timeout=90)
+    with run_while("onekey_happy.yaml", desc, lab) as future:
+        far.wait_for_selector("#pop:not([hidden])", timeout=30_000)
+        shown_at = float(far.get_attribute("#pop", "data-shown-at") or "0") / 1000
+        shot(far, "screen-pop-110")
+        result = future.result(timeout=90)
     assert result.ok, result.report()
     ticket = result.tickets["110"][0]
     tid = ticket["id"]
@@ -130,8 +144,7 @@ def test_screen_pop_before_the_answer_and_the_loop_closed(desc: dict[str, Any], 
     far.fill(f"{row} input[data-need=result]", "已出警处置，纠纷已调解")
     far.click(f"{row} form.ask button[type=submit]")
     far.wait_for_selector(f"{row}[data-status=resolved]", timeout=WAIT)
-    near.wait_for_function("document.querySelector('#progress-text').textContent.includes('已办结')",
-                           timeout=WAIT)
+    near.wait_for_selector("#progress-text:has-text('已办结')", timeout=WAIT)
     shot(far, "inbox-110")
     shot(near, "agent-12345")
     sup = open_console(browser, desc, "110", "")
@@ -143,9 +156,10 @@ def test_screen_pop_before_the_answer_and_the_loop_closed(desc: dict[str, Any], 
 def test_hostile_text_from_a_real_call_is_shown_as_text(desc: dict[str, Any], lab: Lab,
                                                          browser: Browser) -> None:
     far = open_console(browser, desc, "110", "2001")
-    future = run_while("onekey_happy.yaml", desc, lab, content=HOSTILE, title=HOSTILE, caller_name=HOSTILE[:100])
-    far.wait_for_selector("#pop:not([hidden])", timeout=30_000)
-    result = future.result(timeout=90)
+    hostile = {"content": HOSTILE, "title": HOSTILE, "caller_name": HOSTILE[:100]}
+    with run_while("onekey_happy.yaml", desc, lab, **hostile) as future:
+        far.wait_for_selector("#pop:not([hidden])", timeout=30_000)
+        result = future.result(timeout=90)
     assert result.ok, result.report()
     tid = result.tickets["110"][0]["id"]
     far.wait_for_selector(f"#pop[data-ticket-id='{tid}']", timeout=WAIT)
@@ -159,3 +173,42 @@ def test_hostile_text_from_a_real_call_is_shown_as_text(desc: dict[str, Any], la
     assert "49" not in (far.text_content(cell) or "")
     shot(far, "hostile-text-110")
     far.context.close()
+
+
+def test_the_form_and_the_button_transfer_a_real_call(desc: dict[str, Any], lab: Lab, browser: Browser) -> None:
+    """The 12345 agent answers, types the form (autosaved), presses Alt+1 (转110); the 110 console pops it."""
+    far = open_console(browser, desc, "110", "2001")
+    near = open_console(browser, desc, "12345", "1001")
+    with run_while("console_transfer_button.yaml", desc, lab, hold="9000", actions=False) as future:
+        near.wait_for_selector("#call-state[data-state=answered]", timeout=15_000)
+        near.select_option("#f-category", "report")
+        near.select_option("#f-division", "370800")  # the city: a county code would go on to that county's 110
+        near.fill("#f-address", "济宁市某小区5号楼")
+        near.fill("#f-content", "电梯困人，一名老人被困，请求救援")
+        near.wait_for_selector("#draft-state[data-saved]", timeout=WAIT)  # the autosave reached the controller
+        shot(near, "form-12345")
+        near.keyboard.press("Alt+1")
+        far.wait_for_selector("#pop:not([hidden])", timeout=WAIT)
+        assert far.text_content("#pop [data-field=content]") == "电梯困人，一名老人被困，请求救援"
+        assert far.text_content("#pop [data-field=address]") == "济宁市某小区5号楼"
+        near.wait_for_selector("#progress-steps li[data-step=signed_for].done", timeout=WAIT)
+        result = future.result(timeout=90)
+    assert result.ok, result.report()
+    assert result.tickets["12345"][0]["content"] == "电梯困人，一名老人被困，请求救援"
+    assert near.get_attribute("#progress-steps", "data-ticket-id") == result.tickets["12345"][0]["id"]
+    assert not near.text_content("#progress-failure")
+    for page in (far, near):
+        page.context.close()
+
+
+def test_a_busy_target_is_shown_as_a_recall(desc: dict[str, Any], lab: Lab, browser: Browser) -> None:
+    near = open_console(browser, desc, "12345", "1001")
+    with run_while("failure_busy_recall.yaml", desc, lab) as future:
+        near.wait_for_selector("#progress-failure:has-text('来电已回到您这里')", timeout=30_000)
+        text = near.text_content("#progress-failure") or ""
+        assert text.startswith("转接失败：对方忙") and "target busy" in text
+        result = future.result(timeout=90)
+    assert result.ok, result.report()
+    assert near.get_attribute("#progress-steps", "data-ticket-id") == result.tickets["12345"][0]["id"]
+    shot(near, "recall-12345")
+    near.context.close()
