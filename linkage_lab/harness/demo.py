@@ -29,11 +29,21 @@ def _ticket(site: dict[str, Any], ticket_id: str) -> dict[str, Any]:
         return data
 
 
+def print_consoles(desc: dict[str, Any]) -> None:
+    """Where the browser consoles are; the tokens stay in `linkage lab describe`, not in this output."""
+    print("browser consoles (sign in with an agent's id and its token from `linkage lab describe`, "
+          "sites.<site>.accounts.agents[]; leave the id empty and use sites.<site>.token for the supervisor):")
+    for name, site in desc["sites"].items():
+        agents = ", ".join(a["id"] for a in site["accounts"]["agents"])
+        print(f"  {name:12} {site['http']}/console   agents {agents}")
+
+
 def demo(serve: bool = True, skip: bool = False) -> int:
     lab = Lab()
     t0 = time.monotonic()
     desc = lab.up(log=lambda m: print(m, file=sys.stderr))
     print(f"lab ready in {time.monotonic() - t0:.1f}s; `linkage lab describe` prints its endpoints")
+    print_consoles(desc)
     rc = 0
     if not skip:
         result = run_scenario(load(DEMO), desc)

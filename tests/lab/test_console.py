@@ -49,6 +49,7 @@ def open_console(browser: Browser, desc: dict[str, Any], site: str, agent: str) 
     page.fill("#sign-in-token", token)
     page.click("#sign-in-submit")
     page.wait_for_selector("body[data-stream=open]", timeout=WAIT)  # the stream is read from here on
+    assert page.is_hidden("#sign-in")
     return page
 
 
