@@ -44,7 +44,8 @@ export class AgentView {
   }
 
   onStream(type, data) {
-    if (type === "screen_pop" && data && data.ticket) this.showPop(data.ticket, data.event);
+    const ringsHere = data && data.event && data.event.actor && data.event.actor.agent === this.s.agent;
+    if (type === "screen_pop" && data && data.ticket && ringsHere) this.showPop(data.ticket, data.event);
     if ((type === "ticket" || type === "screen_pop") && data && data.ticket) this.follow(data.ticket);
     if (type === "call" && data && data.call) {
       this.info[data.call.linkedid] = { ...data.call, state: data.state };

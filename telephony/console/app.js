@@ -59,7 +59,9 @@ function start(s) {
     : new AgentView($("#agent-view"), s);
   view.show();
   const pill = $("#stream-state");
-  stop = openStream("/v1/stream", s.token, {
+  // the agent's own stream (a site token signed in for an agent would otherwise get the whole site's)
+  const path = s.role === "supervisor" ? "/v1/stream" : `/v1/stream?agent=${encodeURIComponent(s.agent)}`;
+  stop = openStream(path, s.token, {
     message: (m) => {
       let data = null;
       try {

@@ -133,6 +133,9 @@ def test_screen_pop_before_the_answer_and_the_loop_closed(desc: dict[str, Any], 
     assert far.text_content("#pop [data-field=caller_number]") == "13912345678"
     answered = next(epoch(e["at"]) for e in ticket["history"] if e["type"] == "signed_for")
     assert shown_at < answered, f"pop shown {shown_at - answered:+.3f} s after the answer"
+    offered = next(epoch(e["at"]) for e in ticket["history"] if e["type"] == "offered")
+    (SHOTS / "screen-pop.txt").write_text(f"ticket {tid}: pop rendered {1000 * (shown_at - offered):+.0f} ms after "
+                                          f"offered, {1000 * (answered - shown_at):.0f} ms before the answer\n")
 
     # the 12345 agent saw each step of its transfer
     near.wait_for_selector(f"#progress-steps[data-ticket-id='{result.tickets['12345'][0]['id']}'] "
