@@ -7,7 +7,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables"  # ip netns, ss, iptables: fault drills
+DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei"
+# ip netns, ss, iptables: fault drills; chromium and a CJK font: the console's browser tests and screenshots
 ROOTFS_PACKAGES="asterisk asterisk-modules asterisk-core-sounds-en-gsm asterisk-moh-opsound-gsm"
 ROOTFS_BASE=${LINKAGE_ROOTFS_BASE:-/var/lib/linkage/rootfs}
 PYTHON=${PYTHON:-python3}

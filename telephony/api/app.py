@@ -1,5 +1,5 @@
 """The HTTP app: each context's adapter under /v1 behind the middlewares, in one route table (documented in
-docs/openapi.yaml, which a test checks against this router).
+docs/openapi.yaml, which a test checks against this router), and the browser console's files at /console.
 
 Every body is size-bounded, parsed strictly and validated before anything is stored; errors are JSON with a
 stable error id and a message for the person reading it (telephony/api/middleware.py).
@@ -20,6 +20,7 @@ from telephony.api.stream import StreamHub
 from telephony.calls.http import CallsHttp
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
+from telephony.console.http import ConsoleHttp
 from telephony.delivery.http import DeliveryHttp
 from telephony.delivery.inbox import Inbox, ReplayMemory
 from telephony.http_request import MAX_BODY, signer
@@ -46,6 +47,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     console = TicketsHttp(config, tickets, ExportAudit(redis))
     calls_http = CallsHttp(calls)
     sending = TransfersHttp(config, calls, transfers)
+    pages = ConsoleHttp()
     app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
     # The order matters where paths overlap: /v1/tickets/export before /v1/tickets/{id}.
     app.add_routes([
@@ -70,6 +72,8 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.get("/v1/dead-letters", delivery.dead_letters),
         web.post("/v1/dead-letters/{peer}/replay", delivery.replay_dead_letters),
         web.get("/v1/audit/exports", console.export_audit),
+        web.get("/console", pages.index),
+        web.get("/console/{file}", pages.asset),
     ])
     return app
 

@@ -3,8 +3,8 @@
 - `errors`: binds the request to the log context and turns every refusal into the JSON error body (a stable
   error id and a message for the person reading it); a store that is away is a 503 the caller retries;
 - `Gate`: authentication and the rate limit. Peer routes need a peer's signature; reading a ticket takes a
-  signature or a console token; the rest a console token or an agent's own token. Health and metrics are
-  public.
+  signature or a console token; the rest a console token or an agent's own token. Health, metrics and
+  the console's static files are public.
 The replay memory of signed messages is not here: it belongs to the inbox (telephony/delivery/inbox.py).
 """
 
@@ -29,6 +29,7 @@ log = structlog.get_logger("http")
 PEER_ROUTE = re.compile(r"^/v1/(batch|tickets(/[0-9]{20,32}/events)?)$")
 TICKET_ROUTE = re.compile(r"^/v1/tickets/[0-9]{20,32}$")
 PUBLIC = {"/v1/health", "/metrics"}
+CONSOLE = re.compile(r"^/console(/[a-z]+\.[a-z]+)?$")  # the console's static files: the token is typed in the page
 
 
 def refused(metrics: HttpMetrics, exc: LinkageError) -> None:
@@ -80,7 +81,7 @@ class Gate:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC:
+        if request.path in PUBLIC or (request.method in ("GET", "HEAD") and CONSOLE.match(request.path)):
             return await handler(request)
         signed = await self._authenticate(request)
         caller = request.headers.get("linkage-site", "") if signed else request.get(AGENT_KEY) or "console"

@@ -39,7 +39,8 @@ ROUTES = [("GET", "/v1/health"), ("GET", "/metrics"), ("POST", "/v1/tickets"), (
           ("GET", "/v1/calls/{linkedid}/draft"), ("POST", "/v1/calls/{linkedid}/transfer"),
           ("POST", "/v1/calls/{linkedid}/threeway"), ("POST", "/v1/transfers"), ("GET", "/v1/stream"),
           ("GET", "/v1/delivery"), ("GET", "/v1/dead-letters"), ("POST", "/v1/dead-letters/{peer}/replay"),
-          ("GET", "/v1/audit/exports")]
+          ("GET", "/v1/audit/exports"),
+          ("GET", "/console"), ("GET", "/console/{file}")]
 
 
 async def _healthy() -> dict[str, Any]:

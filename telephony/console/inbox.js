@@ -1,0 +1,147 @@
+// The tickets this site received (and sent), with only the lifecycle steps allowed now as buttons; the
+// server still decides. Also the pick lists (categories, divisions) every view shares.
+
+import { api } from "./api.js";
+import { EVENT, STATUS, el, fill, when } from "./dom.js";
+
+let picks = { categories: [], divisions: [] };
+let loading = null;
+
+export function catalogue() {
+  loading = loading || fetch("/console/catalogue.json", { cache: "no-store", credentials: "omit" })
+    .then((r) => r.json()).then((c) => { picks = c; return c; }).catch(() => picks);
+  return loading;
+}
+
+export function categoryName(key) {
+  const item = picks.categories.find((c) => c.key === key);
+  return item ? item.name : key || "—";
+}
+
+const SATISFACTION = { satisfied: "满意", basically_satisfied: "基本满意", dissatisfied: "不满意" };
+// The steps of tickets/state.py a console may post, by this site's side of the ticket and the ticket's state;
+// `need` names the payload item the step requires.
+const STEPS = {
+  receiver: [
+    { type: "accepted", label: "受理", from: ["delivered", "signed_for"] },
+    { type: "returned", label: "退回", from: ["delivered", "signed_for"], need: "reason", ask: "退回原因" },
+    { type: "in_progress", label: "处理中", from: ["accepted"] },
+    { type: "resolved", label: "办结", from: ["accepted", "in_progress"], need: "result", ask: "办理结果" },
+  ],
+  sender: [
+    { type: "followed_up", label: "回访", from: ["resolved"], need: "satisfaction", ask: "满意度" },
+    { type: "closed", label: "归档", from: ["resolved", "followed_up", "returned", "transfer_failed"] },
+    { type: "cancelled", label: "撤销", from: ["created", "delivered", "signed_for", "returned", "transfer_failed"] },
+  ],
+};
+const PAGE = 100;
+
+export class Inbox {
+  constructor(s) {
+    this.s = s;
+    this.side = "receiver";
+    this.items = [];
+    this.open = new Set(); // tickets whose history is unfolded
+    this.pending = null;
+    this.asking = false;
+    setInterval(() => this.refresh(), 10000);
+  }
+
+  render() {
+    this.body = el("tbody");
+    this.error = el("p", { class: "error", role: "alert" });
+    const tab = (side, label) => el("button", { type: "button", class: "secondary", dataset: { side },
+      "aria-pressed": String(this.side === side), onclick: () => { this.side = side; this.draw(); } }, label);
+    this.tabs = el("div", { class: "tabs" }, tab("receiver", "收到的联动单"), tab("sender", "发出的联动单"));
+    this.root = el("section", { id: "inbox", class: "card" }, el("h2", {}, "收件箱"), this.tabs, this.error,
+      el("table", {}, el("thead", {}, el("tr", {}, ["编号", "来源/去向", "状态", "类别", "来电号码", "内容", "时间",
+        "操作"].map((h) => el("th", {}, h)))), this.body));
+    return this.root;
+  }
+
+  later() {
+    clearTimeout(this.pending);
+    this.pending = setTimeout(() => this.refresh(), 250); // many events arrive together: one read for them
+  }
+
+  async refresh() {
+    if (!this.body) return;
+    try {
+      const page = await api("GET", `/v1/tickets?page_size=${PAGE}`);
+      this.items = (page.items || []).sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+      fill(this.error);
+    } catch (error) {
+      fill(this.error, `读取联动单失败：${error.message}`);
+    }
+    if (!this.asking) this.draw(); // not under the agent's fingers while a reason is being typed
+  }
+
+  draw() {
+    for (const b of this.tabs.children) b.setAttribute("aria-pressed", String(b.dataset.side === this.side));
+    const key = this.side === "receiver" ? "target" : "source";
+    const rows = this.items.filter((t) => t[key] && t[key].site === this.s.site);
+    fill(this.body, rows.length ? rows.map((t) => this.row(t)) : el("tr", {}, el("td", { colspan: 8 }, "暂无")));
+  }
+
+  row(t) {
+    const peer = this.side === "receiver" ? `来自 ${t.source.site}` : `转 ${t.target.site}`;
+    const actions = el("td", { class: "row-actions" },
+      STEPS[this.side].filter((s) => s.from.includes(t.status)).map((s) => this.button(t, s)),
+      el("button", { type: "button", class: "secondary", onclick: () => this.toggle(t.id) },
+        this.open.has(t.id) ? "收起" : "详情"));
+    const tr = el("tr", { dataset: { ticketId: t.id, status: t.status } },
+      el("td", {}, t.id), el("td", {}, peer),
+      el("td", { class: "status" }, STATUS[t.status] || t.status), el("td", {}, categoryName(t.category)),
+      el("td", {}, t.caller_number || "—"), el("td", { class: "text content" }, t.content || "—"),
+      el("td", {}, when(t.created_at)), actions);
+    if (!this.open.has(t.id)) return tr;
+    return [tr, el("tr", { class: "history" }, el("td", { colspan: 8 }, this.history(t)))];
+  }
+
+  history(t) {
+    const fields = [["标题", t.title], ["地址", t.address], ["区划", t.division], ["来电人", t.caller_name],
+      ["退回原因", t.return_reason], ["办理结果", t.result], ["满意度", SATISFACTION[t.satisfaction] || t.satisfaction]];
+    return el("div", {},
+      el("dl", {}, fields.filter(([, v]) => v).map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+      el("ol", {}, (t.history || []).map((e) => el("li", {},
+        `${when(e.at)} ${EVENT[e.type] || e.type} · ${e.actor.site}${e.actor.agent ? `/${e.actor.agent}` : ""}`,
+        e.payload && Object.keys(e.payload).length ? ` · ${JSON.stringify(e.payload)}` : ""))));
+  }
+
+  toggle(id) {
+    if (this.open.has(id)) this.open.delete(id);
+    else this.open.add(id);
+    this.draw();
+  }
+
+  button(t, step) {
+    return el("button", { type: "button", dataset: { action: step.type },
+      onclick: (event) => (step.need ? this.ask(event.target, t, step) : this.post(t, step, {})) }, step.label);
+  }
+
+  ask(button, t, step) {
+    const input = step.need === "satisfaction"
+      ? el("select", {}, Object.entries(SATISFACTION).map(([k, v]) => el("option", { value: k }, v)))
+      : el("input", { placeholder: step.ask, maxlength: 1000, dataset: { need: step.need } });
+    const form = el("form", { class: "ask" }, input,
+      el("button", { type: "submit" }, `确认${step.label}`));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.post(t, step, { [step.need]: input.value.trim() });
+    });
+    this.asking = true;
+    button.replaceWith(form);
+    input.focus();
+  }
+
+  async post(t, step, payload) {
+    this.asking = false;
+    fill(this.error);
+    try {
+      await api("POST", `/v1/tickets/${t.id}/transitions`, { type: step.type, agent: this.s.agent, payload });
+    } catch (error) {
+      fill(this.error, `${step.label}失败：${error.message}`);
+    }
+    await this.refresh();
+  }
+}

@@ -1,0 +1,218 @@
+"""The browser console in headless Chromium (Debian's package, driven by Playwright) against the real lab:
+signing in, the screen pop of a real one-key transfer before the 110 agent answers, the 110 agent working the
+ticket in its inbox while the 12345 console follows, and hostile text arriving through a real call and push
+shown as text. Screenshots go to reports/console/."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from linkage_lab.harness.checks import epoch
+from linkage_lab.harness.runner import Result, run_scenario
+from linkage_lab.harness.scenario import load
+from linkage_lab.lab.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).parents[2]
+SHOTS = ROOT / "reports" / "console"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+WAIT = 10_000  # ms: the longest any element may take to appear once its cause happened
+# Waits are selectors (`:has-text`), never wait_for_function: the page's CSP forbids the eval it polls with.
+HOSTILE = '<script>window.__pwned=1</script>"><img src=x onerror="window.__pwned=1">{{7*7}}'
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        yield b
+        b.close()
+
+
+def open_console(browser: Browser, desc: dict[str, Any], site: str, agent: str) -> Page:
+    """A fresh page (its own sessionStorage) signed in as `agent` (the site token when agent is "")."""
+    s = desc["sites"][site]
+    token = next(a["token"] for a in s["accounts"]["agents"] if a["id"] == agent) if agent else s["token"]
+    page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN").new_page()
+    page.goto(f"{s['http']}/console")
+    page.fill("#sign-in-agent", agent)
+    page.fill("#sign-in-token", token)
+    page.click("#sign-in-submit")
+    page.wait_for_selector("body[data-stream=open]", timeout=WAIT)  # the stream is read from here on
+    assert page.is_hidden("#sign-in")
+    return page
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_console_loads_and_signs_in(desc: dict[str, Any], browser: Browser) -> None:
+    s = desc["sites"]["12345"]
+    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    response = page.goto(f"{s['http']}/console")
+    assert response is not None and response.status == 200
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert page.get_attribute("html", "lang") == "zh-CN"
+    page.fill("#sign-in-agent", "1001")
+    page.fill("#sign-in-token", "not-the-token")
+    page.click("#sign-in-submit")
+    page.wait_for_selector("#sign-in-error:has-text('令牌错误')", timeout=WAIT)
+    assert page.is_hidden("#agent-view")
+    assert page.evaluate("sessionStorage.length") == 0
+    shot(page, "sign-in-refused")
+    page.context.close()
+
+    page = open_console(browser, desc, "12345", "1001")
+    assert "坐席 1001" in (page.text_content("#whoami") or "")
+    assert page.is_visible("button.transfer[data-target='110']")
+    assert "Alt+1" in (page.text_content("button.transfer[data-target='110']") or "")
+    assert "token" not in page.url and not page.context.cookies()  # the token is in no URL and no cookie
+    stored = page.evaluate("sessionStorage.getItem('linkage.session')")
+    assert s["accounts"]["agents"][0]["token"] in stored
+    page.context.close()
+
+    page = open_console(browser, desc, "12345", "")  # the site token: the supervisor
+    page.wait_for_selector("#supervisor-view:not([hidden]) #live-calls", timeout=WAIT)
+    assert "班长" in (page.text_content("#whoami") or "")
+    shot(page, "supervisor")
+    page.context.close()
+
+
+@contextmanager
+def run_while(scenario_file: str, desc: dict[str, Any], lab: Lab, *, hold: str = "", actions: bool = True,
+              **draft: str) -> Iterator[Future[Result]]:
+    """Start a scenario in a thread (it runs its own event loop); the test's thread drives the browser.
+    `draft` overrides fields of its first draft action; `actions=False` leaves the console's part to the
+    browser; `hold` is how long the citizen stays on the line (ms)."""
+    scenario = load(ROOT / "tests" / "scenarios" / scenario_file)
+    if draft:
+        first = dataclasses.replace(scenario.actions[0], draft={**scenario.actions[0].draft, **draft})
+        scenario = dataclasses.replace(scenario, actions=[first, *scenario.actions[1:]])
+    if not actions:
+        scenario = dataclasses.replace(scenario, actions=[])
+    if hold:
+        roles = [dataclasses.replace(r, params={**r.params, "hold": hold}) if r.account == "citizen" else r
+                 for r in scenario.roles]
+        scenario = dataclasses.replace(scenario, roles=roles)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(run_scenario, scenario, desc, lab)
+        try:
+            yield future
+        except BaseException:
+            future.result(timeout=120)  # a failed check must not leave the calls running into the next test
+            raise
+
+
+def test_screen_pop_before_the_answer_and_the_loop_closed(desc: dict[str, Any], lab: Lab,
+                                                            browser: Browser) -> None:
+    far = open_console(browser, desc, "110", "2001")
+    near = open_console(browser, desc, "12345", "1001")
+    with run_while("onekey_happy.yaml", desc, lab) as future:
+        far.wait_for_selector("#pop:not([hidden])", timeout=30_000)
+        shown_at = float(far.get_attribute("#pop", "data-shown-at") or "0") / 1000
+        shot(far, "screen-pop-110")
+        result = future.result(timeout=90)
+    assert result.ok, result.report()
+    ticket = result.tickets["110"][0]
+    tid = ticket["id"]
+    assert far.get_attribute("#pop", "data-ticket-id") == tid
+    assert tid in (far.text_content("#pop") or "")
+    assert far.text_content("#pop [data-field=content]") == ticket["content"]
+    assert far.text_content("#pop [data-field=caller_number]") == "13912345678"
+    answered = next(epoch(e["at"]) for e in ticket["history"] if e["type"] == "signed_for")
+    assert shown_at < answered, f"pop shown {shown_at - answered:+.3f} s after the answer"
+    offered = next(epoch(e["at"]) for e in ticket["history"] if e["type"] == "offered")
+    (SHOTS / "screen-pop.txt").write_text(f"ticket {tid}: pop rendered {1000 * (shown_at - offered):+.0f} ms after "
+                                          f"offered, {1000 * (answered - shown_at):.0f} ms before the answer\n")
+
+    # the 12345 agent saw each step of its transfer
+    near.wait_for_selector(f"#progress-steps[data-ticket-id='{result.tickets['12345'][0]['id']}'] "
+                           "li[data-step=signed_for].done", timeout=WAIT)
+    # the 110 agent accepts and resolves in its inbox; the 12345 console follows
+    row = f"#inbox tr[data-ticket-id='{tid}']"
+    far.click(f"{row} button[data-action=accepted]")
+    far.wait_for_selector(f"{row}[data-status=accepted]", timeout=WAIT)
+    far.click(f"{row} button[data-action=resolved]")
+    far.fill(f"{row} input[data-need=result]", "已出警处置，纠纷已调解")
+    far.click(f"{row} form.ask button[type=submit]")
+    far.wait_for_selector(f"{row}[data-status=resolved]", timeout=WAIT)
+    near.wait_for_selector("#progress-text:has-text('已办结')", timeout=WAIT)
+    shot(far, "inbox-110")
+    shot(near, "agent-12345")
+    sup = open_console(browser, desc, "110", "")
+    sup.wait_for_selector(f"#tickets-by-state tr[data-ticket-id='{tid}'][data-status=resolved]", timeout=WAIT)
+    for page in (far, near, sup):
+        page.context.close()
+
+
+def test_hostile_text_from_a_real_call_is_shown_as_text(desc: dict[str, Any], lab: Lab,
+                                                         browser: Browser) -> None:
+    far = open_console(browser, desc, "110", "2001")
+    hostile = {"content": HOSTILE, "title": HOSTILE, "caller_name": HOSTILE[:100]}
+    with run_while("onekey_happy.yaml", desc, lab, **hostile) as future:
+        far.wait_for_selector("#pop:not([hidden])", timeout=30_000)
+        result = future.result(timeout=90)
+    assert result.ok, result.report()
+    tid = result.tickets["110"][0]["id"]
+    far.wait_for_selector(f"#pop[data-ticket-id='{tid}']", timeout=WAIT)
+    assert far.text_content("#pop [data-field=content]") == HOSTILE
+    assert far.text_content("#pop [data-field=title]") == HOSTILE
+    cell = f"#inbox tr[data-ticket-id='{tid}'] td.content"
+    far.wait_for_selector(cell, timeout=WAIT)
+    assert far.text_content(cell) == HOSTILE
+    assert far.locator("main img").count() == 0 and far.locator("main script").count() == 0
+    assert far.evaluate("window.__pwned") is None
+    assert "49" not in (far.text_content(cell) or "")
+    shot(far, "hostile-text-110")
+    far.context.close()
+
+
+def test_the_form_and_the_button_transfer_a_real_call(desc: dict[str, Any], lab: Lab, browser: Browser) -> None:
+    """The 12345 agent answers, types the form (autosaved), presses Alt+1 (转110); the 110 console pops it."""
+    far = open_console(browser, desc, "110", "2001")
+    near = open_console(browser, desc, "12345", "1001")
+    with run_while("console_transfer_button.yaml", desc, lab, hold="9000", actions=False) as future:
+        near.wait_for_selector("#call-state[data-state=answered]", timeout=15_000)
+        near.select_option("#f-category", "report")
+        near.select_option("#f-division", "370800")  # the city: a county code would go on to that county's 110
+        near.fill("#f-address", "济宁市某小区5号楼")
+        near.fill("#f-content", "电梯困人，一名老人被困，请求救援")
+        near.wait_for_selector("#draft-state[data-saved]", timeout=WAIT)  # the autosave reached the controller
+        shot(near, "form-12345")
+        near.keyboard.press("Alt+1")
+        far.wait_for_selector("#pop:not([hidden])", timeout=WAIT)
+        assert far.text_content("#pop [data-field=content]") == "电梯困人，一名老人被困，请求救援"
+        assert far.text_content("#pop [data-field=address]") == "济宁市某小区5号楼"
+        near.wait_for_selector("#progress-steps li[data-step=signed_for].done", timeout=WAIT)
+        result = future.result(timeout=90)
+    assert result.ok, result.report()
+    assert result.tickets["12345"][0]["content"] == "电梯困人，一名老人被困，请求救援"
+    assert near.get_attribute("#progress-steps", "data-ticket-id") == result.tickets["12345"][0]["id"]
+    assert not near.text_content("#progress-failure")
+    for page in (far, near):
+        page.context.close()
+
+
+def test_a_busy_target_is_shown_as_a_recall(desc: dict[str, Any], lab: Lab, browser: Browser) -> None:
+    near = open_console(browser, desc, "12345", "1001")
+    with run_while("failure_busy_recall.yaml", desc, lab) as future:
+        near.wait_for_selector("#progress-failure:has-text('来电已回到您这里')", timeout=30_000)
+        text = near.text_content("#progress-failure") or ""
+        assert text.startswith("转接失败：对方忙") and "target busy" in text
+        result = future.result(timeout=90)
+    assert result.ok, result.report()
+    assert near.get_attribute("#progress-steps", "data-ticket-id") == result.tickets["12345"][0]["id"]
+    shot(near, "recall-12345")
+    near.context.close()
