@@ -53,6 +53,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     app.add_routes([
         web.get("/v1/health", ops.health),
         web.get("/metrics", ops.prometheus),
+        web.get("/v1/whoami", ops.whoami),
         web.post("/v1/tickets", delivery.receive_ticket),
         web.post("/v1/batch", delivery.receive_batch),
         web.get("/v1/tickets", console.list_tickets),

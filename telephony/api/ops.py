@@ -1,4 +1,5 @@
-"""The public operations routes: health (for the load balancer and the lab) and Prometheus metrics."""
+"""The operations routes: health (public, for the load balancer and the lab), Prometheus metrics (public) and
+`whoami` (a token's own view of the site: who it acts as and what it may transfer to, for the console)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from telephony.api.metrics import HttpMetrics
 from telephony.config import SiteConfig
 from telephony.delivery import deadletters
+from telephony.http_request import own_agent
 from telephony.tickets.store import STORE_ERRORS
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
@@ -26,6 +28,18 @@ class Ops:
     async def health(self, request: web.Request) -> web.Response:
         state = await self.health_check()
         return web.json_response(state, status=200 if state.get("ok") else 503)
+
+    async def whoami(self, request: web.Request) -> web.Response:
+        """GET /v1/whoami: the agent an agent's token acts as (role `agent`), or the supervisor (the site token),
+        with the site and its transfer targets, so a console needs no list of its own."""
+        agent = own_agent(request)
+        targets = [{"name": t.name, "platform": t.platform, "key": t.key, "ticket": t.phone is None}
+                   for t in self.config.targets]
+        return web.json_response({
+            "site": self.config.site.name, "platform": self.config.site.platform,
+            "role": "supervisor" if agent is None else "agent", "agent": agent or "",
+            "agents": [a.id for a in self.config.accounts.agents], "targets": targets,
+            "keys": {"threeway": self.config.keys.threeway, "consult": self.config.keys.consult}})
 
     async def prometheus(self, request: web.Request) -> web.Response:
         try:  # read at scrape time: the CLI may have replayed or dropped some since

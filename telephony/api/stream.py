@@ -44,8 +44,10 @@ class StreamHub:
             return  # nobody listening: no need to render the ticket (this runs on every change)
         kind = "screen_pop" if event.type == "offered" else "ticket"
         message = {"type": kind, "site": self.site, "event": event.to_dict(), "ticket": ticket.to_dict()}
+        # a referral received here that nobody took yet is in every agent's inbox: no phone rings for it
+        shared = ticket.mode == "referral" and ticket.target.site == self.site and not ticket.signed_for_by
         for sub in list(self.subscribers):
-            if sub.agent is not None and not concerns(ticket, event, sub.agent):
+            if sub.agent is not None and not shared and not concerns(ticket, event, sub.agent):
                 continue
             if sub.agent is not None and kind == "screen_pop" and event.actor.get("agent") != sub.agent:
                 continue  # a phone ringing elsewhere is not this agent's screen pop

@@ -4,13 +4,13 @@
 import { ApiError, api } from "./api.js";
 import { EVENT, STATUS, clock, duration, el, fill, reason, when } from "./dom.js";
 import { Inbox, catalogue, categoryName } from "./inbox.js";
+import { Referral, URGENCY } from "./referral.js";
 
-// The targets of each platform as the lab configures them: no API lists a site's targets yet.
-const TARGETS = { "12345": ["110", "120"], "110": ["12345"] };
 const THREEWAY_KEY = 9; // Alt+9; the targets take Alt+1, Alt+2, … in order
 const STEPS = ["created", "delivered", "offered", "signed_for"];
-// What PUT /v1/calls/{linkedid}/draft accepts today (telephony/tickets/models.py Draft)
-const DRAFT_FIELDS = ["category", "content", "address", "division", "title", "caller_name", "officer_contact"];
+// What PUT /v1/calls/{linkedid}/draft accepts (telephony/tickets/models.py Draft)
+const DRAFT_FIELDS = ["category", "content", "address", "division", "title", "caller_name", "officer_contact",
+  "urgency"];
 const SAVE_DELAY = 400; // ms of quiet typing before the draft is saved
 const POLL = 2000; // the calls are re-read this often even without a stream message
 
@@ -27,12 +27,18 @@ export class AgentView {
     this.timer = null;
     this.saving = Promise.resolve();
     this.inbox = new Inbox(s);
+    this.referral = new Referral(s);
+  }
+
+  targets() {
+    // the site's transfer targets as GET /v1/whoami named them at sign-in, in key order
+    return (this.s.targets || []).map((t) => t.name);
   }
 
   show() {
     this.render();
     this.root.hidden = false;
-    catalogue().then((c) => this.fillPicks(c));
+    catalogue().then((c) => { this.fillPicks(c); this.referral.fillPicks(c); });
     setInterval(() => this.refreshCalls(), POLL);
     setInterval(() => this.tick(), 1000);
     document.addEventListener("keydown", (event) => this.onKey(event));
@@ -67,8 +73,7 @@ export class AgentView {
     this.progressText = el("p", { id: "progress-text" }, "暂无转接");
     this.failure = el("p", { id: "progress-failure", class: "failure", role: "alert" });
     this.buttons = [];
-    const targets = TARGETS[this.s.platform] || [];
-    targets.forEach((target, i) => {
+    this.targets().forEach((target, i) => {
       this.buttons.push(el("button", { type: "button", class: "transfer", dataset: { target },
         onclick: () => this.transfer(target) }, `转${target}`, el("kbd", {}, `Alt+${i + 1}`)));
     });
@@ -82,7 +87,7 @@ export class AgentView {
         this.popCard,
         el("section", { id: "progress", class: "card" }, el("h2", {}, "转接进度"), this.steps, this.progressText,
           this.failure)),
-      el("div", {}, this.form())), this.inbox.render());
+      el("div", {}, this.form())), this.inbox.render(), this.referral.render());
     this.renderCall();
     this.renderProgress();
   }
@@ -97,8 +102,6 @@ export class AgentView {
       input.addEventListener("change", () => this.schedule());
       return el("label", {}, label, input, this.errors[name]);
     };
-    const urgency = el("select", { id: "f-urgency", title: "接口暂未保存此项" },
-      el("option", { value: "normal" }, "一般"), el("option", { value: "urgent" }, "紧急"));
     return el("section", { id: "ticket-form", class: "card" },
       el("h2", {}, "联动单 ", this.saved),
       field("category", "类别", el("select", { id: "f-category" }, el("option", { value: "" }, "请选择"))),
@@ -109,7 +112,8 @@ export class AgentView {
       field("caller_name", "来电人姓名", el("input", { id: "f-caller-name", maxlength: 100 })),
       field("officer_contact", "出警民警联系方式（110 处警后转办时填写）",
         el("input", { id: "f-officer-contact", maxlength: 200 })),
-      el("label", {}, "紧急程度 ", el("small", {}, "（仅本页显示，接口暂不保存）"), urgency),
+      field("urgency", "紧急程度", el("select", { id: "f-urgency" },
+        URGENCY.map(([value, name]) => el("option", { value }, name)))),
       el("div", { class: "actions" }, this.buttons));
   }
 
@@ -150,7 +154,7 @@ export class AgentView {
     fill(this.state, { idle: "空闲", ringing: "振铃中", answered: "通话中", transferring: "转接中" }[state]);
     const popNumber = this.pop && call && this.pop.shownAt >= (this.seen[call.linkedid] || 0) - 10000
       ? this.pop.ticket.caller_number : "";
-    fill(this.number, call ? info.caller_number || popNumber || "号码未知" : "—");
+    fill(this.number, call ? info.caller_number || call.caller_number || popNumber || "号码未知" : "—");
     fill(this.callId, call ? `通话 ${call.linkedid}${call.ticket_id ? ` · 联动单 ${call.ticket_id}` : ""}` : "");
     for (const b of this.buttons) b.disabled = !call;
     this.tick();
@@ -163,7 +167,8 @@ export class AgentView {
       return;
     }
     const info = this.info[call.linkedid] || {};
-    const start = Date.parse(info.started_at || "") || this.seen[call.linkedid] || Date.now();
+    const startedAt = info.started_at || call.started_at; // epoch seconds, from the stream or GET /v1/calls
+    const start = startedAt ? startedAt * 1000 : this.seen[call.linkedid] || Date.now();
     fill(this.clock, duration(Date.now() - start));
   }
 
@@ -217,7 +222,7 @@ export class AgentView {
   onKey(event) {
     if (!event.altKey || event.ctrlKey || event.metaKey || !/^Digit[0-9]$/.test(event.code)) return;
     const n = Number(event.code.slice(5));
-    const targets = TARGETS[this.s.platform] || [];
+    const targets = this.targets();
     if (n === THREEWAY_KEY) this.threeway();
     else if (n >= 1 && n <= targets.length) this.transfer(targets[n - 1]);
     else return;

@@ -1,43 +1,22 @@
 // The console's entry: sign-in, then the agent's or the supervisor's view fed by the event stream.
 
-import { ApiError, api, clearSession, health, saveSession, session } from "./api.js";
+import { ApiError, api, clearSession, saveSession, session } from "./api.js";
 import { $, fill } from "./dom.js";
 import { openStream } from "./sse.js";
 import { AgentView } from "./agent.js";
 import { SupervisorView } from "./supervisor.js";
 
 const NOTICE = "linkage.notice";
-const NO_TICKET = "0".repeat(26); // a well-formed id no ticket has: asks the server whose token this is
-
-async function whose(token, agent) {
-  // There is no "who am I" route yet: a transition on a ticket that does not exist is refused with 403 when
-  // the token belongs to another agent and with 404 otherwise, and writes nothing either way.
-  try {
-    await api("POST", `/v1/tickets/${NO_TICKET}/transitions`, { type: "accepted", agent }, token);
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 403) return false;
-    if (error instanceof ApiError && error.status === 404) return true;
-    throw error;
-  }
-  return true;
-}
 
 async function signIn(agent, token) {
-  await api("GET", "/v1/calls", undefined, token); // 401 for a wrong token
-  let role = "agent";
-  if (!agent) {
-    try {
-      await api("GET", "/v1/dead-letters", undefined, token);
-      role = "supervisor";
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 403) throw new Error("这是坐席本人的令牌，请填写工号");
-      throw error;
-    }
-  } else if (!(await whose(token, agent))) {
-    throw new Error("工号与令牌不符");
-  }
-  const site = await health();
-  const value = { token, agent, role, site: site.site || "", platform: site.platform || "" };
+  // GET /v1/whoami says whose token this is (401 for a wrong one) and what this site can transfer to.
+  const who = await api("GET", "/v1/whoami", undefined, token);
+  if (who.role === "agent" && agent && agent !== who.agent) throw new Error("工号与令牌不符");
+  if (who.role === "supervisor" && agent && !(who.agents || []).includes(agent)) throw new Error("本站没有这个工号");
+  // an agent's token acts as its agent; the site's token is the supervisor, or any agent whose id is typed
+  const role = who.role === "agent" || agent ? "agent" : "supervisor";
+  const value = { token, agent: who.role === "agent" ? who.agent : agent, role, site: who.site,
+    platform: who.platform, targets: who.targets || [] };
   saveSession(value);
   return value;
 }

@@ -24,6 +24,7 @@ FILES = {
     "agent.js": "text/javascript; charset=utf-8",
     "inbox.js": "text/javascript; charset=utf-8",
     "supervisor.js": "text/javascript; charset=utf-8",
+    "referral.js": "text/javascript; charset=utf-8",
 }
 HEADERS = {
     "Cache-Control": "no-store",

@@ -1,4 +1,5 @@
-// The supervisor's view (the site token): the calls in progress, the tickets by state, the dead letters.
+// The supervisor's view (the site token): the calls in progress, the tickets by state, the overdue list,
+// delivery health per peer, the dead letters, and who exported what.
 
 import { api, query } from "./api.js";
 import { STATUS, el, fill, when } from "./dom.js";
@@ -18,6 +19,9 @@ export class SupervisorView {
     this.calls = el("tbody");
     this.tickets = el("tbody");
     this.letters = el("div", { id: "dead-letters" });
+    this.overdue = el("tbody");
+    this.delivery = el("tbody");
+    this.exports = el("tbody");
     this.error = el("p", { class: "error", role: "alert" });
     this.counts = el("p", { id: "ticket-counts", class: "hint" });
     const pick = el("select", { id: "status-filter", onchange: (e) => { this.status = e.target.value; this.refresh(); } },
@@ -29,7 +33,13 @@ export class SupervisorView {
         el("table", {}, head("通话", "话路", "已接通", "联动单", "转接中"), this.calls)),
       el("section", { id: "tickets-by-state", class: "card" }, el("h2", {}, "联动单（按状态）"), pick, this.counts,
         el("table", {}, head("编号", "方向", "状态", "类别", "坐席", "内容", "创建", "更新"), this.tickets)),
-      el("section", { class: "card" }, el("h2", {}, "投递失败（死信）"), this.letters));
+      el("section", { id: "overdue", class: "card" }, el("h2", {}, "超时未办"),
+        el("table", {}, head("编号", "状态", "超时环节", "应完成", "承办坐席", "内容"), this.overdue)),
+      el("section", { id: "delivery", class: "card" }, el("h2", {}, "投递状况（按对端）"),
+        el("table", {}, head("对端", "待投递", "最早一条排队自", "死信"), this.delivery)),
+      el("section", { class: "card" }, el("h2", {}, "投递失败（死信）"), this.letters),
+      el("section", { id: "exports", class: "card" }, el("h2", {}, "导出记录"),
+        el("table", {}, head("时间", "操作者", "格式", "条件", "条数"), this.exports)));
     this.root.hidden = false;
     catalogue().then(() => this.refresh());
     setInterval(() => this.refresh(), POLL);
@@ -42,14 +52,19 @@ export class SupervisorView {
 
   async refresh() {
     try {
-      const [calls, tickets, letters] = await Promise.all([
+      const [calls, tickets, letters, delivery, exports] = await Promise.all([
         api("GET", "/v1/calls"),
         api("GET", `/v1/tickets${query({ status: this.status, page_size: 200 })}`),
         api("GET", "/v1/dead-letters"),
+        api("GET", "/v1/delivery"),
+        api("GET", "/v1/audit/exports?limit=20"),
       ]);
       this.drawCalls(calls.items || []);
       this.drawTickets(tickets);
+      this.drawOverdue(tickets.items || []);
       this.drawLetters(letters.peers || []);
+      this.drawDelivery(delivery.peers || []);
+      this.drawExports(exports.items || []);
       fill(this.error);
     } catch (error) {
       fill(this.error, `刷新失败：${error.message}`);
@@ -75,6 +90,31 @@ export class SupervisorView {
       el("td", {}, categoryName(t.category)), el("td", {}, t.agent_id || "—"),
       el("td", { class: "text" }, t.content || "—"), el("td", {}, when(t.created_at)),
       el("td", {}, when(t.updated_at)))) : el("tr", {}, el("td", { colspan: 8 }, "暂无")));
+  }
+
+  drawOverdue(items) {
+    // a ticket's overdue alerts are events in its history (supervision), with the state and the deadline
+    const late = items.filter((t) => (t.flags || []).includes("overdue"));
+    fill(this.overdue, late.length ? late.map((t) => {
+      const alert = [...(t.history || [])].reverse().find((e) => e.type === "overdue") || { payload: {} };
+      return el("tr", { dataset: { ticketId: t.id } }, el("td", {}, t.id), el("td", {}, STATUS[t.status] || t.status),
+        el("td", {}, STATUS[alert.payload.state] || alert.payload.state || "—"), el("td", {}, when(alert.payload.deadline)),
+        el("td", {}, t.signed_for_by || t.offered_to || "—"), el("td", { class: "text" }, t.content || "—"));
+    }) : el("tr", {}, el("td", { colspan: 6 }, "暂无超时")));
+  }
+
+  drawDelivery(peers) {
+    fill(this.delivery, peers.map((p) => el("tr", { dataset: { peer: p.peer } }, el("td", {}, p.peer),
+      el("td", {}, String(p.queued)),
+      el("td", {}, p.oldest_since ? when(new Date(p.oldest_since * 1000).toISOString()) : "—"),
+      el("td", {}, String(p.dead_letters)))));
+  }
+
+  drawExports(items) {
+    fill(this.exports, items.length ? items.map((x) => el("tr", {},
+      el("td", {}, when(new Date(x.at * 1000).toISOString())), el("td", {}, `${x.by}（${x.remote || "?"}）`),
+      el("td", {}, x.format), el("td", { class: "text" }, JSON.stringify(x.filter || {})),
+      el("td", {}, `${x.rows}${x.complete ? "" : "（未完成）"}`))) : el("tr", {}, el("td", { colspan: 5 }, "暂无导出")));
   }
 
   drawLetters(peers) {

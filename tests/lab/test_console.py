@@ -6,6 +6,7 @@ shown as text. Screenshots go to reports/console/."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -216,3 +217,32 @@ def test_a_busy_target_is_shown_as_a_recall(desc: dict[str, Any], lab: Lab, brow
     assert near.get_attribute("#progress-steps", "data-ticket-id") == result.tickets["12345"][0]["id"]
     shot(near, "recall-12345")
     near.context.close()
+
+
+def test_a_referral_without_a_call_reaches_the_110_console(desc: dict[str, Any], browser: Browser) -> None:
+    """网络渠道转办: the 12345 agent sends a web message to 110 from the console; no call; the 110 agent's inbox
+    shows it pushed (not at its next poll), and the 12345 supervisor's delivery view has nothing stuck."""
+    far = open_console(browser, desc, "110", "2001")
+    near = open_console(browser, desc, "12345", "1001")
+    content = f"网站留言：路口有人持刀威胁路人 {int(time.time() * 1000)}"
+    near.select_option("#r-target", "110")
+    near.select_option("#r-channel", "web")
+    near.fill("#r-caller-name", HOSTILE[:60])
+    near.fill("#r-caller-number", "13800000001")
+    near.select_option("#r-category", "report")
+    near.fill("#r-content", content)
+    near.click("#r-submit")
+    near.wait_for_selector("#referral-result[data-ticket-id]", timeout=WAIT)
+    tid = near.get_attribute("#referral-result", "data-ticket-id")
+    row = f"#inbox tr[data-ticket-id='{tid}']"
+    far.wait_for_selector(f"{row} td.content:has-text('{content}')", timeout=5_000)  # the inbox polls every 10 s
+    shot(far, "referral-110")
+    near.fill("#r-caller-number", "12ab")  # refused by the server, named under the field, nothing stored
+    near.click("#r-submit")
+    near.wait_for_selector("#referral-result:has-text('转办失败')", timeout=WAIT)
+    assert "caller" in (near.text_content("[data-error-for='referral.caller_number']") or "")
+    sup = open_console(browser, desc, "12345", "")
+    sup.wait_for_selector("#delivery tr[data-peer='110']", timeout=WAIT)
+    assert far.evaluate("window.__pwned") is None
+    for page in (far, near, sup):
+        page.context.close()

@@ -254,3 +254,14 @@ async def test_export_is_the_supervisors_and_every_export_is_audited(desk: Desk)
     status, audit = await desk.call("GET", "/v1/audit/exports?limit=1")
     assert status == 200 and len(audit["items"]) == 1
     assert (await desk.call("GET", "/v1/audit/exports?limit=0"))[0] == 400
+
+
+async def test_whoami_names_the_agent_or_the_supervisor_and_the_targets(desk: Desk) -> None:
+    status, body = await desk.call("GET", "/v1/whoami", token=desk.tokens["1001"])
+    assert status == 200 and body["role"] == "agent" and body["agent"] == "1001"
+    assert body["site"] == desk.config.site.name and body["platform"] == desk.config.site.platform
+    assert [t["name"] for t in body["targets"]] == [t.name for t in desk.config.targets]
+    assert all(t["ticket"] == (t["name"] != "120") for t in body["targets"])
+    status, body = await desk.call("GET", "/v1/whoami")
+    assert status == 200 and (body["role"], body["agent"]) == ("supervisor", "")
+    assert (await desk.call("GET", "/v1/whoami", token="x" * 24))[0] == 401

@@ -100,3 +100,15 @@ def test_sse_frames_one_json_line_per_message() -> None:
     assert lines[2].startswith("data: ") and lines[3:] == ["", ""]
     assert json.loads(lines[2].removeprefix("data: ")) == message
     assert "第一行" in frame  # not \u-escaped
+
+
+def test_a_referral_nobody_took_yet_reaches_every_agent_of_the_receiving_site() -> None:
+    hub = StreamHub("110")
+    subs = {name: hub.subscribe(name) for name in ("2001", "2002")}
+    referral = ticket(mode="referral", channel="web", linkedid="", agent_id="1001")
+    hub.publish(referral, event("delivered"))
+    assert [len(drain(s)) for s in subs.values()] == [1, 1]  # the site's inbox: no phone rings for it
+    hub.publish(ticket(mode="referral", signed_for_by="2001", status="accepted"), event("accepted", agent="2001"))
+    assert [len(drain(subs["2001"])), len(drain(subs["2002"]))] == [1, 0]  # taken: its agent's from now on
+    hub.publish(ticket(), event("delivered"))  # a call's ticket waits for its phone to ring
+    assert [len(drain(s)) for s in subs.values()] == [0, 0]
