@@ -32,6 +32,11 @@ def test_a_reader_that_falls_behind_still_stamps_packets_when_they_arrived() -> 
     port = 45_000 + int(time.time() * 1000) % 500
     listener = UdpListener(lambda at, _, dport, __: got.append(at) if dport == port else None)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        # The kernel turns receive timestamps on for the first socket that asks from a deferred work item; a
+        # packet that lands before that is stamped when it is read. The harness's sniffers start well before
+        # the calls they watch; here one warm-up packet and a moment stand for that head start.
+        out.sendto(b"warm-up", ("127.0.0.1", port + 1))
+        time.sleep(0.1)
         sent = []  # (just before, just after) each send: the kernel's receive time falls between the two
         for _ in range(3):  # sent while nobody reads the socket yet: they wait in its buffer
             before = time.time()
