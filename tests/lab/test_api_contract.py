@@ -60,7 +60,7 @@ def test_queries_export_metrics_and_screen_pop(desc: dict[str, Any]) -> None:
                 line = raw.decode().rstrip("\n")
                 if line.startswith("data: "):
                     received.append(json.loads(line[6:]))
-                    if received[-1]["event"]["type"] == "signed_for":
+                    if received[-1]["type"] != "call" and received[-1]["event"]["type"] == "signed_for":
                         return
 
     listener = threading.Thread(target=listen, daemon=True)
@@ -71,8 +71,11 @@ def test_queries_export_metrics_and_screen_pop(desc: dict[str, Any]) -> None:
     assert result.ok, result.report()
     listener.join(10)
     ticket_id = result.tickets["110"][0]["id"]
-    kinds = [(m["type"], m["event"]["type"]) for m in received if m["ticket"]["id"] == ticket_id]
+    kinds = [(m["type"], m["event"]["type"]) for m in received
+             if m["type"] != "call" and m["ticket"]["id"] == ticket_id]
     assert ("screen_pop", "offered") in kinds
+    calls = [(m["state"], m["call"]["agent"]) for m in received if m["type"] == "call"]
+    assert ("ringing", "2001") in calls and ("answered", "2001") in calls  # the agent's call, pushed
     assert kinds.index(("screen_pop", "offered")) < kinds.index(("ticket", "signed_for"))
     pop = next(m for m in received if m["type"] == "screen_pop")
     assert pop["ticket"]["division"] == "370800" and pop["ticket"]["content"]  # the ticket is there at ring time
