@@ -25,6 +25,7 @@ from telephony.delivery.http import DeliveryHttp
 from telephony.delivery.inbox import Inbox, ReplayMemory
 from telephony.http_request import MAX_BODY, signer
 from telephony.security.sealing import Sealer
+from telephony.supervision.deadlines import deadline
 from telephony.threeway.http import ThreewayHttp
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.audit import ExportAudit
@@ -44,7 +45,8 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
                   lambda exc: refused(metrics, exc))
     ops = Ops(config, health, metrics, redis)
     delivery = DeliveryHttp(config, inbox, redis, sealer, wake)
-    console = TicketsHttp(config, tickets, ExportAudit(redis))
+    # the console's countdown reads the supervision rule; passed in here because supervision imports tickets
+    console = TicketsHttp(config, tickets, ExportAudit(redis), lambda t: deadline(t, config.supervision))
     calls_http = CallsHttp(calls)
     sending = TransfersHttp(config, calls, transfers)
     pages = ConsoleHttp()
