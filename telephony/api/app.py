@@ -50,6 +50,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     calls_http = CallsHttp(calls)
     sending = TransfersHttp(config, calls, transfers)
     pages = ConsoleHttp()
+    threeway_http = ThreewayHttp(threeway)
     app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
     # The order matters where paths overlap: /v1/tickets/export before /v1/tickets/{id}.
     app.add_routes([
@@ -68,7 +69,8 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.put("/v1/calls/{linkedid}/draft", sending.put_draft),
         web.get("/v1/calls/{linkedid}/draft", sending.get_draft),
         web.post("/v1/calls/{linkedid}/transfer", sending.transfer),
-        web.post("/v1/calls/{linkedid}/threeway", ThreewayHttp(threeway).threeway_call),
+        web.post("/v1/calls/{linkedid}/threeway", threeway_http.threeway_call),
+        web.post("/v1/calls/{linkedid}/consult", threeway_http.consult_call),
         web.post("/v1/transfers", sending.refer),
         web.get("/v1/stream", hub.serve),
         web.get("/v1/delivery", delivery.health),
