@@ -1,6 +1,7 @@
 // The tickets this site received (and sent), with only the lifecycle steps allowed now as buttons; the
 // server still decides; each row counts down to its next deadline (`due`, from the server's supervision rule).
-// Also the pick lists (categories, divisions) every view shares.
+// An open ticket's history has a small form to amend (更正) its content, address and category. Also the pick
+// lists (categories, divisions) every view shares.
 
 import { api } from "./api.js";
 import { EVENT, STATUS, duration, el, fill, when } from "./dom.js";
@@ -36,6 +37,8 @@ const STEPS = {
   ],
 };
 const PAGE = 100;
+const FINAL = ["closed", "cancelled"]; // tickets/state.py FINAL: no amendment any more
+const AMENDABLE = [["category", "类别"], ["content", "诉求内容"], ["address", "地址"]];
 const DUE = { signed_for: "签收", accepted: "受理", resolved: "办结" };
 
 // "剩 12:34 签收" before the deadline, "已超时 03:10" after it; the clock is the browser's, the deadline the server's.
@@ -128,7 +131,54 @@ export class Inbox {
       el("dl", {}, fields.filter(([, v]) => v).map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
       el("ol", {}, (t.history || []).map((e) => el("li", {},
         `${when(e.at)} ${EVENT[e.type] || e.type} · ${e.actor.site}${e.actor.agent ? `/${e.actor.agent}` : ""}`,
-        e.payload && Object.keys(e.payload).length ? ` · ${JSON.stringify(e.payload)}` : ""))));
+        e.payload && Object.keys(e.payload).length ? ` · ${JSON.stringify(e.payload)}` : ""))),
+      FINAL.includes(t.status) ? null : this.amendForm(t));
+  }
+
+  amendForm(t) {
+    const inputs = {};
+    const errors = {};
+    const status = el("p", { class: "hint", role: "status" });
+    const field = ([name, label]) => {
+      const input = name === "category"
+        ? el("select", { dataset: { amend: name } }, el("option", { value: "" }, "（无）"),
+          picks.categories.map((c) => el("option", { value: c.key }, c.name)))
+        : el(name === "content" ? "textarea" : "input", { dataset: { amend: name },
+          maxlength: name === "content" ? 5000 : 500 });
+      if (name === "category" && t.category && !picks.categories.some((c) => c.key === t.category)) {
+        input.append(el("option", { value: t.category }, t.category)); // a category no longer in the catalogue
+      }
+      input.value = t[name] || "";
+      input.addEventListener("input", () => { this.asking = true; }); // no redraw under the agent's fingers
+      inputs[name] = input;
+      errors[name] = el("div", { class: "field-error", dataset: { errorFor: name } });
+      return el("label", {}, label, input, errors[name]);
+    };
+    const form = el("form", { class: "amend", dataset: { ticketId: t.id } }, el("h3", {}, "更正"),
+      AMENDABLE.map(field), status, el("button", { type: "submit" }, "提交更正"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      for (const e of Object.values(errors)) fill(e);
+      const fields = {};
+      for (const [name] of AMENDABLE) {
+        const value = name === "category" ? inputs[name].value : inputs[name].value.trim();
+        if (value !== (t[name] || "")) fields[name] = value;
+      }
+      if (!Object.keys(fields).length) {
+        fill(status, "没有修改");
+        return;
+      }
+      try {
+        await api("PATCH", `/v1/tickets/${t.id}`, { agent: this.s.agent, fields });
+        this.asking = false;
+        fill(status, "已更正");
+        await this.refresh();
+      } catch (error) {
+        const target = errors[String(error.field || "").split(".").pop()];
+        fill(target || status, `更正失败：${error.message}`);
+      }
+    });
+    return form;
   }
 
   toggle(id) {

@@ -288,3 +288,16 @@ async def test_what_a_console_reads_says_what_is_due_next_and_by_when(desk: Desk
     assert status == 200 and [t["due"] for t in listed["items"] if t["id"] == ticket["id"]] == [expected]
     stored = await desk.sending.tickets.store.get(ticket["id"])
     assert stored is not None and "due" not in stored.to_dict()  # computed on read, never stored or pushed
+
+
+async def test_the_inbox_amends_a_ticket_and_a_refusal_names_the_field(desk: Desk) -> None:
+    status, ticket = await desk.call("POST", "/v1/transfers", {"target": "110", "channel": "web", "content": "旧"})
+    assert status == 201
+    path = f"/v1/tickets/{ticket['id']}"
+    fields = {"content": "<img src=x onerror=alert(1)> 新", "address": "某路2号", "category": "help"}
+    status, amended = await desk.call("PATCH", path, {"agent": "1001", "fields": fields}, desk.tokens["1001"])
+    assert status == 200 and {k: amended[k] for k in fields} == fields
+    assert amended["history"][-1]["type"] == "amended"
+    status, refused = await desk.call("PATCH", path, {"agent": "1001", "fields": {"category": "Not A Key"}})
+    assert status == 400 and refused["details"]["field"].split(".")[-1] == "category"
+    assert (await desk.call("GET", path))[1]["category"] == "help"  # nothing changed on refusal
