@@ -55,6 +55,7 @@ export class Inbox {
     this.side = "receiver";
     this.items = [];
     this.open = new Set(); // tickets whose history is unfolded
+    this.notes = new Map(); // ticket id -> what its last amendment came to, kept across the redraws
     this.pending = null;
     this.asking = false;
     setInterval(() => this.refresh(), 10000);
@@ -138,7 +139,7 @@ export class Inbox {
   amendForm(t) {
     const inputs = {};
     const errors = {};
-    const status = el("p", { class: "hint", role: "status" });
+    const status = el("p", { class: "hint", role: "status" }, this.notes.get(t.id));
     const field = ([name, label]) => {
       const input = name === "category"
         ? el("select", { dataset: { amend: name } }, el("option", { value: "" }, "（无）"),
@@ -171,7 +172,7 @@ export class Inbox {
       try {
         await api("PATCH", `/v1/tickets/${t.id}`, { agent: this.s.agent, fields });
         this.asking = false;
-        fill(status, "已更正");
+        this.notes.set(t.id, `已更正 ${Object.keys(fields).map((k) => AMENDABLE.find(([n]) => n === k)[1]).join("、")}`);
         await this.refresh();
       } catch (error) {
         const target = errors[String(error.field || "").split(".").pop()];
