@@ -25,6 +25,7 @@ from telephony.delivery.http import DeliveryHttp
 from telephony.delivery.inbox import Inbox, ReplayMemory
 from telephony.http_request import MAX_BODY, signer
 from telephony.security.sealing import Sealer
+from telephony.supervision.deadlines import deadline
 from telephony.threeway.http import ThreewayHttp
 from telephony.threeway.services import ThreewayService
 from telephony.tickets.audit import ExportAudit
@@ -44,10 +45,12 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
                   lambda exc: refused(metrics, exc))
     ops = Ops(config, health, metrics, redis)
     delivery = DeliveryHttp(config, inbox, redis, sealer, wake)
-    console = TicketsHttp(config, tickets, ExportAudit(redis))
+    # the console's countdown reads the supervision rule; passed in here because supervision imports tickets
+    console = TicketsHttp(config, tickets, ExportAudit(redis), lambda t: deadline(t, config.supervision))
     calls_http = CallsHttp(calls)
     sending = TransfersHttp(config, calls, transfers)
     pages = ConsoleHttp()
+    threeway_http = ThreewayHttp(threeway)
     app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
     # The order matters where paths overlap: /v1/tickets/export before /v1/tickets/{id}.
     app.add_routes([
@@ -66,7 +69,8 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.put("/v1/calls/{linkedid}/draft", sending.put_draft),
         web.get("/v1/calls/{linkedid}/draft", sending.get_draft),
         web.post("/v1/calls/{linkedid}/transfer", sending.transfer),
-        web.post("/v1/calls/{linkedid}/threeway", ThreewayHttp(threeway).threeway_call),
+        web.post("/v1/calls/{linkedid}/threeway", threeway_http.threeway_call),
+        web.post("/v1/calls/{linkedid}/consult", threeway_http.consult_call),
         web.post("/v1/transfers", sending.refer),
         web.get("/v1/stream", hub.serve),
         web.get("/v1/delivery", delivery.health),

@@ -6,7 +6,8 @@ import { EVENT, STATUS, clock, duration, el, fill, reason, when } from "./dom.js
 import { Inbox, catalogue, categoryName } from "./inbox.js";
 import { Referral, URGENCY } from "./referral.js";
 
-const THREEWAY_KEY = 9; // Alt+9; the targets take Alt+1, Alt+2, … in order
+const THREEWAY_KEY = 9; // Alt+9; the targets take Alt+1, Alt+2, … in order, up to Alt+7
+const CONSULT_KEY = 8; // Alt+8, the attended transfer: the agent talks to the other platform first
 const STEPS = ["created", "delivered", "offered", "signed_for"];
 // What PUT /v1/calls/{linkedid}/draft accepts (telephony/tickets/models.py Draft)
 const DRAFT_FIELDS = ["category", "content", "address", "division", "title", "caller_name", "officer_contact",
@@ -75,10 +76,12 @@ export class AgentView {
     this.buttons = [];
     this.targets().forEach((target, i) => {
       this.buttons.push(el("button", { type: "button", class: "transfer", dataset: { target },
-        onclick: () => this.transfer(target) }, `转${target}`, el("kbd", {}, `Alt+${i + 1}`)));
+        onclick: () => this.transfer(target) }, `转${target}`, i + 1 < CONSULT_KEY && el("kbd", {}, `Alt+${i + 1}`)));
     });
     this.buttons.push(el("button", { type: "button", id: "threeway", class: "secondary",
       onclick: () => this.threeway() }, "三方通话", el("kbd", {}, `Alt+${THREEWAY_KEY}`)));
+    this.buttons.push(el("button", { type: "button", id: "consult", class: "secondary",
+      onclick: () => this.consult() }, "转接咨询", el("kbd", {}, `Alt+${CONSULT_KEY}`)));
     this.saved = el("span", { id: "draft-state", class: "hint" }, "");
     fill(this.root, el("div", { class: "grid" },
       el("div", {},
@@ -224,7 +227,8 @@ export class AgentView {
     const n = Number(event.code.slice(5));
     const targets = this.targets();
     if (n === THREEWAY_KEY) this.threeway();
-    else if (n >= 1 && n <= targets.length) this.transfer(targets[n - 1]);
+    else if (n === CONSULT_KEY) this.consult();
+    else if (n >= 1 && n < CONSULT_KEY && n <= targets.length) this.transfer(targets[n - 1]);
     else return;
     event.preventDefault();
   }
@@ -241,6 +245,13 @@ export class AgentView {
     await this.flush();
     await this.act(`/v1/calls/${encodeURIComponent(this.call.linkedid)}/threeway`, { agent: this.s.agent },
       "三方通话");
+  }
+
+  async consult() {
+    if (!this.call) return;
+    await this.flush();
+    await this.act(`/v1/calls/${encodeURIComponent(this.call.linkedid)}/consult`, { agent: this.s.agent },
+      "转接咨询");
   }
 
   async act(path, body, label) {

@@ -25,6 +25,8 @@ FILES = {
     "inbox.js": "text/javascript; charset=utf-8",
     "supervisor.js": "text/javascript; charset=utf-8",
     "referral.js": "text/javascript; charset=utf-8",
+    "activity.js": "text/javascript; charset=utf-8",
+    "search.js": "text/javascript; charset=utf-8",
 }
 HEADERS = {
     "Cache-Control": "no-store",

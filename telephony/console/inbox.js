@@ -1,8 +1,10 @@
 // The tickets this site received (and sent), with only the lifecycle steps allowed now as buttons; the
-// server still decides. Also the pick lists (categories, divisions) every view shares.
+// server still decides; each row counts down to its next deadline (`due`, from the server's supervision rule).
+// An open ticket's history has a small form to amend (更正) its content, address and category. Also the pick
+// lists (categories, divisions) every view shares.
 
 import { api } from "./api.js";
-import { EVENT, STATUS, el, fill, when } from "./dom.js";
+import { EVENT, STATUS, duration, el, fill, when } from "./dom.js";
 
 let picks = { categories: [], divisions: [] };
 let loading = null;
@@ -35,6 +37,17 @@ const STEPS = {
   ],
 };
 const PAGE = 100;
+const FINAL = ["closed", "cancelled"]; // tickets/state.py FINAL: no amendment any more
+const AMENDABLE = [["category", "类别"], ["content", "诉求内容"], ["address", "地址"]];
+const DUE = { signed_for: "签收", accepted: "受理", resolved: "办结" };
+
+// "剩 12:34 签收" before the deadline, "已超时 03:10" after it; the clock is the browser's, the deadline the server's.
+export function countdown(due, now = Date.now()) {
+  if (!due || !due.at) return "—";
+  const left = new Date(due.at).getTime() - now;
+  if (Number.isNaN(left)) return "—";
+  return left >= 0 ? `剩 ${duration(left)} ${DUE[due.state] || due.state}` : `已超时 ${duration(-left)}`;
+}
 
 export class Inbox {
   constructor(s) {
@@ -42,9 +55,11 @@ export class Inbox {
     this.side = "receiver";
     this.items = [];
     this.open = new Set(); // tickets whose history is unfolded
+    this.notes = new Map(); // ticket id -> what its last amendment came to, kept across the redraws
     this.pending = null;
     this.asking = false;
     setInterval(() => this.refresh(), 10000);
+    setInterval(() => this.tick(), 1000);
   }
 
   render() {
@@ -55,7 +70,7 @@ export class Inbox {
     this.tabs = el("div", { class: "tabs" }, tab("receiver", "收到的联动单"), tab("sender", "发出的联动单"));
     this.root = el("section", { id: "inbox", class: "card" }, el("h2", {}, "收件箱"), this.tabs, this.error,
       el("table", {}, el("thead", {}, el("tr", {}, ["编号", "来源/去向", "状态", "类别", "来电号码", "内容", "时间",
-        "操作"].map((h) => el("th", {}, h)))), this.body));
+        "时限", "操作"].map((h) => el("th", {}, h)))), this.body));
     return this.root;
   }
 
@@ -80,7 +95,17 @@ export class Inbox {
     for (const b of this.tabs.children) b.setAttribute("aria-pressed", String(b.dataset.side === this.side));
     const key = this.side === "receiver" ? "target" : "source";
     const rows = this.items.filter((t) => t[key] && t[key].site === this.s.site);
-    fill(this.body, rows.length ? rows.map((t) => this.row(t)) : el("tr", {}, el("td", { colspan: 8 }, "暂无")));
+    fill(this.body, rows.length ? rows.map((t) => this.row(t)) : el("tr", {}, el("td", { colspan: 9 }, "暂无")));
+  }
+
+  tick() {
+    if (!this.body) return;
+    const now = Date.now();
+    for (const cell of this.body.querySelectorAll("td.due")) {
+      const due = cell.dataset.at ? { state: cell.dataset.state, at: cell.dataset.at } : null;
+      cell.textContent = countdown(due, now);
+      cell.classList.toggle("overdue", Boolean(due) && new Date(due.at).getTime() < now);
+    }
   }
 
   row(t) {
@@ -93,9 +118,11 @@ export class Inbox {
       el("td", {}, t.id), el("td", {}, peer),
       el("td", { class: "status" }, STATUS[t.status] || t.status), el("td", {}, categoryName(t.category)),
       el("td", {}, t.caller_number || "—"), el("td", { class: "text content" }, t.content || "—"),
-      el("td", {}, when(t.created_at)), actions);
+      el("td", {}, when(t.created_at)),
+      el("td", { class: t.due && new Date(t.due.at).getTime() < Date.now() ? "due overdue" : "due",
+        dataset: t.due ? { state: t.due.state, at: t.due.at } : {} }, countdown(t.due)), actions);
     if (!this.open.has(t.id)) return tr;
-    return [tr, el("tr", { class: "history" }, el("td", { colspan: 8 }, this.history(t)))];
+    return [tr, el("tr", { class: "history" }, el("td", { colspan: 9 }, this.history(t)))];
   }
 
   history(t) {
@@ -105,7 +132,54 @@ export class Inbox {
       el("dl", {}, fields.filter(([, v]) => v).map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
       el("ol", {}, (t.history || []).map((e) => el("li", {},
         `${when(e.at)} ${EVENT[e.type] || e.type} · ${e.actor.site}${e.actor.agent ? `/${e.actor.agent}` : ""}`,
-        e.payload && Object.keys(e.payload).length ? ` · ${JSON.stringify(e.payload)}` : ""))));
+        e.payload && Object.keys(e.payload).length ? ` · ${JSON.stringify(e.payload)}` : ""))),
+      FINAL.includes(t.status) ? null : this.amendForm(t));
+  }
+
+  amendForm(t) {
+    const inputs = {};
+    const errors = {};
+    const status = el("p", { class: "hint", role: "status" }, this.notes.get(t.id));
+    const field = ([name, label]) => {
+      const input = name === "category"
+        ? el("select", { dataset: { amend: name } }, el("option", { value: "" }, "（无）"),
+          picks.categories.map((c) => el("option", { value: c.key }, c.name)))
+        : el(name === "content" ? "textarea" : "input", { dataset: { amend: name },
+          maxlength: name === "content" ? 5000 : 500 });
+      if (name === "category" && t.category && !picks.categories.some((c) => c.key === t.category)) {
+        input.append(el("option", { value: t.category }, t.category)); // a category no longer in the catalogue
+      }
+      input.value = t[name] || "";
+      input.addEventListener("input", () => { this.asking = true; }); // no redraw under the agent's fingers
+      inputs[name] = input;
+      errors[name] = el("div", { class: "field-error", dataset: { errorFor: name } });
+      return el("label", {}, label, input, errors[name]);
+    };
+    const form = el("form", { class: "amend", dataset: { ticketId: t.id } }, el("h3", {}, "更正"),
+      AMENDABLE.map(field), status, el("button", { type: "submit" }, "提交更正"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      for (const e of Object.values(errors)) fill(e);
+      const fields = {};
+      for (const [name] of AMENDABLE) {
+        const value = name === "category" ? inputs[name].value : inputs[name].value.trim();
+        if (value !== (t[name] || "")) fields[name] = value;
+      }
+      if (!Object.keys(fields).length) {
+        fill(status, "没有修改");
+        return;
+      }
+      try {
+        await api("PATCH", `/v1/tickets/${t.id}`, { agent: this.s.agent, fields });
+        this.asking = false;
+        this.notes.set(t.id, `已更正 ${Object.keys(fields).map((k) => AMENDABLE.find(([n]) => n === k)[1]).join("、")}`);
+        await this.refresh();
+      } catch (error) {
+        const target = errors[String(error.field || "").split(".").pop()];
+        fill(target || status, `更正失败：${error.message}`);
+      }
+    });
+    return form;
   }
 
   toggle(id) {

@@ -1,9 +1,12 @@
 // The supervisor's view (the site token): the calls in progress, the tickets by state, the overdue list,
-// delivery health per peer, the dead letters, and who exported what.
+// delivery health per peer, the dead letters, who exported what, per-agent activity (activity.js) and the
+// search with its export (search.js).
 
 import { api, query } from "./api.js";
 import { STATUS, el, fill, when } from "./dom.js";
+import { ACTIVITY_PAGE, AgentActivity } from "./activity.js";
 import { catalogue, categoryName } from "./inbox.js";
+import { TicketSearch } from "./search.js";
 
 const POLL = 5000;
 
@@ -13,6 +16,8 @@ export class SupervisorView {
     this.s = s;
     this.status = "";
     this.pending = null;
+    this.activity = new AgentActivity(s);
+    this.search = new TicketSearch();
   }
 
   show() {
@@ -38,6 +43,7 @@ export class SupervisorView {
       el("section", { id: "delivery", class: "card" }, el("h2", {}, "投递状况（按对端）"),
         el("table", {}, head("对端", "待投递", "最早一条排队自", "死信"), this.delivery)),
       el("section", { class: "card" }, el("h2", {}, "投递失败（死信）"), this.letters),
+      this.activity.render(), this.search.render(),
       el("section", { id: "exports", class: "card" }, el("h2", {}, "导出记录"),
         el("table", {}, head("时间", "操作者", "格式", "条件", "条数"), this.exports)));
     this.root.hidden = false;
@@ -52,12 +58,14 @@ export class SupervisorView {
 
   async refresh() {
     try {
-      const [calls, tickets, letters, delivery, exports] = await Promise.all([
+      const latest = `/v1/tickets${query({ page_size: ACTIVITY_PAGE })}`;
+      const [calls, tickets, letters, delivery, exports, all] = await Promise.all([
         api("GET", "/v1/calls"),
         api("GET", `/v1/tickets${query({ status: this.status, page_size: 200 })}`),
         api("GET", "/v1/dead-letters"),
         api("GET", "/v1/delivery"),
         api("GET", "/v1/audit/exports?limit=20"),
+        this.status ? api("GET", latest) : null, // the activity counts every state
       ]);
       this.drawCalls(calls.items || []);
       this.drawTickets(tickets);
@@ -65,6 +73,7 @@ export class SupervisorView {
       this.drawLetters(letters.peers || []);
       this.drawDelivery(delivery.peers || []);
       this.drawExports(exports.items || []);
+      this.activity.draw(all || tickets);
       fill(this.error);
     } catch (error) {
       fill(this.error, `刷新失败：${error.message}`);

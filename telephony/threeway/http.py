@@ -1,4 +1,5 @@
-"""HTTP adapter of three-way calls: a console brings the target site into the agent's call (a conference)."""
+"""HTTP adapter of three-way calls: a console brings the target site into the agent's call (a conference), or
+consults it first (an attended transfer)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,11 @@ class ThreewayHttp:
             raise InvalidInput("body is {agent}")
         ticket = await self.threeway.http_threeway(call_id, agent(request, body))
         return web.json_response({"ticket_id": ticket.id, "conference": ticket.id}, status=202)
+
+    async def consult_call(self, request: web.Request) -> web.Response:
+        call_id = linkedid(request)
+        body = await read_json(request)
+        if not isinstance(body, dict) or not set(body) <= {"agent"}:
+            raise InvalidInput("body is {agent}")
+        ticket = await self.threeway.http_consult(call_id, agent(request, body))
+        return web.json_response({"ticket_id": ticket.id, "mode": ticket.mode}, status=202)

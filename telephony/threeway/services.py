@@ -125,29 +125,49 @@ class ThreewayService:
     async def consult(self, linkedid: str, agent_uniqueid: str) -> None:
         """The consult key: the ticket is stored (mode attended), then Asterisk's attended transfer takes the
         agent to the other platform while the caller hears music. Hanging up (or the complete key) completes
-        it; the abort key cancels it and brings the caller back — the ticket records which."""
-        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
-        target = self.config.target(self.config.threeway.target)
-        leg = call.legs.get(agent_uniqueid) if call else None
-        if call is None or leg is None or target is None or target.phone is not None:
-            log.warning("consult.refused", reason="unknown call, agent or target")
-            return
+        it; the abort key cancels it and brings the caller back — the ticket records which. A refusal keeps
+        the call as it is."""
         try:
-            ticket, exten = await self.sending.start(call, agent_uniqueid, target, mode="attended")
+            await self.start_consult(linkedid, agent_uniqueid)
         except LinkageError as exc:
             log.warning("consult.refused", reason=exc.message)
-            return
+
+    async def http_consult(self, linkedid: str, agent: str) -> Ticket:
+        """The console's consult button: the same path as the key, but a refusal is raised for the console to
+        show, not only logged."""
+        call = self.calls.get(linkedid)
+        if call is None:
+            raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        leg = next((g for g in call.legs.values() if g.endpoint == f"agent{agent}"), None)
+        if leg is None:
+            raise InvalidInput(f"agent {agent} is not on that call", linkedid=linkedid)
+        return await self.start_consult(linkedid, leg.uniqueid)
+
+    def _free_slot(self) -> str | None:
         now = time.monotonic()
         for stale in [c for c in self.consults.values() if c.state == RESERVED and now - c.taken >= SLOT_SECONDS]:
             move(stale, "expired")  # the consultation never dialled
             self.consults.pop(stale.ticket_id, None)
         taken = {c.slot for c in self.consults.values() if c.state == RESERVED}
-        slot = next((f"{n:04d}" for n in range(1000, 10000) if f"{n:04d}" not in taken), None)
+        return next((f"{n:04d}" for n in range(1000, 10000) if f"{n:04d}" not in taken), None)
+
+    async def start_consult(self, linkedid: str, agent_uniqueid: str) -> Ticket:
+        call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
+        target = self.config.target(self.config.threeway.target)
+        leg = call.legs.get(agent_uniqueid) if call else None
+        if call is None or leg is None:
+            raise InvalidInput("a consultation needs a call with this agent on it", linkedid=linkedid)
+        if target is None or target.phone is not None:
+            raise InvalidInput("the consultation's target must be a platform with a controller")
+        if self._free_slot() is None:  # checked before the ticket is stored, and again once it is
+            raise Conflict("no free consultation slot: too many consultations are dialling", linkedid=linkedid)
+        ticket, exten = await self.sending.start(call, agent_uniqueid, target, mode="attended")
+        slot = self._free_slot()
         if slot is None:
-            log.warning("consult.refused", reason="no free consultation slot")
-            return
-        self.consults[ticket.id] = Consult(ticket.id, leg.channel, exten, slot, now)
+            raise Conflict("no free consultation slot: too many consultations are dialling", ticket_id=ticket.id)
+        self.consults[ticket.id] = Consult(ticket.id, leg.channel, exten, slot, time.monotonic())
         self._spawn(self._consult(ticket.id, leg.channel, slot))
+        return ticket
 
     async def _consult(self, ticket_id: str, agent_channel: str, slot: str) -> None:
         structlog.contextvars.bind_contextvars(ticket_id=ticket_id)

@@ -1,9 +1,17 @@
 """HTTP adapter of tickets for consoles: queries (by status, time, division, category, direction; paginated),
 bulk export (JSON lines, CSV; the supervisor's, each one audited) and its audit trail, one ticket with its
 history, amending a ticket and its lifecycle transitions.
+
+What a console reads (one ticket, a page of them) carries a read-only `due`: the next deadline, for the inbox's
+countdown. It is computed on read and never stored or pushed; the rule itself belongs to supervision, which the
+app factory passes in as `deadline_of` (tickets cannot import supervision: supervision imports tickets).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -12,26 +20,37 @@ from telephony.errors import Forbidden, InvalidInput, NotFound
 from telephony.http_request import agent, own_agent, read_json, ticket_id
 from telephony.tickets import queries
 from telephony.tickets.audit import KEEP, ExportAudit
-from telephony.tickets.models import EVENT_TYPES, parse_draft, parse_payload
+from telephony.tickets.models import EVENT_TYPES, Ticket, parse_draft, parse_payload
 from telephony.tickets.services import TicketService
 
 # What a console may post as a transition: the rest are written by the controller itself or come from peers.
 LOCAL_TRANSITIONS = EVENT_TYPES - {"created", "delivered", "offered", "abandoned", "overdue", "routed",
                                    "transferred", "amended"}
 
+# The state a ticket must reach next and by when, or None when nothing is due (supervision.deadlines.deadline).
+DeadlineOf = Callable[[Ticket], tuple[str, datetime] | None]
+
 
 class TicketsHttp:
-    def __init__(self, config: SiteConfig, tickets: TicketService, audit: ExportAudit) -> None:
+    def __init__(self, config: SiteConfig, tickets: TicketService, audit: ExportAudit,
+                 deadline_of: DeadlineOf) -> None:
         self.config = config
         self.tickets = tickets
         self.audit = audit
+        self.deadline_of = deadline_of
+
+    def view(self, ticket: Ticket) -> dict[str, Any]:
+        """The ticket as a console reads it: its fields, and `due` (null when nothing is due)."""
+        due = self.deadline_of(ticket)
+        at = None if due is None else due[1].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return {**ticket.to_dict(), "due": None if due is None else {"state": due[0], "at": at}}
 
     async def get_ticket(self, request: web.Request) -> web.Response:
         tid = ticket_id(request)
         ticket = await self.tickets.store.get(tid)
         if ticket is None:
             raise NotFound(f"ticket {tid} not found")
-        return web.json_response(ticket.to_dict())
+        return web.json_response(self.view(ticket))
 
     async def amend(self, request: web.Request) -> web.Response:
         tid = ticket_id(request)
@@ -57,7 +76,7 @@ class TicketsHttp:
     async def list_tickets(self, request: web.Request) -> web.Response:
         flt = queries.parse_filter(request.query)
         number, size = queries.page_args(request.query)
-        return web.json_response(await queries.page(self.tickets.store, flt, number, size))
+        return web.json_response(await queries.page(self.tickets.store, flt, number, size, self.view))
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         _supervisor_only(request, "bulk export")

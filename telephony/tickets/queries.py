@@ -11,9 +11,10 @@ import csv
 import io
 import json
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -105,10 +106,11 @@ async def select(store: TicketStore, flt: Filter) -> AsyncIterator[Ticket]:
             yield ticket
 
 
-async def page(store: TicketStore, flt: Filter, number: int, size: int) -> dict[str, object]:
+async def page(store: TicketStore, flt: Filter, number: int, size: int,
+               view: Callable[[Ticket], dict[str, Any]] = Ticket.to_dict) -> dict[str, object]:
     items = [t async for t in select(store, flt)]
     start = (number - 1) * size
-    return {"items": [t.to_dict() for t in items[start:start + size]], "page": number, "page_size": size,
+    return {"items": [view(t) for t in items[start:start + size]], "page": number, "page_size": size,
             "total": len(items)}
 
 

@@ -38,7 +38,8 @@ ROUTES = [("GET", "/v1/health"), ("GET", "/metrics"), ("GET", "/v1/whoami"), ("P
           ("PATCH", "/v1/tickets/{id}"), ("POST", "/v1/tickets/{id}/events"),
           ("POST", "/v1/tickets/{id}/transitions"), ("GET", "/v1/calls"), ("PUT", "/v1/calls/{linkedid}/draft"),
           ("GET", "/v1/calls/{linkedid}/draft"), ("POST", "/v1/calls/{linkedid}/transfer"),
-          ("POST", "/v1/calls/{linkedid}/threeway"), ("POST", "/v1/transfers"), ("GET", "/v1/stream"),
+          ("POST", "/v1/calls/{linkedid}/threeway"), ("POST", "/v1/calls/{linkedid}/consult"),
+          ("POST", "/v1/transfers"), ("GET", "/v1/stream"),
           ("GET", "/v1/delivery"), ("GET", "/v1/dead-letters"), ("POST", "/v1/dead-letters/{peer}/replay"),
           ("GET", "/v1/audit/exports"),
           ("GET", "/console"), ("GET", "/console/{file}")]

@@ -5,7 +5,9 @@ open which stream, and bulk export for the supervisor only, every export audited
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from telephony.config import SiteConfig
 from telephony.security.sealing import Sealer
 from telephony.tickets.audit import AUDIT_KEY
 from telephony.tickets.hooks import TicketHooks
+from telephony.tickets.models import Event
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import TicketStore, outbox_key
 from telephony.transfers.drafts import DRAFT_TTL, DraftStore, draft_key
@@ -265,3 +268,36 @@ async def test_whoami_names_the_agent_or_the_supervisor_and_the_targets(desk: De
     status, body = await desk.call("GET", "/v1/whoami")
     assert status == 200 and (body["role"], body["agent"]) == ("supervisor", "")
     assert (await desk.call("GET", "/v1/whoami", token="x" * 24))[0] == 401
+
+
+async def test_what_a_console_reads_says_what_is_due_next_and_by_when(desk: Desk) -> None:
+    status, ticket = await desk.call("POST", "/v1/transfers", {"target": "110", "channel": "web"})
+    assert status == 201 and "due" not in ticket  # the write's answer is the ticket itself
+    status, read = await desk.call("GET", f"/v1/tickets/{ticket['id']}")
+    assert status == 200 and read["due"] is None  # created, not delivered yet: nothing is due
+    at = datetime.now(UTC).replace(microsecond=0)
+    by_110 = {"platform": "110", "site": "110"}
+    await desk.sending.tickets.apply_remote(Event(uuid.uuid4().hex, ticket["id"], "delivered",
+                                                  at.isoformat().replace("+00:00", "Z"), by_110, seq=1), sender="110")
+    expected = {"state": "accepted",
+                "at": (at + timedelta(seconds=desk.config.supervision.accepted)).isoformat(
+                    timespec="milliseconds").replace("+00:00", "Z")}
+    status, read = await desk.call("GET", f"/v1/tickets/{ticket['id']}")
+    assert status == 200 and read["due"] == expected
+    status, listed = await desk.call("GET", "/v1/tickets?page_size=200")
+    assert status == 200 and [t["due"] for t in listed["items"] if t["id"] == ticket["id"]] == [expected]
+    stored = await desk.sending.tickets.store.get(ticket["id"])
+    assert stored is not None and "due" not in stored.to_dict()  # computed on read, never stored or pushed
+
+
+async def test_the_inbox_amends_a_ticket_and_a_refusal_names_the_field(desk: Desk) -> None:
+    status, ticket = await desk.call("POST", "/v1/transfers", {"target": "110", "channel": "web", "content": "旧"})
+    assert status == 201
+    path = f"/v1/tickets/{ticket['id']}"
+    fields = {"content": "<img src=x onerror=alert(1)> 新", "address": "某路2号", "category": "help"}
+    status, amended = await desk.call("PATCH", path, {"agent": "1001", "fields": fields}, desk.tokens["1001"])
+    assert status == 200 and {k: amended[k] for k in fields} == fields
+    assert amended["history"][-1]["type"] == "amended"
+    status, refused = await desk.call("PATCH", path, {"agent": "1001", "fields": {"category": "Not A Key"}})
+    assert status == 400 and refused["details"]["field"].split(".")[-1] == "category"
+    assert (await desk.call("GET", path))[1]["category"] == "help"  # nothing changed on refusal

@@ -18,6 +18,7 @@ from linkage_lab.lab.lab import PLANS, Lab
 from telephony.agi.server import AgiRequest
 from telephony.calls import state as call_state
 from telephony.calls.registry import CallRegistry
+from telephony.errors import Conflict, InvalidInput, NotFound
 from telephony.threeway import services as threeway_services
 from telephony.threeway import state
 from telephony.threeway.agi import ThreewayAgi
@@ -244,3 +245,31 @@ def test_the_service_reads_its_policy_from_the_config(tmp_path: Path) -> None:
     service = ThreewayService(config, CallRegistry(), cast(Any, None), cast(Any, None), None)
     assert service.policy.emergency_platform == "110"
     assert service.policy.emergency_categories == frozenset(config.threeway.emergency_categories)
+
+
+async def test_the_consoles_consult_is_the_keys_path_and_says_why_it_refuses(
+        tmp_path: Path, redis: aioredis.Redis) -> None:
+    desk = Desk(tmp_path, redis, decide=30)
+    with pytest.raises(NotFound):
+        await desk.service.http_consult(LINKEDID, "1001")
+    desk.answered()
+    with pytest.raises(InvalidInput, match="agent 1002 is not on that call"):
+        await desk.service.http_consult(LINKEDID, "1002")
+    ticket = await desk.service.http_consult(LINKEDID, "1001")
+    assert ticket.mode == "attended" and desk.service.consults[ticket.id].state == state.RESERVED
+    await asyncio.sleep(0.01)
+    assert next(a for a in desk.actions if a["Action"] == "Atxfer")["Channel"] == AGENT
+    with pytest.raises(Conflict):  # the call is already being handed over: the key would only log this
+        await desk.service.http_consult(LINKEDID, "1001")
+    assert list(desk.service.consults) == [ticket.id]
+
+
+async def test_no_free_slot_is_refused_before_a_ticket_is_stored(
+        tmp_path: Path, redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    desk = Desk(tmp_path, redis, decide=30)
+    desk.answered()
+    monkeypatch.setattr(desk.service, "_free_slot", lambda: None)
+    with pytest.raises(Conflict, match="no free consultation slot"):
+        await desk.service.http_consult(LINKEDID, "1001")
+    await desk.agi.consult(cast(AgiRequest, Request(LINKEDID)))  # the key logs the same refusal
+    assert desk.service.consults == {} and await desk.tickets.store.open_ids() == []
