@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from linkage_lab.bench import latency, load, soak
+from linkage_lab.bench import latency, load, screen_pop, soak
 from linkage_lab.bench.report import replace_section
 
 
@@ -97,3 +97,20 @@ def test_the_latency_summary_replaces_only_the_top_of_the_file(tmp_path: Path) -
     assert text.startswith("# Benchmarks\n\nCurrent summary of `make bench BENCH_N=60`") and "old summary" not in text
     assert text.endswith("own.\n\n## Sustained load (x)\nrows\n")
     assert "ratio of medians (one-key / baseline): 2.56" in text
+
+
+def test_screen_pop_statistics_count_the_unmeasured_as_failed_and_the_section_names_the_goal() -> None:
+    latencies: list[float | None] = [float(v) for v in range(1, 21)] + [None]
+    s = screen_pop.stats(latencies)
+    assert s == {"count": 20, "failed": 1, "p50": 10.5, "p95": 19.0, "max": 20.0}
+    assert screen_pop.stats([None])["p95"] is None
+    m = {"cpu": "AMD EPYC", "nproc": "2", "kernel": "6.1", "python": "3.11.7", "asterisk": "Asterisk 22",
+         "commit": "abc1234"}
+    report = {"command": "python -m linkage_lab.bench.screen_pop --n 21", "file": "screen-pop-20261201T120000Z.json",
+              "n": 21, "date": "20261201T120000Z", "machine": m, "stats": s}
+    text = screen_pop.section(report)
+    assert text.startswith(f"{screen_pop.HEADING} (`python -m linkage_lab.bench.screen_pop --n 21`, "
+                           "bench/results/screen-pop-20261201T120000Z.json)")
+    assert "| 20 | 1 | 10.5 | 19.0 | 20.0 |" in text and "goal p95 ≤ 100 ms: met" in text
+    assert "commit abc1234" in text and "Date 20261201T120000Z" in text
+    assert "missed" in screen_pop.section({**report, "stats": {**s, "p95": 140.0}})
