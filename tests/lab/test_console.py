@@ -246,3 +246,44 @@ def test_a_referral_without_a_call_reaches_the_110_console(desc: dict[str, Any],
     assert far.evaluate("window.__pwned") is None
     for page in (far, near, sup):
         page.context.close()
+
+
+def test_the_inbox_counts_down_amends_and_the_supervisor_searches_and_exports(desc: dict[str, Any],
+                                                                               browser: Browser) -> None:
+    """A received referral counts down to its deadline in the 110 agent's inbox and is amended there; the 110
+    supervisor finds it, exports it (fetched with the bearer header, saved from a blob) and sees the export in
+    the audit trail, beside per-agent activity, the overdue list and delivery health."""
+    far = open_console(browser, desc, "110", "2001")
+    near = open_console(browser, desc, "12345", "1001")
+    assert near.is_visible("#consult") and "Alt+8" in (near.text_content("#consult") or "")
+    content = f"小程序留言：夜间施工噪音扰民 {int(time.time() * 1000)}"
+    near.select_option("#r-target", "110")
+    near.select_option("#r-channel", "mini_program")
+    near.select_option("#r-category", "report")
+    near.fill("#r-content", content)
+    near.click("#r-submit")
+    near.wait_for_selector("#referral-result[data-ticket-id]", timeout=WAIT)
+    tid = near.get_attribute("#referral-result", "data-ticket-id")
+    row = f"#inbox tr[data-ticket-id='{tid}']"
+    far.wait_for_selector(f"{row} td.due:has-text('剩')", timeout=WAIT)  # due to be accepted: counting down
+    assert far.get_attribute(f"{row} td.due", "data-at")
+    far.click(f"{row} button:has-text('详情')")
+    form = f"form.amend[data-ticket-id='{tid}']"
+    far.fill(f"{form} [data-amend=address]", "济宁市任城区某路口")
+    far.click(f"{form} button[type=submit]")
+    far.wait_for_selector(f"{form} p:has-text('已更正')", timeout=WAIT)
+
+    sup = open_console(browser, desc, "110", "")
+    sup.wait_for_selector("#agent-activity", timeout=WAIT)
+    assert sup.is_visible("#overdue") and sup.is_visible("#delivery tr[data-peer='12345']")
+    sup.select_option("#search-category", "report")
+    sup.click("#ticket-search button[type=submit]")
+    sup.wait_for_selector(f"#search tr[data-ticket-id='{tid}']", timeout=WAIT)
+    with sup.expect_download(timeout=WAIT) as download:
+        sup.click("#export")
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert tid in exported and "济宁市任城区某路口" in exported  # the amendment is in the export
+    sup.wait_for_selector("#exports td:has-text('csv')", timeout=WAIT)  # the audit trail shows the export
+    shot(sup, "supervisor-110")
+    for page in (far, near, sup):
+        page.context.close()
