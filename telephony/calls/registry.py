@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telephony.calls.state import IDLE
+from telephony.errors import InvalidInput, NotFound
 from telephony.ids import CALLER_NUMBER, CHANNEL, UNIQUEID
 
 
@@ -180,6 +181,21 @@ class CallRegistry:
 
     def get(self, linkedid: str) -> Call | None:
         return self.calls.get(linkedid)
+
+    def active(self, linkedid: str) -> Call:
+        """The live call a console names (404 otherwise)."""
+        call = self.calls.get(linkedid)
+        if call is None:
+            raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        return call
+
+    @staticmethod
+    def agent_leg(call: Call, agent: str) -> Leg:
+        """The leg of `agent` on the call a console names (400 when that agent is not on it)."""
+        leg = next((g for g in call.legs.values() if g.endpoint == f"agent{agent}"), None)
+        if leg is None:
+            raise InvalidInput(f"agent {agent} is not on that call", linkedid=call.linkedid)
+        return leg
 
     def call_of(self, uniqueid: str) -> Call | None:
         linkedid = self.by_uniqueid.get(uniqueid)

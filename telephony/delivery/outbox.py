@@ -15,7 +15,6 @@ import asyncio
 import json
 import time
 from collections import deque
-from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,6 +27,7 @@ from telephony.delivery.client import PeerClient, PeerError
 from telephony.delivery.metrics import DeliveryMetrics
 from telephony.errors import ConfigError
 from telephony.security.sealing import Sealer
+from telephony.tickets.models import epoch_of
 from telephony.tickets.store import STORE_ERRORS, Head, outbox_key
 from telephony.waits import raise_if_cancelled, wait_event
 
@@ -286,11 +286,8 @@ async def backlog(redis: aioredis.Redis, sealer: Sealer, peer: str) -> dict[str,
         try:
             message = json.loads(sealer.open(head))
             at = message.get("queued_at") or message.get("body", {}).get("at")
-            oldest = float(at) if isinstance(at, int | float) else _epoch(str(at)) if at else None
+            oldest = float(at) if isinstance(at, int | float) else epoch_of(str(at)) if at else None
         except (ValueError, TypeError, AttributeError):
             oldest = None
     return {"peer": peer, "queued": int(queued), "oldest_since": oldest}
 
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

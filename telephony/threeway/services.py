@@ -25,7 +25,7 @@ import structlog
 from telephony.calls import state as call_state
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
-from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
+from telephony.errors import Conflict, InvalidInput, LinkageError
 from telephony.ids import CHANNEL, TICKET_ID, UNIQUEID
 from telephony.threeway import rules
 from telephony.threeway.state import CONSULTING, RESERVED, SLOT_SECONDS, Consult, Room, can, move
@@ -72,12 +72,7 @@ class ThreewayService:
 
     async def http_threeway(self, linkedid: str, agent: str) -> Ticket:
         """The console's three-way button: the same path as the key."""
-        call = self.calls.get(linkedid)
-        if call is None:
-            raise NotFound("no active call with that linkedid", linkedid=linkedid)
-        leg = next((g for g in call.legs.values() if g.endpoint == f"agent{agent}"), None)
-        if leg is None:
-            raise InvalidInput(f"agent {agent} is not on that call", linkedid=linkedid)
+        leg = self.calls.agent_leg(self.calls.active(linkedid), agent)
         return await self.start(linkedid, leg.uniqueid)
 
     async def start(self, linkedid: str, agent_uniqueid: str) -> Ticket:
@@ -135,12 +130,7 @@ class ThreewayService:
     async def http_consult(self, linkedid: str, agent: str) -> Ticket:
         """The console's consult button: the same path as the key, but a refusal is raised for the console to
         show, not only logged."""
-        call = self.calls.get(linkedid)
-        if call is None:
-            raise NotFound("no active call with that linkedid", linkedid=linkedid)
-        leg = next((g for g in call.legs.values() if g.endpoint == f"agent{agent}"), None)
-        if leg is None:
-            raise InvalidInput(f"agent {agent} is not on that call", linkedid=linkedid)
+        leg = self.calls.agent_leg(self.calls.active(linkedid), agent)
         return await self.start_consult(linkedid, leg.uniqueid)
 
     def _free_slot(self) -> str | None:

@@ -3,12 +3,10 @@ one subscriber to ticket changes (`on_ticket_change`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from telephony.metrics import LATENCY_BUCKETS
-from telephony.tickets.models import Event, Ticket
+from telephony.tickets.models import Event, Ticket, epoch_of
 
 # A push that failed is retried with backoff: its lag is seconds, not milliseconds.
 DELIVERY_BUCKETS = (*LATENCY_BUCKETS, 5.0, 10.0, 30.0, 60.0)
@@ -49,8 +47,5 @@ def delivery_lag(ticket: Ticket, delivered: Event) -> float | None:
     created = next((e for e in ticket.history if e.type == "created"), None)
     if created is None:
         return None
-    return max(0.0, _epoch(delivered.at) - _epoch(created.at))
+    return max(0.0, epoch_of(delivered.at) - epoch_of(created.at))
 
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -84,6 +84,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def epoch_of(iso: str) -> float:
+    """The epoch seconds of a ticket's ISO time (`now_iso`'s form; raises ValueError for anything else)."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def new_ticket_id(division: str) -> str:
     """Digits only, so the id can ride in a dialplan extension: division + UTC time + 6 random digits."""
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())

@@ -128,17 +128,13 @@ class SendingService:
 
     async def button(self, linkedid: str, target_name: str, agent: str) -> Ticket:
         """The console's transfer button: the same ticket path as the key, then BlindTransfer over AMI."""
-        call = self.calls.get(linkedid)
-        if call is None:
-            raise NotFound("no active call with that linkedid", linkedid=linkedid)
+        call = self.calls.active(linkedid)
         call_state.check(call, "transfer")  # first: once transferred the agent's leg is gone; this is clearer
         target = self.config.target(target_name)
         if target is None:
             raise InvalidInput(f"unknown transfer target {target_name!r}",
                                targets=[t.name for t in self.config.targets])
-        leg = next((g for g in call.legs.values() if g.endpoint == f"agent{agent}"), None)
-        if leg is None:
-            raise InvalidInput(f"agent {agent} is not on that call", linkedid=linkedid)
+        leg = self.calls.agent_leg(call, agent)
         if call.bridged_at is None:
             raise Conflict("the call is not answered yet", linkedid=linkedid)
         ticket, exten = await self.start(call, leg.uniqueid, target)

@@ -219,21 +219,28 @@ def test_a_busy_target_is_shown_as_a_recall(desc: dict[str, Any], lab: Lab, brow
     near.context.close()
 
 
+def refer(page: Page, content: str, channel: str, caller_name: str = "", caller_number: str = "") -> str:
+    """Send a referral (report, to 110) from the 12345 console's form; returns the ticket id it answered."""
+    page.select_option("#r-target", "110")
+    page.select_option("#r-channel", channel)
+    if caller_name:
+        page.fill("#r-caller-name", caller_name)
+    if caller_number:
+        page.fill("#r-caller-number", caller_number)
+    page.select_option("#r-category", "report")
+    page.fill("#r-content", content)
+    page.click("#r-submit")
+    page.wait_for_selector("#referral-result[data-ticket-id]", timeout=WAIT)
+    return page.get_attribute("#referral-result", "data-ticket-id") or ""
+
+
 def test_a_referral_without_a_call_reaches_the_110_console(desc: dict[str, Any], browser: Browser) -> None:
     """网络渠道转办: the 12345 agent sends a web message to 110 from the console; no call; the 110 agent's inbox
     shows it pushed (not at its next poll), and the 12345 supervisor's delivery view has nothing stuck."""
     far = open_console(browser, desc, "110", "2001")
     near = open_console(browser, desc, "12345", "1001")
     content = f"网站留言：路口有人持刀威胁路人 {int(time.time() * 1000)}"
-    near.select_option("#r-target", "110")
-    near.select_option("#r-channel", "web")
-    near.fill("#r-caller-name", HOSTILE[:60])
-    near.fill("#r-caller-number", "13800000001")
-    near.select_option("#r-category", "report")
-    near.fill("#r-content", content)
-    near.click("#r-submit")
-    near.wait_for_selector("#referral-result[data-ticket-id]", timeout=WAIT)
-    tid = near.get_attribute("#referral-result", "data-ticket-id")
+    tid = refer(near, content, "web", caller_name=HOSTILE[:60], caller_number="13800000001")
     row = f"#inbox tr[data-ticket-id='{tid}']"
     far.wait_for_selector(f"{row} td.content:has-text('{content}')", timeout=5_000)  # the inbox polls every 10 s
     shot(far, "referral-110")
@@ -257,13 +264,7 @@ def test_the_inbox_counts_down_amends_and_the_supervisor_searches_and_exports(de
     near = open_console(browser, desc, "12345", "1001")
     assert near.is_visible("#consult") and "Alt+8" in (near.text_content("#consult") or "")
     content = f"小程序留言：夜间施工噪音扰民 {int(time.time() * 1000)}"
-    near.select_option("#r-target", "110")
-    near.select_option("#r-channel", "mini_program")
-    near.select_option("#r-category", "report")
-    near.fill("#r-content", content)
-    near.click("#r-submit")
-    near.wait_for_selector("#referral-result[data-ticket-id]", timeout=WAIT)
-    tid = near.get_attribute("#referral-result", "data-ticket-id")
+    tid = refer(near, content, "mini_program")
     row = f"#inbox tr[data-ticket-id='{tid}']"
     far.wait_for_selector(f"{row} td.due:has-text('剩')", timeout=WAIT)  # due to be accepted: counting down
     assert far.get_attribute(f"{row} td.due", "data-at")
