@@ -51,6 +51,7 @@ from telephony.transfers.arrivals import Arrivals
 from telephony.transfers.drafts import DraftStore
 from telephony.transfers.metrics import TransferMetrics
 from telephony.transfers.receiving import ReceivingService
+from telephony.transfers.returns import ReturnService
 from telephony.transfers.sending import SendingService
 
 log = structlog.get_logger("controller")
@@ -83,16 +84,20 @@ class Controller:
         self.alarm = Alarm(DeadlineRule(config))
         self.arrivals = Arrivals(config.transfer.push_wait)
         self.ticket_metrics = TicketMetrics(self.registry, config.site.name)
-        hooks = TicketHooks(changed=(self.hub.publish, self.ticket_metrics.on_ticket_change, self.alarm.on_change),
+        # a peer's return with the caller takes our caller back (self.returns is built with the tickets below)
+        hooks = TicketHooks(changed=(self.hub.publish, self.ticket_metrics.on_ticket_change, self.alarm.on_change,
+                                     lambda ticket, event: self.returns.on_change(ticket, event)),
                             landed=(self.arrivals.land,), queued=self._wake, deadline_of=self.alarm.rule)
         # the contexts
         self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
         self.tickets = TicketService(config, self.store, hooks)
         self.supervisor = Supervisor(config, self.tickets, self.alarm, SupervisionMetrics(self.registry))
+        self.returns = ReturnService(config, self.calls, self.tickets, self.ami.send)
         self.sending = SendingService(config, self.calls, self.tickets, self.ami.send,
-                                      DraftStore(self.redis, sealer))
+                                      DraftStore(self.redis, sealer), self.returns)
         self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
+        self.sending.escalate = self.threeway.start
         # adapters
         self.transfer_metrics = TransferMetrics(self.registry)
         self.ami_handlers = (ThreewayAmi(self.threeway).on_event,
@@ -102,6 +107,7 @@ class Controller:
             self.agi.route(name, handler)
         self.http_metrics = HttpMetrics(self.registry, self.delivery_metrics)
         self.api = build_app(config, tickets=self.tickets, transfers=self.sending, threeway=self.threeway,
+                             returns=self.returns,
                              calls=self.calls, hub=self.hub, metrics=self.http_metrics, health=self.health,
                              redis=self.redis, sealer=sealer, wake=self._wake)
 
@@ -156,6 +162,7 @@ class Controller:
     async def close(self, runner: web.AppRunner | None = None) -> None:
         """In reverse order of use: no new calls or requests, then the PBX link, then the clients."""
         self.threeway.close()
+        self.returns.close()
         await self.agi.stop()
         if runner is not None:
             await runner.cleanup()

@@ -69,6 +69,7 @@ NUMBER = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,9})?$")  # an environment value m
 
 # ---- the same, as schema types -----------------------------------------------------------------------------------
 TicketId = Annotated[str, Meta(min_length=1, pattern=TICKET_ID.pattern)]  # min_length: "required" when empty
+OptionalTicketId = Annotated[str, Meta(pattern=optional(TICKET_ID).pattern)]
 EventId = Annotated[str, Meta(min_length=1, pattern=EVENT_ID.pattern)]
 SiteName = Annotated[str, Meta(pattern=SITE_NAME.pattern)]
 OptionalAgentId = Annotated[str, Meta(pattern=OPTIONAL_AGENT_ID.pattern)]

@@ -32,12 +32,13 @@ from telephony.tickets.audit import ExportAudit
 from telephony.tickets.http import TicketsHttp
 from telephony.tickets.services import TicketService
 from telephony.transfers.http import TransfersHttp
+from telephony.transfers.returns import ReturnService
 from telephony.transfers.sending import SendingService
 
 
 def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingService,
-              threeway: ThreewayService, calls: CallRegistry, hub: StreamHub, metrics: HttpMetrics,
-              health: HealthCheck, redis: aioredis.Redis, sealer: Sealer,
+              threeway: ThreewayService, returns: ReturnService, calls: CallRegistry, hub: StreamHub,
+              metrics: HttpMetrics, health: HealthCheck, redis: aioredis.Redis, sealer: Sealer,
               wake: Callable[[str], None]) -> web.Application:
     """`redis` holds the replay memory and the dead letters (sealed with `sealer`); `wake(peer)` makes a peer's
     delivery worker send at once (after a dead-letter replay)."""
@@ -48,7 +49,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     # the console's countdown reads the supervision rule; passed in here because supervision imports tickets
     console = TicketsHttp(config, tickets, ExportAudit(redis), lambda t: deadline(t, config.supervision))
     calls_http = CallsHttp(calls)
-    sending = TransfersHttp(config, calls, transfers)
+    sending = TransfersHttp(config, calls, transfers, returns)
     pages = ConsoleHttp()
     threeway_http = ThreewayHttp(threeway)
     app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
@@ -71,6 +72,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.post("/v1/calls/{linkedid}/transfer", sending.transfer),
         web.post("/v1/calls/{linkedid}/threeway", threeway_http.threeway_call),
         web.post("/v1/calls/{linkedid}/consult", threeway_http.consult_call),
+        web.post("/v1/calls/{linkedid}/return", sending.give_back),
         web.post("/v1/transfers", sending.refer),
         web.get("/v1/stream", hub.serve),
         web.get("/v1/delivery", delivery.health),

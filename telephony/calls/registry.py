@@ -85,6 +85,8 @@ class CallRegistry:
         self.max_calls = max_calls
         self.on_change = on_change
         self.live = False  # True while the AMI link is up and this registry was rebuilt from Asterisk since
+        # receiving side: linkedid -> the ticket a linked call arrived with over the trunk, while the call lasts
+        self.received: dict[str, str] = {}
 
     def on_event(self, event: dict[str, str]) -> Call | None:
         name = event.get("Event", "")
@@ -123,11 +125,21 @@ class CallRegistry:
             self.by_uniqueid.pop(uniqueid, None)
             if not call.legs:
                 self.calls.pop(linkedid, None)
+                self.received.pop(linkedid, None)
             told = "ended" if leg is not None else ""
         if told and leg is not None and leg.endpoint.startswith("agent"):
             self.on_change(CallChange(told, leg.endpoint.removeprefix("agent"), linkedid, self.caller_of(call),
-                                      call.started_at, call.bridged_at, call.ticket_id))
+                                      call.started_at, call.bridged_at, self.ticket_of(call)))
         return call
+
+    def arrived(self, linkedid: str, ticket_id: str) -> None:
+        """A linked call was routed to an agent here with this ticket (the receiving side)."""
+        if UNIQUEID.match(linkedid) and len(self.received) < self.max_calls:
+            self.received[linkedid] = ticket_id
+
+    def ticket_of(self, call: Call) -> str | None:
+        """The call's ticket: the one sent from here, else the one it arrived with."""
+        return call.ticket_id or self.received.get(call.linkedid)
 
     @staticmethod
     def caller_of(call: Call) -> str:
@@ -160,6 +172,7 @@ class CallRegistry:
                 call.bridged_at = time.time()
             if linkedid in old:
                 call.ticket_id, call.handover = old[linkedid].ticket_id, old[linkedid].handover
+        self.received = {k: v for k, v in self.received.items() if k in self.calls}
         return len(self.calls)
 
     def adopt(self, linkedid: str, agent_uniqueid: str, agent_channel: str, caller_number: str) -> Call | None:

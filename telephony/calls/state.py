@@ -3,7 +3,8 @@
         idle ──transfer──→ transferring   (one-key or console blind transfer)
         idle ──threeway──→ threeway       (三方通话: the call is in a conference with the other platform)
         idle ──consult───→ consulting     (attended transfer: the agent consults the other platform first)
-    transferring | threeway | consulting ──not_stored | pbx_refused | recalled | consult_cancelled──→ idle
+        idle ──return────→ returning      (退回: a received linked call goes back to the platform it came from)
+    any ──not_stored | pbx_refused | recalled | consult_cancelled | returned──→ idle
 
 A call that is not idle cannot be handed over again: that is the one refused move (409), and it is what stops a
 second key press or console click making a second ticket. A call that was handed over successfully stays in its
@@ -24,18 +25,20 @@ from telephony.errors import Conflict
 
 log = structlog.get_logger("calls")
 
-IDLE, TRANSFERRING, THREEWAY, CONSULTING = "idle", "transferring", "threeway", "consulting"
-STATES = (IDLE, TRANSFERRING, THREEWAY, CONSULTING)
+IDLE, TRANSFERRING, THREEWAY, CONSULTING, RETURNING = "idle", "transferring", "threeway", "consulting", "returning"
+STATES = (IDLE, TRANSFERRING, THREEWAY, CONSULTING, RETURNING)
 
 # event -> (new state, states it may come from, or None for any)
 RULES: dict[str, tuple[str, frozenset[str] | None]] = {
     "transfer": (TRANSFERRING, frozenset({IDLE})),
     "threeway": (THREEWAY, frozenset({IDLE})),
     "consult": (CONSULTING, frozenset({IDLE})),
+    "return": (RETURNING, frozenset({IDLE})),
     "not_stored": (IDLE, None),  # the ticket could not be stored: the call stays with the agent
     "pbx_refused": (IDLE, None),  # Asterisk refused the BlindTransfer
     "recalled": (IDLE, None),  # the dial to the target failed: the caller comes back here
     "consult_cancelled": (IDLE, None),  # the consultation ended without a transfer
+    "returned": (IDLE, None),  # the platform we sent it to returned the caller: back with an agent here
 }
 START = {"transfer": "transfer", "threeway": "threeway", "attended": "consult"}  # ticket mode -> event
 

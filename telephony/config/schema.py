@@ -167,6 +167,9 @@ class Transfer(Section, frozen=True):
     # push is normally there in a few ms, and a fetch adds a request to both controllers when they are busiest.
     push_wait: Annotated[float, _seconds(0, 2)] = 0.5
     overflow: OptionalSiteName = ""  # a peer (county seats) that takes an emergency our agents could not answer
+    # No ping-pong: pressing toward the platform that already returned this matter starts the three-way call
+    # with it (the plan's rule for unclear responsibility) instead of transferring the caller there again.
+    return_threeway: bool = True
 
 
 class Delivery(Section, frozen=True):

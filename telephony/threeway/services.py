@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from telephony.ami import AmiSend
 from telephony.calls import state as call_state
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
@@ -31,7 +32,7 @@ from telephony.threeway import rules
 from telephony.threeway.state import CONSULTING, RESERVED, SLOT_SECONDS, Consult, Room, can, move
 from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
-from telephony.transfers.sending import AmiSend, SendingService
+from telephony.transfers.sending import SendingService
 
 log = structlog.get_logger("threeway")
 HOOK_SETTLE = 0.2

@@ -29,6 +29,7 @@ from telephony.ids import (
     OptionalAgentId,
     OptionalCallerNumber,
     OptionalDivision,
+    OptionalTicketId,
     OptionalUniqueid,
     PayloadKey,
     Recording,
@@ -141,6 +142,7 @@ class Ticket(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     urgency: Urgency = ""  # normal | urgent | emergency, as the agent judged it; empty: not stated
     mode: Mode = "transfer"  # transfer (one-key, blind) | threeway (三方通话) | attended | referral (no call)
     channel: IntakeChannel = "call"  # how the matter reached the sender: a call, or a referral's network channel
+    parent: OptionalTicketId = ""  # the ticket this one carries the matter on from: the chain of one matter
     recording: Recording = ""  # the call's one recording, made on the caller's channel from the first answer
     decision: dict[Literal["keeper", "rule", "by"], DecisionValue] = {}  # three-way outcome: keeper, rule, by
     status: Status = "created"

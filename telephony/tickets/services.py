@@ -77,9 +77,9 @@ class TicketService:
     async def create(self, *, target_site: str, target_platform: str, caller_number: str, agent_id: str,
                      linkedid: str, uniqueids: list[str], draft: dict[str, str],
                      path: list[str] | None = None, mode: str = "transfer", recording: str = "",
-                     channel: str = "call", consume: str = "") -> Ticket:
+                     channel: str = "call", consume: str = "", parent: str = "") -> Ticket:
         """A new ticket, stored with its push in one atomic write. `consume` is a key that write deletes: the
-        draft the ticket was made from."""
+        draft the ticket was made from; `parent` the ticket it carries the matter on from."""
         created = now_iso()
         here = self.config.site
         for _ in range(5):
@@ -88,7 +88,7 @@ class TicketService:
                 source=Party(here.platform, here.name), target=Party(target_platform, target_site),
                 caller_number=caller_number, agent_id=agent_id, linkedid=linkedid, uniqueids=uniqueids,
                 created_at=created, updated_at=created, path=path or [self.config.site.name, target_site], mode=mode,
-                recording=recording, channel=channel)
+                recording=recording, channel=channel, parent=parent)
             for key, value in draft.items():
                 if key in DRAFT_FIELDS:  # validated by parse_draft when the agent typed it
                     setattr(ticket, key, value)

@@ -33,7 +33,8 @@ RULES: dict[str, tuple[str, str | None, frozenset[str] | None]] = {
     "signed_for": (RECEIVER, "signed_for", EARLY),
     "abandoned": (RECEIVER, None, None),
     "accepted": (RECEIVER, "accepted", frozenset({"delivered", "signed_for"})),
-    "returned": (RECEIVER, "returned", frozenset({"delivered", "signed_for"})),
+    # again from returned: the returning agent completes the reason a key press left pending
+    "returned": (RECEIVER, "returned", frozenset({"delivered", "signed_for", "returned"})),
     "in_progress": (RECEIVER, "in_progress", frozenset({"accepted"})),
     "resolved": (RECEIVER, "resolved", frozenset({"accepted", "in_progress"})),
     "followed_up": (SENDER, "followed_up", frozenset({"resolved"})),

@@ -42,7 +42,8 @@ class TransferAgi:
         ticket_id = request.arg(0)
         structlog.contextvars.bind_contextvars(call_id=request.arg(1), ticket_id=ticket_id)
         route = await self.receiving.route(ticket_id, request.uniqueid,
-                                           lambda: request.get_variable("${PJSIP_HEADER(read,Call-Info)}"))
+                                           lambda: request.get_variable("${PJSIP_HEADER(read,Call-Info)}"),
+                                           request.arg(1))
         if route.relay:
             await request.set_variable("LINKAGE_RELAY", "1")
         await request.set_variable("LINKAGE_DEST", route.dest)

@@ -14,16 +14,19 @@ from telephony.errors import Forbidden, InvalidInput
 from telephony.http_request import agent, linkedid, own_agent, own_call, read_json
 from telephony.ids import AGENT_ID, CALLER_NUMBER
 from telephony.tickets.models import parse_draft
+from telephony.transfers.returns import ReturnService
 from telephony.transfers.sending import SendingService
 
 REFERRAL_ONLY = {"target", "channel", "agent", "caller_number"}  # the rest of a referral's body is draft fields
 
 
 class TransfersHttp:
-    def __init__(self, config: SiteConfig, calls: CallRegistry, sending: SendingService) -> None:
+    def __init__(self, config: SiteConfig, calls: CallRegistry, sending: SendingService,
+                 returns: ReturnService) -> None:
         self.config = config
         self.calls = calls
         self.sending = sending
+        self.returns = returns
 
     def _own_call(self, request: web.Request, call_id: str) -> None:
         call = self.calls.get(call_id)
@@ -50,6 +53,17 @@ class TransfersHttp:
         if not isinstance(target, str):
             raise InvalidInput("field 'target' must be a string", field="target")
         ticket = await self.sending.button(call_id, target, agent(request, body))
+        return web.json_response({"ticket_id": ticket.id, "status": ticket.status}, status=202)
+
+    async def give_back(self, request: web.Request) -> web.Response:
+        """POST /v1/calls/{linkedid}/return {agent, reason}: 退回 — the linked call goes back to the platform it
+        came from, its ticket returned with the reason; 202 (the sender takes the caller back)."""
+        call_id = linkedid(request)
+        body = await read_json(request)
+        if not isinstance(body, dict) or not set(body) <= {"agent", "reason"}:
+            raise InvalidInput("body is {agent, reason}")
+        reason = _text(body, "reason", required=True)
+        ticket = await self.returns.http_return(call_id, agent(request, body), reason)
         return web.json_response({"ticket_id": ticket.id, "status": ticket.status}, status=202)
 
     async def refer(self, request: web.Request) -> web.Response:

@@ -48,9 +48,10 @@ class ReceivingService:
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, while its dial is open
 
     async def route(self, ticket_id: str, trunk_uniqueid: str,
-                    call_info: Callable[[], Awaitable[str]]) -> Route:
+                    call_info: Callable[[], Awaitable[str]], linkedid: str = "") -> Route:
         """Where the linked call on `trunk_uniqueid` goes. `call_info` reads the INVITE's Call-Info header, only
-        needed when the ticket is neither here nor pushed in time."""
+        needed when the ticket is neither here nor pushed in time. A call that stays here is remembered with its
+        ticket by `linkedid` (its agent may return it, or transfer it onward)."""
         ticket = None
         if TICKET_ID.match(ticket_id):
             ticket = await self.arrivals.ticket(ticket_id, self.tickets.store.get)
@@ -61,6 +62,7 @@ class ReceivingService:
         route = await self._route(ticket)
         if not route.relay and ticket is not None:
             self.inbound[trunk_uniqueid] = ticket.id
+            self.calls.arrived(linkedid or trunk_uniqueid, ticket.id)
         return route
 
     async def _route(self, ticket: Ticket | None) -> Route:

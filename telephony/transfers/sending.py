@@ -13,10 +13,10 @@ path and lifecycle.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 
+from telephony.ami import AmiSend
 from telephony.calls import state as call_state
 from telephony.calls.registry import Call, CallRegistry
 from telephony.config import SiteConfig, Target
@@ -26,6 +26,7 @@ from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
 from telephony.transfers.drafts import DraftStore, draft_key
+from telephony.transfers.returns import ReturnService
 
 log = structlog.get_logger("transfers")
 FAILURE_REASONS = {
@@ -35,18 +36,21 @@ FAILURE_REASONS = {
     "CONGESTION": "target congested or refused the call",
 }
 REFERRAL_CHANNELS = tuple(c for c in INTAKE_CHANNELS if c != "call")  # a call is transferred with its call
-AmiSend = Callable[[dict[str, str]], Awaitable[Any]]
 
 
 class SendingService:
     def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService, ami_send: AmiSend,
-                 drafts: DraftStore | None = None) -> None:
+                 drafts: DraftStore | None = None, returns: ReturnService | None = None) -> None:
         """`drafts` defaults to a store in the ticket store's Redis, sealed with its Sealer."""
         self.config = config
         self.calls = calls
         self.tickets = tickets
         self.ami_send = ami_send
         self.drafts = drafts or DraftStore(tickets.store.redis, tickets.store.sealer)
+        self.returns = returns
+        # the three-way call a press turns into when the target already returned this matter (no ping-pong):
+        # ThreewayService.start, set by the composition root (the three-way context is built on this one)
+        self.escalate: Callable[[str, str], Awaitable[Ticket]] | None = None
 
     async def start(self, call: Call, agent_uniqueid: str, target: Target,
                     mode: str = "transfer") -> tuple[Ticket, str]:
@@ -66,12 +70,13 @@ class SendingService:
             if resumed is not None:
                 return resumed
             draft = await self.drafts.for_call(call.linkedid, call.recovered)
+            parent = call.ticket_id or self.calls.received.get(call.linkedid, "")
             ticket = await self.tickets.create(
                 target_site=target.name, target_platform=target.platform, caller_number=caller_number,
                 agent_id=agent_id if agent_id.isdigit() else "", linkedid=call.linkedid,
                 uniqueids=sorted(call.legs), draft=draft, path=path, mode=mode,
                 recording=f"linkage-{caller.uniqueid}.wav" if caller else "",
-                consume=draft_key(call.linkedid) if draft else "")
+                consume=draft_key(call.linkedid) if draft else "", parent=parent)
         except Exception:
             call_state.move(call, "not_stored")
             raise
@@ -80,6 +85,23 @@ class SendingService:
         structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
         log.info("transfer.started", target=target.name)
         return ticket, f"{target.dial}*{ticket.id}"
+
+    async def _instead(self, call: Call, agent_uniqueid: str, target: Target) -> Ticket | None:
+        """What a press toward `target` is when it is not a transfer: the return of a linked call to the
+        platform it came from (退回), or — when that platform already returned this matter — the three-way call
+        with it (no ping-pong). None: a transfer."""
+        if self.returns is None:
+            return None
+        leg = call.legs.get(agent_uniqueid)
+        agent = leg.endpoint.removeprefix("agent") if leg is not None and leg.endpoint.startswith("agent") else ""
+        received = await self.returns.returnable(call, target)
+        if received is not None:
+            return await self.returns.give_back(call, agent, received)
+        bounced = await self.returns.bounced(call, target)
+        if bounced is not None and self.escalate is not None and target.name == self.config.threeway.target:
+            log.info("transfer.bounced_to_threeway", target=target.name, parent=bounced.id)
+            return await self.escalate(call.linkedid, agent_uniqueid)
+        return None
 
     def _path(self, target: Target) -> list[str]:
         here = self.config.site.name
@@ -117,6 +139,8 @@ class SendingService:
             log.warning("onekey.unknown_call", reason="no such call" if target else "no such target")
             return None
         try:
+            if await self._instead(call, agent_uniqueid, target) is not None:
+                return None  # returned, or a three-way: the call stays where it is for now
             _, exten = await self.start(call, agent_uniqueid, target)
         except LinkageError as exc:
             log.warning("onekey.refused", reason=exc.message)
@@ -137,6 +161,9 @@ class SendingService:
         leg = self.calls.agent_leg(call, agent)
         if call.bridged_at is None:
             raise Conflict("the call is not answered yet", linkedid=linkedid)
+        instead = await self._instead(call, leg.uniqueid, target)
+        if instead is not None:
+            return instead
         ticket, exten = await self.start(call, leg.uniqueid, target)
         if not CHANNEL.match(leg.channel):
             raise Conflict("cannot reach the PBX for this transfer")

@@ -34,7 +34,7 @@ def test_openapi_matches_the_router(tmp_path: Path) -> None:
                   for method in ops if method in ("get", "post", "put", "patch", "delete")}
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
     # only the router is needed: build it without a controller's services
-    app = build_app(config, tickets=None, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
+    app = build_app(config, tickets=None, transfers=None, threeway=None, returns=None, calls=None,  # type: ignore[arg-type]
                     hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()), health=None, redis=None,  # type: ignore[arg-type]
                     sealer=Sealer(config.storage.keys), wake=lambda peer: None)
     routes = {(r.method, re.sub(r"\{(\w+)\}", r"{\1}", r.resource.canonical))

@@ -39,6 +39,7 @@ ROUTES = [("GET", "/v1/health"), ("GET", "/metrics"), ("GET", "/v1/whoami"), ("P
           ("POST", "/v1/tickets/{id}/transitions"), ("GET", "/v1/calls"), ("PUT", "/v1/calls/{linkedid}/draft"),
           ("GET", "/v1/calls/{linkedid}/draft"), ("POST", "/v1/calls/{linkedid}/transfer"),
           ("POST", "/v1/calls/{linkedid}/threeway"), ("POST", "/v1/calls/{linkedid}/consult"),
+          ("POST", "/v1/calls/{linkedid}/return"),
           ("POST", "/v1/transfers"), ("GET", "/v1/stream"),
           ("GET", "/v1/delivery"), ("GET", "/v1/dead-letters"), ("POST", "/v1/dead-letters/{peer}/replay"),
           ("GET", "/v1/audit/exports"),
@@ -50,7 +51,7 @@ async def _healthy() -> dict[str, Any]:
 
 
 def _app(config: SiteConfig, redis: aioredis.Redis | None, tickets: TicketService | None = None) -> web.Application:
-    return build_app(config, tickets=tickets, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
+    return build_app(config, tickets=tickets, transfers=None, threeway=None, returns=None, calls=None,  # type: ignore[arg-type]
                      hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
                     health=_healthy, redis=redis,  # type: ignore[arg-type]
                      sealer=Sealer(config.storage.keys), wake=lambda peer: None)

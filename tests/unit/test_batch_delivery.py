@@ -122,7 +122,7 @@ async def link(tmp_path: Path, redis: aioredis.Redis, receiver: aioredis.Redis) 
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
-    app = build_app(config, tickets=tickets, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
+    app = build_app(config, tickets=tickets, transfers=None, threeway=None, returns=None, calls=None,  # type: ignore[arg-type]
                     hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
                     health=health, redis=receiver,
                     sealer=store.sealer, wake=lambda peer: None)

@@ -9,8 +9,8 @@ from telephony.calls import state
 from telephony.calls.registry import Call, CallRegistry
 from telephony.errors import Conflict
 
-STARTS = ("transfer", "threeway", "consult")
-SETTLES = ("not_stored", "pbx_refused", "recalled", "consult_cancelled")
+STARTS = ("transfer", "threeway", "consult", "return")
+SETTLES = ("not_stored", "pbx_refused", "recalled", "consult_cancelled", "returned")
 LINKEDID = "1795934017.10"
 
 
@@ -26,7 +26,7 @@ def test_the_table_covers_exactly_these_events_and_states() -> None:
 
 
 @pytest.mark.parametrize(("event", "new"), [("transfer", state.TRANSFERRING), ("threeway", state.THREEWAY),
-                                            ("consult", state.CONSULTING)])
+                                            ("consult", state.CONSULTING), ("return", state.RETURNING)])
 def test_an_idle_call_starts_each_kind_of_hand_over(event: str, new: str) -> None:
     call = _call()
     assert not call.transferring
@@ -34,7 +34,7 @@ def test_an_idle_call_starts_each_kind_of_hand_over(event: str, new: str) -> Non
     assert call.handover == new and call.transferring
 
 
-@pytest.mark.parametrize("busy", [state.TRANSFERRING, state.THREEWAY, state.CONSULTING])
+@pytest.mark.parametrize("busy", [state.TRANSFERRING, state.THREEWAY, state.CONSULTING, state.RETURNING])
 @pytest.mark.parametrize("event", STARTS)
 def test_a_call_being_handed_over_refuses_a_second_start(busy: str, event: str) -> None:
     call = _call(busy)

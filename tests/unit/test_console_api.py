@@ -94,7 +94,7 @@ async def desk(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[Desk]:
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
-    app = build_app(config, tickets=sending.tickets, transfers=sending, threeway=None,  # type: ignore[arg-type]
+    app = build_app(config, tickets=sending.tickets, transfers=sending, threeway=None, returns=None,  # type: ignore[arg-type]
                     calls=calls, hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
                     health=health, redis=redis, sealer=sending.tickets.store.sealer, wake=lambda peer: None)
     port = free_port()

@@ -25,7 +25,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'se
 
 async def test_console_files_are_public_with_strict_headers(tmp_path: Path) -> None:
     config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
-    app = build_app(config, tickets=None, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
+    app = build_app(config, tickets=None, transfers=None, threeway=None, returns=None, calls=None,  # type: ignore[arg-type]
                     hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
                     health=None, redis=None,  # type: ignore[arg-type]
                     sealer=Sealer(config.storage.keys), wake=lambda peer: None)

@@ -66,7 +66,7 @@ async def site(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[Site]:
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
-    app = build_app(config, tickets=tickets, transfers=None, threeway=None, calls=None,  # type: ignore[arg-type]
+    app = build_app(config, tickets=tickets, transfers=None, threeway=None, returns=None, calls=None,  # type: ignore[arg-type]
                     hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
                     health=health, redis=redis,
                     sealer=s.store.sealer, wake=s.notified.append)

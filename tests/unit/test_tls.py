@@ -157,7 +157,8 @@ async def _serve(config: SiteConfig, redis: aioredis.Redis) -> AsyncIterator[Des
     calls = CallRegistry()
     transfers = SendingService(config, calls, tickets, _no_pbx)
     app = build_app(config, tickets=tickets, transfers=transfers,
-                    threeway=ThreewayService(config, calls, tickets, transfers, None), calls=calls,
+                    threeway=ThreewayService(config, calls, tickets, transfers, None), returns=None,  # type: ignore[arg-type]
+                    calls=calls,
                     hub=StreamHub(config.site.name), metrics=HttpMetrics(CollectorRegistry()),
                     health=_healthy, redis=redis,
                     sealer=store.sealer, wake=lambda peer: None)
