@@ -49,11 +49,13 @@ def check_media(scenario: Scenario, watchers: dict[str, AmiWatcher], sniffers: d
 def check_tickets(scenario: Scenario, result: Result) -> list[str]:
     failures = []
     for exp in scenario.tickets:
-        items = result.tickets.get(exp.site, [])
+        items = sorted(result.tickets.get(exp.site, []), key=lambda t: (t["created_at"], t["id"]))
         if len(items) != exp.count:
-            failures.append(f"site {exp.site}: expected {exp.count} ticket(s), found {len(items)}")
+            if exp.index in (None, 0):
+                failures.append(f"site {exp.site}: expected {exp.count} ticket(s), found {len(items)}")
             continue
-        for t in items:
+        ids = {f"@{i}": t["id"] for i, t in enumerate(items)}  # a field value "@N": the id of ticket N here
+        for t in items if exp.index is None else [items[exp.index]]:
             if exp.status and t["status"] != exp.status:
                 failures.append(f"site {exp.site}: ticket {t['id']} is {t['status']}, expected {exp.status}")
             types = [e["type"] for e in t["history"]]
@@ -63,6 +65,7 @@ def check_tickets(scenario: Scenario, result: Result) -> list[str]:
                 failures.append(f"site {exp.site}: history {types}, expected these in any order: "
                                 f"{exp.history_contains}")
             for k, v in exp.fields.items():
+                v = ids.get(v, v) if isinstance(v, str) else v
                 if t.get(k) != v:
                     failures.append(f"site {exp.site}: field {k} is {t.get(k)!r}, expected {v!r}")
             for etype, want in exp.payload.items():

@@ -59,6 +59,7 @@ class TicketExpectation:
     fields: dict[str, Any]
     payload: dict[str, Any]
     history_contains: list[str] | None = None  # these events, in any order (for facts from two sites at once)
+    index: int | None = None  # one of several tickets of the site (a list in the file), in order of creation
 
 
 @dataclass(frozen=True)
@@ -160,12 +161,17 @@ def _build(raw: Any, p: Path) -> Scenario:
             ami.append(AmiExpectation(str(site), {str(k): str(v) for k, v in item["match"].items()},
                                       int(item.get("count", 1))))
     tickets = []
-    for site, item in (expect.get("tickets") or {}).items():
-        if not isinstance(item, dict):
-            raise fail(f"expect.tickets.{site}", "must be a mapping")
-        tickets.append(TicketExpectation(str(site), int(item.get("count", 1)), item.get("status"),
-                                         item.get("history"), item.get("fields") or {},
-                                         item.get("payload") or {}, item.get("history_contains")))
+    for site, spec in (expect.get("tickets") or {}).items():
+        # a mapping: every ticket of the site; a list: the site's tickets one by one, in order of creation
+        items = spec if isinstance(spec, list) else [spec]
+        for j, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise fail(f"expect.tickets.{site}", "must be a mapping or a list of mappings")
+            tickets.append(TicketExpectation(str(site), len(items) if isinstance(spec, list) else
+                                             int(item.get("count", 1)), item.get("status"),
+                                             item.get("history"), item.get("fields") or {},
+                                             item.get("payload") or {}, item.get("history_contains"),
+                                             j if isinstance(spec, list) else None))
     media = []
     for j, item in enumerate(expect.get("media") or []):
         if not isinstance(item, dict) or not {"role", "site", "from", "to"} <= set(item):
