@@ -64,11 +64,12 @@ async def act(http: SiteHttp, action: Action, desc: dict[str, Any], result: Resu
             result.failures.append(f"action at {action.at}s: expected one bridged call on {action.site}, "
                                    f"found {len(bridged)}")
             return
-        if action.transfer is not None or action.threeway is not None:
-            verb = "transfer" if action.transfer is not None else "threeway"
+        button = {"transfer": action.transfer, "threeway": action.threeway, "return": action.give_back}
+        pressed = {verb: body for verb, body in button.items() if body is not None}
+        if pressed:
+            [(verb, body)] = pressed.items()
             url = f"{site['http']}/v1/calls/{bridged[0]['linkedid']}/{verb}"
-            status, reply = await http.call(url, site["token"], "POST",
-                                            action.transfer if action.transfer is not None else action.threeway)
+            status, reply = await http.call(url, site["token"], "POST", body)
             result.timeline.append((time.time(), action.site, f"console: {verb} button -> HTTP {status}"))
             if status != (action.expect or 200) and not (action.expect is None and status == 202):
                 result.failures.append(f"console transfer on {action.site} got HTTP {status}: {reply}")
