@@ -88,7 +88,7 @@ class Action:
     expect: int | None = None
     transfer: dict[str, Any] | None = None  # the console's transfer button: {agent, target}
     threeway: dict[str, Any] | None = None  # the console's three-way button: {agent}
-    give_back: dict[str, Any] | None = None  # the console's return button (退回), `return:` in the file: {agent, reason}
+    give_back: dict[str, Any] | None = None  # the return button (退回), `return:` in the file: {agent, reason}
 
 
 @dataclass
