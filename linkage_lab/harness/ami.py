@@ -50,3 +50,15 @@ def happened_at(event: dict[str, str], received: float) -> float:
     except ValueError:
         return received
     return stamped if 0 <= received - stamped < 60 else received
+
+
+async def channels(site: str, ami: dict[str, Any]) -> list[dict[str, str]]:
+    """The channels a site's PBX has now (AMI CoreShowChannels, tester account): what a test counts to see that
+    nothing of a call is held, such as a trunk leg after a return."""
+    watcher = AmiWatcher(site, ami)
+    await watcher.start()
+    try:
+        reply = await watcher.manager.send_action({"Action": "CoreShowChannels"}, as_list=True)
+    finally:
+        watcher.close()
+    return [{str(k): str(v) for k, v in m.items()} for m in reply if m.get("Event") == "CoreShowChannel"]

@@ -23,7 +23,9 @@ class CallsHttp:
             # the caller's number and the times as on the stream's call messages: a console that reloads
             # shows the current call without waiting for its next event
             calls.append({"linkedid": c.linkedid, "legs": legs, "bridged": c.bridged_at is not None,
-                          "ticket_id": c.ticket_id, "transferring": c.transferring,
+                          "ticket_id": self.calls.ticket_of(c), "transferring": c.transferring,
+                          # the ticket a linked call arrived with (its agent may return it: 退回)
+                          "received": self.calls.received.get(c.linkedid),
                           "caller_number": CallRegistry.caller_of(c), "started_at": c.started_at,
                           "bridged_at": c.bridged_at})
         return web.json_response({"items": calls})

@@ -8,6 +8,10 @@ import { Referral, URGENCY } from "./referral.js";
 
 const THREEWAY_KEY = 9; // Alt+9; the targets take Alt+1, Alt+2, … in order, up to Alt+7
 const CONSULT_KEY = 8; // Alt+8, the attended transfer: the agent talks to the other platform first
+const RETURN_KEY = 0; // Alt+0, 退回: a linked call goes back to the platform it came from, with the reason
+// the console's reasons for a return (the agent may add words of their own)
+const RETURN_REASONS = ["非本平台职责范围", "属12345受理范围（非警务事项）", "属110受理范围（警情）",
+  "信息不全，无法受理", "重复转办"];
 const STEPS = ["created", "delivered", "offered", "signed_for"];
 // What PUT /v1/calls/{linkedid}/draft accepts (telephony/tickets/models.py Draft)
 const DRAFT_FIELDS = ["category", "content", "address", "division", "title", "caller_name", "officer_contact",
@@ -73,6 +77,7 @@ export class AgentView {
     this.steps = el("ol", { id: "progress-steps", class: "steps" });
     this.progressText = el("p", { id: "progress-text" }, "暂无转接");
     this.failure = el("p", { id: "progress-failure", class: "failure", role: "alert" });
+    this.returned = el("p", { id: "progress-return", class: "failure", role: "alert" });
     this.buttons = [];
     this.targets().forEach((target, i) => {
       this.buttons.push(el("button", { type: "button", class: "transfer", dataset: { target },
@@ -82,6 +87,12 @@ export class AgentView {
       onclick: () => this.threeway() }, "三方通话", el("kbd", {}, `Alt+${THREEWAY_KEY}`)));
     this.buttons.push(el("button", { type: "button", id: "consult", class: "secondary",
       onclick: () => this.consult() }, "转接咨询", el("kbd", {}, `Alt+${CONSULT_KEY}`)));
+    this.returnReason = el("select", { id: "return-reason" }, RETURN_REASONS.map((r) => el("option", { value: r }, r)));
+    this.returnText = el("input", { id: "return-text", maxlength: 500, placeholder: "补充说明（可选）" });
+    this.returnButton = el("button", { type: "button", id: "return", class: "secondary",
+      onclick: () => this.giveBack() }, "退回来源平台", el("kbd", {}, `Alt+${RETURN_KEY}`));
+    this.returnBox = el("div", { id: "return-box", class: "actions", hidden: true }, this.returnReason,
+      this.returnText, this.returnButton);
     this.saved = el("span", { id: "draft-state", class: "hint" }, "");
     fill(this.root, el("div", { class: "grid" },
       el("div", {},
@@ -89,7 +100,7 @@ export class AgentView {
           this.number, this.clock, this.callId),
         this.popCard,
         el("section", { id: "progress", class: "card" }, el("h2", {}, "转接进度"), this.steps, this.progressText,
-          this.failure)),
+          this.failure, this.returned)),
       el("div", {}, this.form())), this.inbox.render(), this.referral.render());
     this.renderCall();
     this.renderProgress();
@@ -117,7 +128,7 @@ export class AgentView {
         el("input", { id: "f-officer-contact", maxlength: 200 })),
       field("urgency", "紧急程度", el("select", { id: "f-urgency" },
         URGENCY.map(([value, name]) => el("option", { value }, name)))),
-      el("div", { class: "actions" }, this.buttons));
+      el("div", { class: "actions" }, this.buttons), this.returnBox);
   }
 
   fillPicks(c) {
@@ -160,6 +171,7 @@ export class AgentView {
     fill(this.number, call ? info.caller_number || call.caller_number || popNumber || "号码未知" : "—");
     fill(this.callId, call ? `通话 ${call.linkedid}${call.ticket_id ? ` · 联动单 ${call.ticket_id}` : ""}` : "");
     for (const b of this.buttons) b.disabled = !call;
+    this.returnBox.hidden = !(call && call.received); // only a linked call that came here can go back
     this.tick();
   }
 
@@ -226,7 +238,8 @@ export class AgentView {
     if (!event.altKey || event.ctrlKey || event.metaKey || !/^Digit[0-9]$/.test(event.code)) return;
     const n = Number(event.code.slice(5));
     const targets = this.targets();
-    if (n === THREEWAY_KEY) this.threeway();
+    if (n === RETURN_KEY) this.giveBack();
+    else if (n === THREEWAY_KEY) this.threeway();
     else if (n === CONSULT_KEY) this.consult();
     else if (n >= 1 && n < CONSULT_KEY && n <= targets.length) this.transfer(targets[n - 1]);
     else return;
@@ -254,6 +267,14 @@ export class AgentView {
       "转接咨询");
   }
 
+  async giveBack() {
+    if (!this.call || !this.call.received) return;
+    const extra = this.returnText.value.trim();
+    const why = extra ? `${this.returnReason.value}：${extra}` : this.returnReason.value;
+    await this.act(`/v1/calls/${encodeURIComponent(this.call.linkedid)}/return`, { agent: this.s.agent, reason: why },
+      "退回");
+  }
+
   async act(path, body, label) {
     fill(this.failure);
     try {
@@ -270,10 +291,11 @@ export class AgentView {
 
   follow(ticket) {
     const mine = ticket.source && ticket.source.site === this.s.site && ticket.agent_id === this.s.agent;
-    if (!mine) return;
+    const onMyCall = this.call && this.call.ticket_id === ticket.id; // a returned caller another agent answered
+    if (!mine && !onMyCall) return;
     if (!this.tracked || this.tracked.id !== ticket.id) {
       // a ticket of this agent's that the page did not start: the phone's key was pressed
-      if (ticket.status !== "created" && ticket.status !== "delivered") return;
+      if (ticket.status !== "created" && ticket.status !== "delivered" && !onMyCall) return;
       this.tracked = { id: ticket.id, label: (ticket.target && ticket.target.site) || "", history: [] };
       fill(this.failure);
     }
@@ -294,6 +316,10 @@ export class AgentView {
     if (failed) {
       fill(this.failure, `转接失败：${reason(failed.payload)}，来电已回到您这里`);
     }
+    const back = [...t.history].reverse().find((e) => e.type === "returned");
+    const here = t.history.length && t.history[0].actor && t.history[0].actor.site === this.s.site;
+    fill(this.returned, back && here ? `退回：${back.payload.reason || ""}${back.payload.with_caller
+      ? "，来电已回到您这里" : ""}` : "");
   }
 
   showPop(ticket, event) {

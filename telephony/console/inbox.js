@@ -27,6 +27,9 @@ const STEPS = {
   receiver: [
     { type: "accepted", label: "受理", from: ["delivered", "signed_for"] },
     { type: "returned", label: "退回", from: ["delivered", "signed_for"], need: "reason", ask: "退回原因" },
+    // a return by the phone's key alone left a default reason: the agent completes it here
+    { type: "returned", label: "补充退回原因", from: ["returned"], need: "reason", ask: "退回原因",
+      when: reasonPending },
     { type: "in_progress", label: "处理中", from: ["accepted"] },
     { type: "resolved", label: "办结", from: ["accepted", "in_progress"], need: "result", ask: "办理结果" },
   ],
@@ -37,6 +40,12 @@ const STEPS = {
   ],
 };
 const PAGE = 100;
+
+// the ticket's latest return came from the key alone, with the default reason still to be completed
+export function reasonPending(t) {
+  const last = [...(t.history || [])].reverse().find((e) => e.type === "returned");
+  return Boolean(last && last.payload && last.payload.reason_pending);
+}
 const FINAL = ["closed", "cancelled"]; // tickets/state.py FINAL: no amendment any more
 const AMENDABLE = [["category", "类别"], ["content", "诉求内容"], ["address", "地址"]];
 const DUE = { signed_for: "签收", accepted: "受理", resolved: "办结" };
@@ -111,7 +120,7 @@ export class Inbox {
   row(t) {
     const peer = this.side === "receiver" ? `来自 ${t.source.site}` : `转 ${t.target.site}`;
     const actions = el("td", { class: "row-actions" },
-      STEPS[this.side].filter((s) => s.from.includes(t.status)).map((s) => this.button(t, s)),
+      STEPS[this.side].filter((s) => s.from.includes(t.status) && (!s.when || s.when(t))).map((s) => this.button(t, s)),
       el("button", { type: "button", class: "secondary", onclick: () => this.toggle(t.id) },
         this.open.has(t.id) ? "收起" : "详情"));
     const tr = el("tr", { dataset: { ticketId: t.id, status: t.status } },
@@ -189,7 +198,7 @@ export class Inbox {
   }
 
   button(t, step) {
-    return el("button", { type: "button", dataset: { action: step.type },
+    return el("button", { type: "button", dataset: { action: step.when ? `${step.type}-complete` : step.type },
       onclick: (event) => (step.need ? this.ask(event.target, t, step) : this.post(t, step, {})) }, step.label);
   }
 
