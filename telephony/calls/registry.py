@@ -5,7 +5,8 @@ event carrying odd text (a caller-chosen caller-id name, say) cannot leak into l
 
 What an agent's leg goes through (its phone rings, it is bridged to the caller, it hangs up) is told, after
 the registry applied it, to the `on_change` callable given at construction (the controller wires the console
-stream there): a `CallChange`, a snapshot of the call at that moment.
+stream there): a `CallChange`, a snapshot of the call at that moment. The call's ticket rides along: set by the
+sending side when it creates one, and by the receiving side (`link_ticket`) when a linked call is routed in.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from telephony.calls.state import IDLE
 from telephony.errors import InvalidInput, NotFound
-from telephony.ids import CALLER_NUMBER, CHANNEL, UNIQUEID
+from telephony.ids import CALLER_NUMBER, CHANNEL, TICKET_ID, UNIQUEID
 
 
 @dataclass
@@ -85,6 +86,8 @@ class CallRegistry:
         self.max_calls = max_calls
         self.on_change = on_change
         self.live = False  # True while the AMI link is up and this registry was rebuilt from Asterisk since
+        # uniqueid -> ticket id told by `link_ticket` before AMI's Newchannel of that channel reached us
+        self.unseen_tickets: dict[str, str] = {}
 
     def on_event(self, event: dict[str, str]) -> Call | None:
         name = event.get("Event", "")
@@ -103,6 +106,7 @@ class CallRegistry:
             if uniqueid == linkedid:
                 new.caller_number = new.legs[uniqueid].caller_number
             self.by_uniqueid[uniqueid] = linkedid
+            new.ticket_id = self.unseen_tickets.pop(uniqueid, None) or new.ticket_id
             return new
         call = self.calls.get(linkedid)
         if call is None:
@@ -178,6 +182,20 @@ class CallRegistry:
         self.calls[linkedid] = call
         self.by_uniqueid[linkedid] = self.by_uniqueid[agent_uniqueid] = linkedid
         return call
+
+    def link_ticket(self, uniqueid: str, ticket_id: str) -> None:
+        """A linked call arrived on the channel `uniqueid` with its ticket (the receiving side routed it): the
+        call's messages carry the ticket from here on. The FastAGI request can outrun AMI's Newchannel of the
+        same channel; the id then waits for it (a bounded few, oldest dropped)."""
+        if not (UNIQUEID.match(uniqueid) and TICKET_ID.match(ticket_id)):
+            return
+        call = self.call_of(uniqueid)
+        if call is not None:
+            call.ticket_id = ticket_id
+            return
+        while len(self.unseen_tickets) >= 64:
+            self.unseen_tickets.pop(next(iter(self.unseen_tickets)))
+        self.unseen_tickets[uniqueid] = ticket_id
 
     def get(self, linkedid: str) -> Call | None:
         return self.calls.get(linkedid)

@@ -61,6 +61,7 @@ class ReceivingService:
         route = await self._route(ticket)
         if not route.relay and ticket is not None:
             self.inbound[trunk_uniqueid] = ticket.id
+            self.calls.link_ticket(trunk_uniqueid, ticket.id)  # the console's call messages name the ticket
         return route
 
     async def _route(self, ticket: Ticket | None) -> Route:
