@@ -289,3 +289,31 @@ def test_the_inbox_counts_down_amends_and_the_supervisor_searches_and_exports(de
     shot(sup, "supervisor-110")
     for page in (far, near, sup):
         page.context.close()
+
+
+def test_the_consult_button_hands_a_real_call_over_attended(desc: dict[str, Any], lab: Lab,
+                                                              browser: Browser) -> None:
+    """转接咨询: the 12345 agent answers and presses Alt+8; the 110 console pops the ticket with its call (the call
+    names the ticket); the 12345 phone hangs up, Asterisk completes the attended transfer and the 12345 console
+    says the caller went to the 110 agent."""
+    far = open_console(browser, desc, "110", "2001")
+    near = open_console(browser, desc, "12345", "1001")
+    with run_while("console_consult_completed.yaml", desc, lab, actions=False) as future:
+        near.wait_for_selector("#call-state[data-state=answered]", timeout=15_000)
+        near.keyboard.press("Alt+8")
+        far.wait_for_selector("#pop:not([hidden])", timeout=WAIT)
+        tid = far.get_attribute("#pop", "data-ticket-id")
+        far.wait_for_selector(f"#call-id:has-text('联动单 {tid}')", timeout=WAIT)  # the 110 call names its ticket
+        near.wait_for_selector("#progress-outcome[data-outcome=completed]", timeout=15_000)
+        shot(near, "consult-12345")
+        result = future.result(timeout=90)
+    assert result.ok, result.report()
+    sent = result.tickets["12345"][0]
+    assert sent["id"] == tid and sent["mode"] == "attended"
+    assert near.get_attribute("#progress-steps", "data-ticket-id") == tid
+    assert near.text_content("#progress-outcome") == "咨询转接已完成：来电已转给 110 坐席 2001"
+    assert near.locator("#progress-steps li[data-step=signed_for].done").count() == 1
+    assert not near.text_content("#progress-failure")
+    for page in (far, near):
+        page.context.close()
+
