@@ -1,5 +1,5 @@
-"""Console actions of a scenario over the controllers' HTTP API: the draft, the transfer and three-way buttons
-while the call is bridged, and lifecycle transitions or amendments of the ticket once the calls are over."""
+"""Console actions of a scenario over the controllers' HTTP API: the draft, the transfer, three-way and consult
+buttons while the call is bridged, and lifecycle transitions or amendments of the ticket once the calls are over."""
 
 from __future__ import annotations
 
@@ -64,15 +64,16 @@ async def act(http: SiteHttp, action: Action, desc: dict[str, Any], result: Resu
             result.failures.append(f"action at {action.at}s: expected one bridged call on {action.site}, "
                                    f"found {len(bridged)}")
             return
-        button = {"transfer": action.transfer, "threeway": action.threeway, "return": action.give_back}
-        pressed = {verb: body for verb, body in button.items() if body is not None}
-        if pressed:
-            [(verb, body)] = pressed.items()
+        buttons = (("transfer", action.transfer), ("threeway", action.threeway), ("consult", action.consult),
+                   ("return", action.give_back))
+        button = next(((verb, body) for verb, body in buttons if body is not None), None)
+        if button is not None:
+            verb, body = button
             url = f"{site['http']}/v1/calls/{bridged[0]['linkedid']}/{verb}"
             status, reply = await http.call(url, site["token"], "POST", body)
             result.timeline.append((time.time(), action.site, f"console: {verb} button -> HTTP {status}"))
             if status != (action.expect or 200) and not (action.expect is None and status == 202):
-                result.failures.append(f"console transfer on {action.site} got HTTP {status}: {reply}")
+                result.failures.append(f"console {verb} on {action.site} got HTTP {status}: {reply}")
             return
         url = f"{site['http']}/v1/calls/{bridged[0]['linkedid']}/draft"
         await http.get(url, site["token"], "PUT", action.draft)

@@ -14,6 +14,9 @@ import yaml
 from telephony.errors import ConfigError
 
 PARAM = re.compile(r"^[A-Za-z0-9_.:+*#-]{0,64}$")
+# what a console action does: the first four kinds run during the call, the last two once the calls are over
+ACTION_KINDS = ("draft", "transfer", "threeway", "consult", "return", "transition", "amend")
+DURING_CALL = ACTION_KINDS[:5]
 
 
 
@@ -88,6 +91,7 @@ class Action:
     expect: int | None = None
     transfer: dict[str, Any] | None = None  # the console's transfer button: {agent, target}
     threeway: dict[str, Any] | None = None  # the console's three-way button: {agent}
+    consult: dict[str, Any] | None = None  # the console's consult (attended transfer) button: {agent}
     give_back: dict[str, Any] | None = None  # the return button (退回), `return:` in the file: {agent, reason}
 
 
@@ -185,13 +189,11 @@ def _build(raw: Any, p: Path) -> Scenario:
                                       float(item.get("max_gap_ms", 300)), float(item.get("min_audible_ms", 200))))
     actions = []
     for j, item in enumerate(raw.get("actions") or []):
-        kinds = [k for k in ("draft", "transition", "amend", "transfer", "threeway", "return")
-                 if isinstance(item, dict) and k in item]
+        kinds = [k for k in ACTION_KINDS if isinstance(item, dict) and k in item]
         if not isinstance(item, dict) or len(kinds) != 1 or not isinstance(item[kinds[0]], dict) or "site" not in item:
-            raise fail(f"actions[{j}]", "needs a site and exactly one of draft, transition, amend, transfer, "
-                                        "threeway or return")
+            raise fail(f"actions[{j}]", f"needs a site and exactly one of {', '.join(ACTION_KINDS)}")
         after = item.get("after")
-        during = kinds[0] in ("draft", "transfer", "threeway", "return")
+        during = kinds[0] in DURING_CALL
         if after not in (None, "calls") or (during == (after == "calls")):
             raise fail(f"actions[{j}].after", "transitions and amendments run `after: calls`; drafts and "
                                               "transfers run `at: N` seconds into the call")
@@ -203,7 +205,7 @@ def _build(raw: Any, p: Path) -> Scenario:
         actions.append(Action(at, str(item["site"]),
                               {str(k): str(v) for k, v in item["draft"].items()} if kinds[0] == "draft" else {},
                               item.get("transition"), item.get("amend"), expect_status, item.get("transfer"),
-                              item.get("threeway"), item.get("return")))
+                              item.get("threeway"), item.get("consult"), item.get("return")))
     env = raw.get("controller_env") or {}
     if not isinstance(env, dict) or not all(isinstance(v, dict) for v in env.values()):
         raise fail("controller_env", "maps a site to LINKAGE_* overrides for its controller")

@@ -5,7 +5,8 @@ event carrying odd text (a caller-chosen caller-id name, say) cannot leak into l
 
 What an agent's leg goes through (its phone rings, it is bridged to the caller, it hangs up) is told, after
 the registry applied it, to the `on_change` callable given at construction (the controller wires the console
-stream there): a `CallChange`, a snapshot of the call at that moment.
+stream there): a `CallChange`, a snapshot of the call at that moment. The call's ticket rides along (`ticket_of`): the
+one the sending side created, else the one a linked call arrived with (`arrived`, from the receiving side).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ export class AgentActivity {
     fill(this.note, `统计最近 ${items.length} 件联动单（共 ${page.total ?? items.length} 件）`);
     const rows = activity(items, this.s.site);
     fill(this.body, rows.length ? rows.map(([agent, r]) => el("tr", { dataset: { agent } },
-      el("td", {}, agent), el("td", {}, String(r.created)), el("td", {}, String(r.offered)),
-      el("td", {}, String(r.signed)))) : el("tr", {}, el("td", { colspan: 4 }, "暂无")));
+      el("td", {}, agent), el("td", { class: "created" }, String(r.created)),
+      el("td", { class: "offered" }, String(r.offered)), el("td", { class: "signed" }, String(r.signed)))) : el("tr", {}, el("td", { colspan: 4 }, "暂无")));
   }
 }

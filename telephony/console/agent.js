@@ -78,6 +78,7 @@ export class AgentView {
     this.progressText = el("p", { id: "progress-text" }, "暂无转接");
     this.failure = el("p", { id: "progress-failure", class: "failure", role: "alert" });
     this.returned = el("p", { id: "progress-return", class: "failure", role: "alert" });
+    this.outcome = el("p", { id: "progress-outcome" });
     this.buttons = [];
     this.targets().forEach((target, i) => {
       this.buttons.push(el("button", { type: "button", class: "transfer", dataset: { target },
@@ -100,7 +101,7 @@ export class AgentView {
           this.number, this.clock, this.callId),
         this.popCard,
         el("section", { id: "progress", class: "card" }, el("h2", {}, "转接进度"), this.steps, this.progressText,
-          this.failure, this.returned)),
+          this.outcome, this.failure, this.returned)),
       el("div", {}, this.form())), this.inbox.render(), this.referral.render());
     this.renderCall();
     this.renderProgress();
@@ -169,7 +170,8 @@ export class AgentView {
     const popNumber = this.pop && call && this.pop.shownAt >= (this.seen[call.linkedid] || 0) - 10000
       ? this.pop.ticket.caller_number : "";
     fill(this.number, call ? info.caller_number || call.caller_number || popNumber || "号码未知" : "—");
-    fill(this.callId, call ? `通话 ${call.linkedid}${call.ticket_id ? ` · 联动单 ${call.ticket_id}` : ""}` : "");
+    const ticketId = info.ticket_id || (call && call.ticket_id); // the stream's call message names it first
+    fill(this.callId, call ? `通话 ${call.linkedid}${ticketId ? ` · 联动单 ${ticketId}` : ""}` : "");
     for (const b of this.buttons) b.disabled = !call;
     this.returnBox.hidden = !(call && call.received); // only a linked call that came here can go back
     this.tick();
@@ -301,6 +303,9 @@ export class AgentView {
     }
     this.tracked.history = ticket.history || [];
     this.tracked.status = ticket.status;
+    this.tracked.mode = ticket.mode;
+    this.tracked.signedBy = ticket.signed_for_by;
+    this.tracked.target = ticket.target && ticket.target.site;
     this.renderProgress();
   }
 
@@ -312,6 +317,7 @@ export class AgentView {
     if (!t) return;
     this.steps.dataset.ticketId = t.id;
     fill(this.progressText, `联动单 ${t.id} · ${t.label} · ${STATUS[t.status] || t.status || ""}`);
+    this.renderOutcome(t);
     const failed = [...t.history].reverse().find((e) => e.type === "transfer_failed");
     if (failed) {
       fill(this.failure, `转接失败：${reason(failed.payload)}，来电已回到您这里`);
@@ -320,6 +326,24 @@ export class AgentView {
     const here = t.history.length && t.history[0].actor && t.history[0].actor.site === this.s.site;
     fill(this.returned, back && here ? `退回：${back.payload.reason || ""}${back.payload.with_caller
       ? "，来电已回到您这里" : ""}` : "");
+  }
+
+  renderOutcome(t) {
+    // the attended transfer's end: Asterisk completed it when this agent hung up, or it was called off
+    const last = [...t.history].reverse().find((e) => e.type === "transferred" || e.type === "cancelled");
+    const p = (last && last.payload) || {};
+    let outcome = "";
+    let text = "";
+    if (last && last.type === "transferred" && p.mode === "attended") {
+      outcome = p.result || "completed";
+      text = `咨询转接已完成：来电已转给 ${t.target || "对方平台"}${t.signedBy ? ` 坐席 ${t.signedBy}` : ""}`;
+    } else if (last && last.type === "cancelled" && t.mode === "attended") {
+      outcome = "cancelled";
+      text = "咨询已取消，来电已回到您这里";
+    }
+    if (outcome) this.outcome.dataset.outcome = outcome;
+    else delete this.outcome.dataset.outcome;
+    fill(this.outcome, text);
   }
 
   showPop(ticket, event) {

@@ -106,17 +106,21 @@ export class SupervisorView {
     const late = items.filter((t) => (t.flags || []).includes("overdue"));
     fill(this.overdue, late.length ? late.map((t) => {
       const alert = [...(t.history || [])].reverse().find((e) => e.type === "overdue") || { payload: {} };
-      return el("tr", { dataset: { ticketId: t.id } }, el("td", {}, t.id), el("td", {}, STATUS[t.status] || t.status),
-        el("td", {}, STATUS[alert.payload.state] || alert.payload.state || "—"), el("td", {}, when(alert.payload.deadline)),
-        el("td", {}, t.signed_for_by || t.offered_to || "—"), el("td", { class: "text" }, t.content || "—"));
+      const holder = t.signed_for_by || t.offered_to || "";
+      return el("tr", { dataset: { ticketId: t.id, late: alert.payload.state || "", holder } },
+        el("td", {}, t.id), el("td", {}, STATUS[t.status] || t.status),
+        el("td", { class: "late" }, STATUS[alert.payload.state] || alert.payload.state || "—"),
+        el("td", { class: "deadline", dataset: { at: alert.payload.deadline || "" } }, when(alert.payload.deadline)),
+        el("td", { class: "holder" }, holder || "—"), el("td", { class: "text" }, t.content || "—"));
     }) : el("tr", {}, el("td", { colspan: 6 }, "暂无超时")));
   }
 
   drawDelivery(peers) {
-    fill(this.delivery, peers.map((p) => el("tr", { dataset: { peer: p.peer } }, el("td", {}, p.peer),
-      el("td", {}, String(p.queued)),
-      el("td", {}, p.oldest_since ? when(new Date(p.oldest_since * 1000).toISOString()) : "—"),
-      el("td", {}, String(p.dead_letters)))));
+    fill(this.delivery, peers.map((p) => el("tr", { dataset: { peer: p.peer, queued: p.queued, dead: p.dead_letters } },
+      el("td", {}, p.peer), el("td", { class: "queued" }, String(p.queued)),
+      el("td", { class: "oldest", dataset: { at: p.oldest_since || "" } },
+        p.oldest_since ? when(new Date(p.oldest_since * 1000).toISOString()) : "—"),
+      el("td", { class: "dead" }, String(p.dead_letters)))));
   }
 
   drawExports(items) {

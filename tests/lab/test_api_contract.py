@@ -76,6 +76,8 @@ def test_queries_export_metrics_and_screen_pop(desc: dict[str, Any]) -> None:
     assert ("screen_pop", "offered") in kinds
     calls = [(m["state"], m["call"]["agent"]) for m in received if m["type"] == "call"]
     assert ("ringing", "2001") in calls and ("answered", "2001") in calls  # the agent's call, pushed
+    # the receiving site's call messages name the linked call's ticket from the first ring on
+    assert {m["call"]["ticket_id"] for m in received if m["type"] == "call"} == {ticket_id}
     assert kinds.index(("screen_pop", "offered")) < kinds.index(("ticket", "signed_for"))
     pop = next(m for m in received if m["type"] == "screen_pop")
     assert pop["ticket"]["division"] == "370800" and pop["ticket"]["content"]  # the ticket is there at ring time

@@ -5,7 +5,9 @@ shown as text. Screenshots go to reports/console/."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from linkage_lab.harness.checks import epoch
@@ -288,4 +291,138 @@ def test_the_inbox_counts_down_amends_and_the_supervisor_searches_and_exports(de
     sup.wait_for_selector("#exports td:has-text('csv')", timeout=WAIT)  # the audit trail shows the export
     shot(sup, "supervisor-110")
     for page in (far, near, sup):
+        page.context.close()
+
+
+def test_the_consult_button_hands_a_real_call_over_attended(desc: dict[str, Any], lab: Lab,
+                                                              browser: Browser) -> None:
+    """转接咨询: the 12345 agent answers and presses Alt+8; the 110 console pops the ticket with its call (the call
+    names the ticket); the 12345 phone hangs up, Asterisk completes the attended transfer and the 12345 console
+    says the caller went to the 110 agent."""
+    far = open_console(browser, desc, "110", "2001")
+    near = open_console(browser, desc, "12345", "1001")
+    with run_while("console_consult_completed.yaml", desc, lab, actions=False) as future:
+        near.wait_for_selector("#call-state[data-state=answered]", timeout=15_000)
+        near.keyboard.press("Alt+8")
+        far.wait_for_selector("#pop:not([hidden])", timeout=WAIT)
+        tid = far.get_attribute("#pop", "data-ticket-id")
+        far.wait_for_selector(f"#call-id:has-text('联动单 {tid}')", timeout=WAIT)  # the 110 call names its ticket
+        near.wait_for_selector("#progress-outcome[data-outcome=completed]", timeout=15_000)
+        shot(near, "consult-12345")
+        result = future.result(timeout=90)
+    assert result.ok, result.report()
+    sent = result.tickets["12345"][0]
+    assert sent["id"] == tid and sent["mode"] == "attended"
+    assert near.get_attribute("#progress-steps", "data-ticket-id") == tid
+    assert near.text_content("#progress-outcome") == "咨询转接已完成：来电已转给 110 坐席 2001"
+    assert near.locator("#progress-steps li[data-step=signed_for].done").count() == 1
+    assert not near.text_content("#progress-failure")
+    for page in (far, near):
+        page.context.close()
+
+
+def signed_by(page: Page, agent: str) -> int:
+    """What the supervisor's per-agent activity counts as signed for by `agent` (0 without a row)."""
+    page.wait_for_selector("#agent-activity p.hint:has-text('统计')", timeout=WAIT)
+    cell = page.locator(f"#agent-activity tr[data-agent='{agent}'] td.signed")
+    return int(cell.text_content() or "0") if cell.count() else 0
+
+
+def test_the_supervisor_sees_an_overdue_ticket_and_who_signed_for_it(desc: dict[str, Any], lab: Lab,
+                                                                       browser: Browser) -> None:
+    """A real call rings the 110 agent past its 1 s sign-for deadline: the 110 supervisor's overdue list shows
+    the ticket, what is late (signing for), since when (the deadline) and who holds it, and the agent's
+    activity counts one more ticket signed for."""
+    sup = open_console(browser, desc, "110", "")
+    before = signed_by(sup, "2001")
+    sup.context.close()  # the scenario restarts the 110 controller (its deadline), twice
+    with run_while("overdue_alert.yaml", desc, lab) as future:
+        result = future.result(timeout=90)
+    assert result.ok, result.report()
+    ticket = result.tickets["110"][0]
+    alert = next(e for e in ticket["history"] if e["type"] == "overdue")
+    sup = open_console(browser, desc, "110", "")
+    row = f"#overdue tr[data-ticket-id='{ticket['id']}']"
+    sup.wait_for_selector(f"{row}[data-late=signed_for][data-holder='2001']", timeout=WAIT)
+    assert sup.text_content(f"{row} td.late") == "已签收"  # the state it was late for
+    assert sup.get_attribute(f"{row} td.deadline", "data-at") == alert["payload"]["deadline"]
+    assert (sup.text_content(f"{row} td.deadline") or "—") != "—"
+    assert sup.text_content(f"{row} td.holder") == "2001"
+    # the activity counts the oldest page of tickets (see activity.js): a lab session stays well inside it
+    sup.wait_for_selector(f"#agent-activity tr[data-agent='2001'] td.signed:text-is('{before + 1}')", timeout=WAIT)
+    shot(sup, "supervisor-overdue-110")
+    sup.context.close()
+
+
+def test_delivery_health_shows_a_referral_queued_while_the_peer_is_down(desc: dict[str, Any], lab: Lab,
+                                                                          browser: Browser) -> None:
+    """The 110 controller is down: a referral from the 12345 console waits in the outbox, and the 12345
+    supervisor sees it queued for 110 since the moment it was sent; 110 comes back, the queue drains and the
+    referral is in the 110 inbox."""
+    near = open_console(browser, desc, "12345", "1001")
+    sup = open_console(browser, desc, "12345", "")
+    peer = "#delivery tr[data-peer='110']"
+    sup.wait_for_selector(f"{peer}[data-queued='0']", timeout=WAIT)
+    content = f"APP留言：小区消防通道被占用 {int(time.time() * 1000)}"
+    lab.stop_controller("110")
+    try:
+        sent_at = time.time()
+        tid = refer(near, content, "app")
+        sup.wait_for_selector(f"{peer}:not([data-queued='0'])", timeout=WAIT)
+        assert int(sup.get_attribute(peer, "data-queued") or "0") >= 1
+        oldest = float(sup.get_attribute(f"{peer} td.oldest", "data-at") or "0")
+        assert sent_at - 1 <= oldest <= time.time()
+        assert (sup.text_content(f"{peer} td.oldest") or "—") != "—"
+        shot(sup, "supervisor-delivery-queued-12345")
+    finally:
+        lab.restart_controller("110")
+    # the outbox retries with a backoff that grew while 110 was down: it reaches it within about that time again
+    sup.wait_for_selector(f"{peer}[data-queued='0']", timeout=40_000)
+    assert sup.text_content(f"{peer} td.oldest") == "—"
+    far = open_console(browser, desc, "110", "2001")
+    far.wait_for_selector(f"#inbox tr[data-ticket-id='{tid}'] td.content:has-text('{content}')", timeout=WAIT)
+    for page in (near, sup, far):
+        page.context.close()
+
+
+@contextmanager
+def wrong_key_at_110(lab: Lab) -> Iterator[None]:
+    """The 110 controller runs with a wrong signing secret for 12345 (a botched key rotation): it refuses
+    12345's pushes for good (401). Leaving the block puts the right key back and restarts it: the fix."""
+    path = lab.dir / "110" / "linkage.yaml"
+    good = path.read_text(encoding="utf-8")
+    raw = yaml.safe_load(good)
+    peer = next(p for p in raw["peers"] if p["name"] == "12345")
+    peer["secrets"] = ["whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    try:
+        lab.restart_controller("110")
+        yield
+    finally:
+        path.write_text(good, encoding="utf-8")
+        lab.restart_controller("110")
+
+
+def test_a_referral_refused_for_good_is_a_dead_letter_the_supervisor_replays(desc: dict[str, Any], lab: Lab,
+                                                                              browser: Browser) -> None:
+    """110 refuses 12345's push for good (a wrong signing key): the referral is parked as a dead letter, shown
+    with its error in the 12345 supervisor view; once the key is fixed, 全部重发 sends it and it reaches the
+    110 inbox."""
+    near = open_console(browser, desc, "12345", "1001")
+    sup = open_console(browser, desc, "12345", "")
+    letters = "#dead-letters div[data-peer='110']"
+    sup.wait_for_selector(f"{letters} p:has-text('对端 110：0 条')", timeout=WAIT)
+    content = f"来信：占道经营噪音扰民 {int(time.time() * 1000)}"
+    with wrong_key_at_110(lab):
+        tid = refer(near, content, "letter")
+        sup.wait_for_selector(f"{letters} td:text-is('{tid}')", timeout=WAIT)
+        assert "401" in (sup.text_content(f"{letters} tr:has(td:text-is('{tid}')) td.text") or "")
+        sup.wait_for_selector("#delivery tr[data-peer='110'][data-dead='1'][data-queued='0']", timeout=WAIT)
+        shot(sup, "supervisor-dead-letter-12345")
+    sup.click(f"{letters} button:has-text('全部重发')")
+    sup.wait_for_selector(f"{letters} p:has-text('对端 110：0 条')", timeout=WAIT)
+    far = open_console(browser, desc, "110", "2001")
+    far.wait_for_selector(f"#inbox tr[data-ticket-id='{tid}'] td.content:has-text('{content}')", timeout=WAIT)
+    sup.wait_for_selector("#delivery tr[data-peer='110'][data-dead='0'][data-queued='0']", timeout=WAIT)
+    for page in (near, sup, far):
         page.context.close()

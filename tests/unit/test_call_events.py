@@ -4,13 +4,18 @@ nothing of it reaches the logs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 from structlog.testing import capture_logs
+from test_route_in_wait import _pushed, _sites
 
 from telephony.api.stream import StreamHub, Subscriber
 from telephony.calls.registry import CallRegistry
+from telephony.transfers.receiving import ReceivingService
 
+REDIS_DB = 13  # the unit conftest's `redis` fixture gives this database, emptied
 LINKEDID = "1795934017.10"
 CITIZEN = {"Uniqueid": LINKEDID, "Linkedid": LINKEDID, "Channel": "PJSIP/trunk-12345-00000001"}
 AGENT = {"Uniqueid": "1795934017.11", "Linkedid": LINKEDID, "Channel": "PJSIP/agent2001-00000002"}
@@ -87,3 +92,54 @@ def test_a_registry_without_a_hook_works_as_before() -> None:
         calls.on_event(event)
     call = calls.get(LINKEDID)
     assert call is not None and call.bridged_at is not None and call.caller_number == "13912345678"
+
+
+async def _route_in(tmp_path: Path, redis: aioredis.Redis, calls: CallRegistry, trunk_uniqueid: str) -> str:
+    """The receiving side (110) routes a linked call that arrives on `trunk_uniqueid` with its pushed ticket."""
+    sender, far = _sites(tmp_path, redis)
+    ticket = await _pushed(sender, redis, 7)
+    await far.tickets.receive(ticket, via="push")
+    receiving = ReceivingService(far.tickets.config, calls, far.tickets, {}, far.arrivals)
+    route = await receiving.route(ticket.id, trunk_uniqueid, _no_call_info)
+    assert route.dest.startswith("PJSIP/agent") and not route.relay
+    return ticket.id
+
+
+async def _no_call_info() -> str:
+    return ""
+
+
+async def test_a_linked_calls_messages_on_the_receiving_site_carry_its_ticket(
+        tmp_path: Path, redis: aioredis.Redis) -> None:
+    hub = StreamHub("110")
+    calls = CallRegistry(on_change=hub.publish_call)
+    agent = hub.subscribe("2001")
+    calls.on_event(TRANSCRIPT[0])  # the trunk channel arrives; its dialplan runs route_in
+    ticket_id = await _route_in(tmp_path, redis, calls, LINKEDID)
+    for event in TRANSCRIPT[1:]:
+        calls.on_event(event)
+    messages = drain(agent)
+    assert [m["state"] for m in messages] == ["ringing", "answered", "ended"]
+    assert [m["call"]["ticket_id"] for m in messages] == [ticket_id] * 3
+
+
+async def test_route_in_before_amis_newchannel_still_names_the_ticket(tmp_path: Path, redis: aioredis.Redis) -> None:
+    """The FastAGI request outran the AMI event of the same channel: the ticket is kept by the call's linkedid
+    and named as soon as the call is seen."""
+    hub = StreamHub("110")
+    calls = CallRegistry(on_change=hub.publish_call)
+    site = hub.subscribe(None)
+    ticket_id = await _route_in(tmp_path, redis, calls, LINKEDID)
+    assert calls.get(LINKEDID) is None
+    for event in TRANSCRIPT[:3]:
+        calls.on_event(event)
+    assert drain(site)[0]["call"]["ticket_id"] == ticket_id
+    for event in TRANSCRIPT[3:]:
+        calls.on_event(event)
+    assert calls.received == {}  # forgotten with the call
+    small = CallRegistry(max_calls=3)
+    for n in range(10):  # ids told for calls that never show up are bounded
+        small.arrived(f"1795934099.{n}", ticket_id)
+    assert len(small.received) == 3
+    small.arrived("not a uniqueid", ticket_id)
+    assert "not a uniqueid" not in small.received
