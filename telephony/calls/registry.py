@@ -111,6 +111,7 @@ class CallRegistry:
         if call is None:
             return None
         leg = call.legs.get(uniqueid)
+        ticket_id = self.ticket_of(call)  # read before a hang-up forgets the call
         told = ""
         if name == "BridgeEnter":
             if call.bridged_at is None:
@@ -130,7 +131,7 @@ class CallRegistry:
             told = "ended" if leg is not None else ""
         if told and leg is not None and leg.endpoint.startswith("agent"):
             self.on_change(CallChange(told, leg.endpoint.removeprefix("agent"), linkedid, self.caller_of(call),
-                                      call.started_at, call.bridged_at, self.ticket_of(call)))
+                                      call.started_at, call.bridged_at, ticket_id))
         return call
 
     def arrived(self, linkedid: str, ticket_id: str) -> None:

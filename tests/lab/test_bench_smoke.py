@@ -35,3 +35,14 @@ def test_bench_runs_and_writes_its_files(desc: dict[str, Any], tmp_path: Path) -
     write_markdown(stats, tmp_path / "BENCHMARKS.md", "make bench BENCH_N=1")
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "make bench BENCH_N=1" in text and "ratio of medians" in text and "(floor)" in text
+
+
+def test_the_return_bench_measures_a_real_return() -> None:
+    """One real return: both latencies measured from Asterisk's event times, and no trunk channel held."""
+    from linkage_lab.bench.returns import run as run_returns
+
+    rows, failures = run_returns(1)
+    assert failures == [], failures
+    [row] = rows
+    assert row["return_ms"] > 0 and row["transfer_ms"] > 0, row
+    assert row["trunks_held"] == 0, row
