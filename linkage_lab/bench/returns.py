@@ -94,6 +94,7 @@ def _fmt(v: float | None) -> str:
 
 def section(report: dict[str, Any]) -> str:
     s, m = report["stats"], report["machine"]
+    held = s["trunks_held_max"]
     ratio = "n/a" if not (s["return_p50"] and s["transfer_p50"]) else f"{s['return_p50'] / s['transfer_p50']:.2f}"
     return f"""{HEADING} (`{report['command']}`, bench/results/{report['file']})
 
@@ -103,9 +104,9 @@ event times. Return: the 110 agent's key (DTMFEnd) to the caller ringing back at
 return undoes). Date {report['date']}; {m['cpu']}, nproc {m['nproc']}, kernel {m['kernel']}, Python {m['python']},
 {m.get('asterisk', '')}, commit {m['commit']}.
 
-| returns measured | failed | return p50 ms | transfer p50 ms | return / transfer | trunk channels held after a return (max) |
+| returns measured | failed | return p50 ms | transfer p50 ms | return / transfer | trunks held after (max) |
 |---|---|---|---|---|---|
-| {s['count']} | {s['failed']} | {_fmt(s['return_p50'])} | {_fmt(s['transfer_p50'])} | {ratio} | {s['trunks_held_max']} |
+| {s['count']} | {s['failed']} | {_fmt(s['return_p50'])} | {_fmt(s['transfer_p50'])} | {ratio} | {held} |
 
 - goal for trunk channels held after a return: 0 (the sending PBX takes its own caller back; nothing hairpins)
 - the return crosses one push (110 → 12345) and two AMI actions (Setvar, Redirect) on the sending side

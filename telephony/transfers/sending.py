@@ -98,7 +98,8 @@ class SendingService:
         if received is not None:
             return await self.returns.give_back(call, agent, received)
         bounced = await self.returns.bounced(call, target)
-        if bounced is not None and self.escalate is not None and target.name == self.config.threeway.target:
+        threeway = self.config.target(self.config.threeway.target)  # "" names the first target
+        if bounced is not None and self.escalate is not None and threeway is not None and threeway.name == target.name:
             log.info("transfer.bounced_to_threeway", target=target.name, parent=bounced.id)
             return await self.escalate(call.linkedid, agent_uniqueid)
         return None
