@@ -135,7 +135,8 @@ export class Inbox {
   }
 
   history(t) {
-    const fields = [["标题", t.title], ["地址", t.address], ["区划", t.division], ["来电人", t.caller_name],
+    const fields = [["上级联动单", t.parent], ["标题", t.title], ["地址", t.address], ["区划", t.division],
+      ["来电人", t.caller_name],
       ["退回原因", t.return_reason], ["办理结果", t.result], ["满意度", SATISFACTION[t.satisfaction] || t.satisfaction]];
     return el("div", {},
       el("dl", {}, fields.filter(([, v]) => v).map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),

@@ -27,7 +27,7 @@ log = structlog.get_logger("queries")
 MAX_SCAN = 20000
 CSV_COLUMNS = ("id", "direction", "status", "created_at", "updated_at", "division", "category", "title",
                "caller_number", "agent_id", "offered_to", "signed_for_by", "result", "return_reason",
-               "satisfaction", "flags", "source_site", "target_site", "events")
+               "satisfaction", "flags", "source_site", "target_site", "mode", "parent", "events")
 
 
 @dataclass(frozen=True)
