@@ -91,7 +91,7 @@ export class Inbox {
   async refresh() {
     if (!this.body) return;
     try {
-      const page = await api("GET", `/v1/tickets?page_size=${PAGE}`);
+      const page = await api("GET", `/v1/tickets?order=newest&page_size=${PAGE}`);
       this.items = (page.items || []).sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
       fill(this.error);
     } catch (error) {

@@ -44,7 +44,7 @@ export class TicketSearch {
   async search() {
     fill(this.error);
     try {
-      const page = await api("GET", `/v1/tickets${query({ ...this.params(), page_size: PAGE })}`);
+      const page = await api("GET", `/v1/tickets${query({ ...this.params(), order: "newest", page_size: PAGE })}`);
       const items = page.items || [];
       fill(this.summary, `共 ${page.total ?? items.length} 件${items.length < (page.total ?? 0) ? `，显示前 ${items.length} 件` : ""}`);
       fill(this.body, items.length ? items.map((t) => el("tr", { dataset: { ticketId: t.id } },

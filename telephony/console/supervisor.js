@@ -58,10 +58,10 @@ export class SupervisorView {
 
   async refresh() {
     try {
-      const latest = `/v1/tickets${query({ page_size: ACTIVITY_PAGE })}`;
+      const latest = `/v1/tickets${query({ order: "newest", page_size: ACTIVITY_PAGE })}`;
       const [calls, tickets, letters, delivery, exports, all] = await Promise.all([
         api("GET", "/v1/calls"),
-        api("GET", `/v1/tickets${query({ status: this.status, page_size: 200 })}`),
+        api("GET", `/v1/tickets${query({ status: this.status, order: "newest", page_size: 200 })}`),
         api("GET", "/v1/dead-letters"),
         api("GET", "/v1/delivery"),
         api("GET", "/v1/audit/exports?limit=20"),

@@ -39,6 +39,7 @@ class Filter:
     category: str = ""
     direction: str = ""
     flag: str = ""
+    newest: bool = False  # order=newest: the latest first (a console's first page); default oldest first
 
     def matches(self, t: Ticket) -> bool:
         return ((not self.status or t.status in self.status)
@@ -64,7 +65,7 @@ def _time(value: str, key: str) -> float:
 
 def parse_filter(q: Mapping[str, str]) -> Filter:
     unknown = set(q) - {"status", "from", "to", "since", "division", "category", "direction", "flag", "page",
-                        "page_size", "limit", "format"}
+                        "page_size", "limit", "format", "order"}
     if unknown:
         raise InvalidInput(f"unknown query parameter {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
     status = frozenset(s for s in q.get("status", "").split(",") if s)
@@ -80,7 +81,10 @@ def parse_filter(q: Mapping[str, str]) -> Filter:
         raise InvalidInput("direction looks like 12345->110", field="direction")
     since = _time(q["from"], "from") if "from" in q else _time(q["since"], "since") if "since" in q else 0.0
     until = _time(q["to"], "to") if "to" in q else None
-    return Filter(status, since, until, division, category, direction, q.get("flag", ""))
+    order = q.get("order", "oldest")
+    if order not in ("oldest", "newest"):
+        raise InvalidInput("order is oldest or newest", field="order")
+    return Filter(status, since, until, division, category, direction, q.get("flag", ""), order == "newest")
 
 
 def page_args(q: Mapping[str, str]) -> tuple[int, int]:
@@ -109,6 +113,8 @@ async def select(store: TicketStore, flt: Filter) -> AsyncIterator[Ticket]:
 async def page(store: TicketStore, flt: Filter, number: int, size: int,
                view: Callable[[Ticket], dict[str, Any]] = Ticket.to_dict) -> dict[str, object]:
     items = [t async for t in select(store, flt)]
+    if flt.newest:
+        items.reverse()
     start = (number - 1) * size
     return {"items": [view(t) for t in items[start:start + size]], "page": number, "page_size": size,
             "total": len(items)}

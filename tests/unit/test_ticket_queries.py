@@ -200,3 +200,11 @@ def test_ordinary_cells_are_left_alone() -> None:
 def test_a_cell_starting_with_a_tab_is_quoted() -> None:
     [row] = read_csv(csv_row(ticket(title="\t=1+1")))
     assert dict(zip(CSV_COLUMNS, row, strict=True))["title"] == "'\t=1+1"
+
+
+def test_order_newest_lists_the_latest_first_and_a_bad_order_is_refused() -> None:
+    from telephony.errors import InvalidInput
+
+    assert parse_filter({"order": "newest"}).newest and not parse_filter({}).newest
+    with pytest.raises(InvalidInput, match="order is oldest or newest"):
+        parse_filter({"order": "random"})
