@@ -8,6 +8,7 @@ looked at."""
 
 from __future__ import annotations
 
+import ctypes
 import socket
 import struct
 import threading
@@ -17,8 +18,28 @@ from collections.abc import Callable
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; the control message has the same type
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux: as root, past net.core.rmem_max
+RCVBUF = 32 * 1024 * 1024
 TIMESPEC = struct.Struct("@qq")  # struct timespec on a 64-bit Linux: seconds, nanoseconds
 Handler = Callable[[float, int, int, bytes], None]  # (time, source port, destination port, UDP payload)
+
+
+# A classic BPF program run by the kernel on every loopback frame: keep IPv4 UDP, drop the rest (Redis, HTTP and
+# every other TCP byte on the machine's loopback would otherwise fill this socket's buffer while its reader is
+# busy, and the RTP it is for would be dropped). (code, jt, jf, k) per instruction.
+UDP_ONLY = ((0x28, 0, 0, 12),  # ldh [12]: the Ethernet type
+            (0x15, 0, 3, 0x0800),  # IPv4? else drop
+            (0x30, 0, 0, 23),  # ldb [23]: the IP protocol
+            (0x15, 0, 1, 17),  # UDP? else drop
+            (0x06, 0, 0, 0x40000),  # keep the frame
+            (0x06, 0, 0, 0))  # drop it
+SO_ATTACH_FILTER = 26
+
+
+def attach_udp_filter(sock: socket.socket) -> None:
+    program = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in UDP_ONLY))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                    struct.pack("HL", len(UDP_ONLY), ctypes.addressof(program)))  # the kernel copies it here
 
 
 class UdpListener:
@@ -26,7 +47,14 @@ class UdpListener:
         self.handler = handler
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self.sock.bind(("lo", 0))
+        attach_udp_filter(self.sock)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        # every loopback frame of the machine lands here (Redis, HTTP, other tests' traffic): a default-sized
+        # buffer fills within a fraction of a second while the reader is busy, and the RTP it is for is dropped
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:  # not root: as large as the system allows
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         self.sock.settimeout(0.2)
         self.running = True
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
