@@ -297,7 +297,10 @@ export class AgentView {
     if (!mine && !onMyCall) return;
     if (!this.tracked || this.tracked.id !== ticket.id) {
       // a ticket of this agent's that the page did not start: the phone's key was pressed
-      if (ticket.status !== "created" && ticket.status !== "delivered" && !onMyCall) return;
+      // (a live return of this agent's transfer is shown whatever the page saw before: the caller is coming back)
+      const comingBack = ticket.status === "returned" && (ticket.history || []).some((e) => e.type === "returned"
+        && e.payload && e.payload.with_caller);
+      if (ticket.status !== "created" && ticket.status !== "delivered" && !onMyCall && !comingBack) return;
       this.tracked = { id: ticket.id, label: (ticket.target && ticket.target.site) || "", history: [] };
       fill(this.failure);
     }

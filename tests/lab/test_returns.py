@@ -49,7 +49,13 @@ def test_a_return_from_the_console_reaches_the_sending_agent(desc: dict[str, Any
         far.fill("#return-text", HOSTILE)
         shot(far, "return-110")
         far.keyboard.press("Alt+0")
-        near.wait_for_selector("#progress-return:has-text('来电已回到您这里')", timeout=WAIT)
+        try:
+            near.wait_for_selector("#progress-return:has-text('来电已回到您这里')", timeout=WAIT)
+        except Exception:
+            shot(near, "returned-12345-failed")
+            shot(far, "return-110-failed")
+            raise AssertionError(f"12345 console: {near.text_content('#progress')!r}; 110 console: "
+                                 f"{far.text_content('#progress')!r} {far.text_content('#call')!r}") from None
         assert near.text_content("#progress-return") == f"退回：{why}，来电已回到您这里"
         near.wait_for_selector("#call-state[data-state=answered]", timeout=WAIT)  # the caller is back here
         shot(near, "returned-12345")
