@@ -92,7 +92,9 @@ async def _play(http: SiteHttp, scenario: Scenario, desc: dict[str, Any], result
     for i, role in uac:
         tasks[role.name] = asyncio.create_task(run_role(role, i, desc, workdir, scenario.budget))
         result.timeline.append((time.time(), role.site, f"sipp {role.name} calls ({role.sipp.name})"))
-    actions = [asyncio.create_task(act(http, a, desc, result)) for a in scenario.actions if a.at is not None]
+    actions = [asyncio.create_task(act(http, a, desc, result) if a.transition is None and a.amend is None
+                                   else _at(a.at or 0.0, act_after(http, a, desc, result, begin, scenario.settle)))
+               for a in scenario.actions if a.at is not None]
     for name, task in tasks.items():
         code, errors = await task
         role = next(r for r in scenario.roles if r.name == name)
@@ -103,6 +105,12 @@ async def _play(http: SiteHttp, scenario: Scenario, desc: dict[str, Any], result
     for action in scenario.actions:
         if action.at is None:
             await act_after(http, action, desc, result, begin, scenario.settle)
+
+
+async def _at(delay: float, step: Any) -> None:
+    """A lifecycle step `at: N` seconds into the scenario (while a role still waits for what it causes)."""
+    await asyncio.sleep(delay)
+    await step
 
 
 async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = None) -> Result:
