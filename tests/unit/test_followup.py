@@ -61,7 +61,8 @@ class Site:
         ticket = await self.tickets.create(target_site="110", target_platform="110", caller_number=number,
                                            agent_id="1001", linkedid="1795934017.10", uniqueids=[], draft={})
         for kind in ("delivered", "signed_for", "accepted", "resolved"):
-            event = Event(new_event_id(), ticket.id, kind, now_iso(), {"platform": "110", "site": "110", "agent": "2001"},
+            actor = {"platform": "110", "site": "110", "agent": "2001"}
+            event = Event(new_event_id(), ticket.id, kind, now_iso(), actor,
                           {"result": "已处置"} if kind == "resolved" else {})
             ticket, _ = await self.tickets.apply_remote(event, sender="110")
         self.service.on_change(ticket, ticket.history[-1])
