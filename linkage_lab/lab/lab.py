@@ -164,10 +164,11 @@ class Lab:
             "peers": peers,
             "transfer": {"ring_timeout": 8, **({"overflow": "110-370811"} if plan.name == "110" else {})},
             "bench": {"baseline_key": "*5", "agi_floor_key": "*4"},
-            # 智能回访 through a lab "carrier" (a SIPp role at base+91): soon after the resolve, always open, quick
-            # retries, so a scenario sees every outcome within seconds
-            "followup": {"gateway": {"host": HOST, "port": b + 91}, "delay": 1, "retry_seconds": 2, "ring_seconds": 5,
-                         "hours": "00:00-24:00"},
+            # 智能回访 through a lab "carrier" (a SIPp role at base+91): always open, quick retries; an hour after
+            # the resolve, so the many tickets other tests resolve never call anyone during a test session — the
+            # follow-up scenarios set LINKAGE_FOLLOWUP__DELAY=1 for their run (controller_env)
+            "followup": {"gateway": {"host": HOST, "port": b + 91}, "delay": 3600, "retry_seconds": 2,
+                         "ring_seconds": 5, "hours": "00:00-24:00"},
             "storage": {"keys": [sec[f"{plan.name}.storage"]]},
         }
 

@@ -83,6 +83,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.post("/v1/dead-letters/{peer}/replay", delivery.replay_dead_letters),
         web.get("/v1/audit/exports", console.export_audit),
         web.get("/v1/followups", followups.list_jobs),
+        web.delete("/v1/followups/{ticket_id}", followups.cancel),
         web.get("/console", pages.index),
         web.get("/console/{file}", pages.asset),
     ])

@@ -7,7 +7,9 @@ import structlog
 from aiohttp import web
 
 from telephony.agi.server import AgiRequest, Handler
+from telephony.errors import Forbidden, InvalidInput, NotFound
 from telephony.followup.services import FollowupService
+from telephony.http_request import own_agent
 from telephony.ids import TICKET_ID
 
 
@@ -44,3 +46,17 @@ class FollowupHttp:
         if self.followup is None:
             return web.json_response({"enabled": False, "items": []})
         return web.json_response({"enabled": self.followup.enabled, "items": await self.followup.jobs()})
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """DELETE /v1/followups/{ticket_id}: the supervisor calls a follow-up off (the citizen asked not to be
+        called, say); the ticket itself is unchanged. 404 when there is no open follow-up for it."""
+        own = own_agent(request)
+        if own is not None:
+            raise Forbidden(f"calling a follow-up off is for the supervisor (the site token), not agent {own}",
+                            agent=own)
+        ticket_id = request.match_info["ticket_id"]
+        if not TICKET_ID.match(ticket_id):
+            raise InvalidInput("a ticket id is 20-32 digits", field="ticket_id")
+        if self.followup is None or not await self.followup.cancel(ticket_id):
+            raise NotFound("no open follow-up for that ticket", ticket_id=ticket_id)
+        return web.json_response({"ticket_id": ticket_id, "state": "cancelled"})

@@ -89,6 +89,15 @@ class FollowupService:
             pipe.expire(JOB + ticket_id, 7 * 86400)
             await pipe.execute()
 
+    async def cancel(self, ticket_id: str) -> bool:
+        """Call an open follow-up off (a supervisor's decision); False when there was none."""
+        state = await self.redis.hget(JOB + ticket_id, "state")
+        if state not in (b"scheduled", b"dialling", b"manual"):
+            return False
+        await self.drop(ticket_id)
+        log.info("followup.cancelled", ticket_id=ticket_id)
+        return True
+
     # ---- the worker ----------------------------------------------------------------------------------
     async def run(self) -> None:
         """Acts on due jobs until cancelled; sleeps until the next one is due or a new one is scheduled."""

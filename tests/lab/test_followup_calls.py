@@ -61,8 +61,8 @@ def test_outside_calling_hours_nothing_is_dialled_until_they_open(desc: dict[str
     opens = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(seconds=25)  # after the resolve, well before the end
     window = f"{opens:%H:%M:%S}-{opens + timedelta(hours=1):%H:%M:%S}"
     scenario = load(ROOT / "tests" / "scenarios" / "followup_answered.yaml")
-    scenario = dataclasses.replace(scenario, budget=60)
-    lab.restart_controller("12345", {"LINKAGE_FOLLOWUP__HOURS": window})
+    scenario = dataclasses.replace(scenario, budget=60, controller_env={})  # the restart above sets both
+    lab.restart_controller("12345", {"LINKAGE_FOLLOWUP__HOURS": window, "LINKAGE_FOLLOWUP__DELAY": "1"})
     try:
         result = run_scenario(scenario, desc, lab)
     finally:
