@@ -64,7 +64,8 @@ def test_outside_calling_hours_nothing_is_dialled_until_they_open(desc: dict[str
     scenario = dataclasses.replace(scenario, budget=60, controller_env={})  # the restart above sets both
     lab.restart_controller("12345", {"LINKAGE_FOLLOWUP__HOURS": window, "LINKAGE_FOLLOWUP__DELAY": "1"})
     try:
-        result = run_scenario(scenario, desc, lab)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # its own loop: Playwright's runs in this thread
+            result = pool.submit(run_scenario, scenario, desc, lab).result(timeout=120)
     finally:
         lab.restart_controller("12345")
     assert result.ok, result.report()
