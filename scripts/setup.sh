@@ -7,8 +7,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei"
-# ip netns, ss, iptables: fault drills; chromium and a CJK font: the console's browser tests and screenshots
+DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei espeak-ng sox"
+# ip netns, ss, iptables: fault drills; chromium and a CJK font: the console's browser tests and screenshots;
+# espeak-ng and sox: the Mandarin voice prompts (scripts/prompts.sh)
 ROOTFS_PACKAGES="asterisk asterisk-modules asterisk-core-sounds-en-gsm asterisk-moh-opsound-gsm"
 ROOTFS_BASE=${LINKAGE_ROOTFS_BASE:-/var/lib/linkage/rootfs}
 PYTHON=${PYTHON:-python3}
@@ -69,6 +70,7 @@ build_rootfs() {
   dir="$ROOTFS_BASE/$key"
   if [ -x "$dir/usr/sbin/asterisk" ] && [ -f "$dir/.linkage-complete" ]; then
     ln -sfn "$dir" "$ROOTFS_BASE/current"
+    bash scripts/prompts.sh "$dir/usr/share/asterisk/sounds"
     return
   fi
   need_root
@@ -88,6 +90,7 @@ build_rootfs() {
   rm -rf "$dir"
   mv "$tmp" "$dir"
   ln -sfn "$dir" "$ROOTFS_BASE/current"
+  bash scripts/prompts.sh "$dir/usr/share/asterisk/sounds"
   "$dir/usr/sbin/asterisk" -V >/dev/null 2>&1 || chroot "$dir" /usr/sbin/asterisk -V >&2
 }
 

@@ -35,6 +35,8 @@ from telephony.config import SiteConfig, SiteTls, build_tls
 from telephony.delivery.client import PeerClient
 from telephony.delivery.metrics import DeliveryMetrics
 from telephony.delivery.outbox import OutboxWorker
+from telephony.followup.adapters import FollowupAgi, FollowupAmi
+from telephony.followup.services import FollowupService
 from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import Alarm, DeadlineRule, Supervisor
 from telephony.supervision.metrics import SupervisionMetrics
@@ -86,7 +88,8 @@ class Controller:
         self.ticket_metrics = TicketMetrics(self.registry, config.site.name)
         # a peer's return with the caller takes our caller back (self.returns is built with the tickets below)
         hooks = TicketHooks(changed=(self.hub.publish, self.ticket_metrics.on_ticket_change, self.alarm.on_change,
-                                     lambda ticket, event: self.returns.on_change(ticket, event)),
+                                     lambda ticket, event: self.returns.on_change(ticket, event),
+                                     lambda ticket, event: self.followup.on_change(ticket, event)),
                             landed=(self.arrivals.land,), queued=self._wake, deadline_of=self.alarm.rule)
         # the contexts
         self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
@@ -97,17 +100,19 @@ class Controller:
                                       DraftStore(self.redis, sealer), self.returns)
         self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
+        self.followup = FollowupService(config, self.tickets, self.ami.send)
         self.sending.escalate = self.threeway.start
         # adapters
         self.transfer_metrics = TransferMetrics(self.registry)
-        self.ami_handlers = (ThreewayAmi(self.threeway).on_event,
+        self.ami_handlers = (ThreewayAmi(self.threeway).on_event, FollowupAmi(self.followup).on_event,
                              TransferAmi(self.receiving, self.transfer_metrics).on_event)
         for name, handler in {**TransferAgi(self.sending, self.receiving).routes(),
-                              **ThreewayAgi(self.threeway).routes(), **self._bench_routes()}.items():
+                              **ThreewayAgi(self.threeway).routes(), **FollowupAgi(self.followup).routes(),
+                              **self._bench_routes()}.items():
             self.agi.route(name, handler)
         self.http_metrics = HttpMetrics(self.registry, self.delivery_metrics)
         self.api = build_app(config, tickets=self.tickets, transfers=self.sending, threeway=self.threeway,
-                             returns=self.returns,
+                             returns=self.returns, followup=self.followup,
                              calls=self.calls, hub=self.hub, metrics=self.http_metrics, health=self.health,
                              redis=self.redis, sealer=sealer, wake=self._wake)
 
@@ -148,7 +153,7 @@ class Controller:
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.ami.run(self.ami_handlers)),
-                         group.create_task(self.supervisor.run()),
+                         group.create_task(self.supervisor.run()), group.create_task(self.followup.run()),
                          group.create_task(self.ami.resync()), group.create_task(self.ami.watchdog())]
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
                 await stop.wait()
@@ -163,6 +168,7 @@ class Controller:
         """In reverse order of use: no new calls or requests, then the PBX link, then the clients."""
         self.threeway.close()
         self.returns.close()
+        self.followup.close()
         await self.agi.stop()
         if runner is not None:
             await runner.cleanup()

@@ -49,6 +49,7 @@ UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # an Asterisk uniqueid or link
 CHANNEL = re.compile(r"^[A-Za-z0-9/@._;-]{1,128}$")
 CALLER_NUMBER = re.compile(r"^\+?[0-9]{1,20}$")
 DIAL = re.compile(r"^[0-9]{2,15}$")  # a number dialled to reach a peer, a target or the hotline
+OPTIONAL_DIAL = optional(DIAL)
 FEATURE_KEY = re.compile(r"^[*#0-9]{1,4}$")  # a DTMF feature code such as *8
 OPTIONAL_FEATURE_KEY = optional(FEATURE_KEY)
 

@@ -19,6 +19,9 @@ def account(site: dict[str, Any], role: Role) -> dict[str, Any]:
     if role.account == "citizen":
         acc: dict[str, Any] = site["accounts"]["citizen"]
         return acc
+    if role.account == "followup":  # the outbound route of follow-up calls: the lab's stand-in carrier
+        gateway: dict[str, Any] = site["followup"]["gateway"]
+        return gateway
     if role.account.startswith("target:"):
         phone: dict[str, Any] = site["targets"][role.account.split(":", 1)[1]]["phone"]
         return phone
@@ -37,7 +40,8 @@ async def run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path, 
         if not name:
             continue
         keys = site["keys"]
-        digits = keys.get(name) if isinstance(keys.get(name), str) else keys["targets"].get(name)
+        digits = name[len("digits:"):] if name.startswith("digits:") else (
+            keys.get(name) if isinstance(keys.get(name), str) else keys["targets"].get(name))
         if not digits:
             return 97, f"site {role.site} has no key {name!r}"
         write_pcap(digits * (role.dtmf_times if pcap == "keys.pcap" else 1), rdir / pcap, seq0=seq0,

@@ -92,7 +92,9 @@ async def _play(http: SiteHttp, scenario: Scenario, desc: dict[str, Any], result
     for i, role in uac:
         tasks[role.name] = asyncio.create_task(run_role(role, i, desc, workdir, scenario.budget))
         result.timeline.append((time.time(), role.site, f"sipp {role.name} calls ({role.sipp.name})"))
-    actions = [asyncio.create_task(act(http, a, desc, result)) for a in scenario.actions if a.at is not None]
+    actions = [asyncio.create_task(act(http, a, desc, result) if a.transition is None and a.amend is None
+                                   else _at(a.at or 0.0, act_after(http, a, desc, result, begin, scenario.settle)))
+               for a in scenario.actions if a.at is not None]
     for name, task in tasks.items():
         code, errors = await task
         role = next(r for r in scenario.roles if r.name == name)
@@ -103,6 +105,28 @@ async def _play(http: SiteHttp, scenario: Scenario, desc: dict[str, Any], result
     for action in scenario.actions:
         if action.at is None:
             await act_after(http, action, desc, result, begin, scenario.settle)
+
+
+async def _call_off_followups(http: SiteHttp, desc: dict[str, Any], result: Result) -> None:
+    """Follow-up calls the scenario left scheduled (its ticket resolved, its carrier gone) would ring the next
+    scenario's SIPp on the same port: they are called off once this scenario's tickets are read."""
+    for name, site in desc["sites"].items():
+        if "followup" not in site:
+            continue
+        try:
+            jobs = (await http.get(f"{site['http']}/v1/followups", site["token"]))["items"]
+            for job in jobs:
+                if job["state"] in ("scheduled", "dialling"):
+                    await http.call(f"{site['http']}/v1/followups/{job['ticket_id']}", site["token"], "DELETE")
+                    result.timeline.append((time.time(), name, f"follow-up of {job['ticket_id']} called off"))
+        except (OSError, ValueError, KeyError):
+            continue  # a controller that is down has nothing to call
+
+
+async def _at(delay: float, step: Any) -> None:
+    """A lifecycle step `at: N` seconds into the scenario (while a role still waits for what it causes)."""
+    await asyncio.sleep(delay)
+    await step
 
 
 async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = None) -> Result:
@@ -124,6 +148,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab 
             await asyncio.gather(*(w.start() for w in watchers.values()))
             await _play(http, scenario, desc, result, workdir, begin)
             await _fetch_tickets(http, desc, scenario, result, begin)
+            await _call_off_followups(http, desc, result)
             result.failures += check_media(scenario, watchers, sniffers)
             result.failures += check_ami(scenario, watchers)
             checked = {name: len(w.events) for name, w in watchers.items()}

@@ -141,8 +141,9 @@ def _build(raw: Any, p: Path) -> Scenario:
         if not isinstance(r, dict) or not {"name", "site", "account", "sipp"} <= set(r):
             raise fail(f"roles[{i}]", "needs name, site, account and sipp")
         account = str(r["account"])
-        if account != "citizen" and not re.match(r"^(agents\[[0-9]\]|target:[0-9A-Za-z_-]{1,32})$", account):
-            raise fail(f"roles[{i}].account", "must be citizen, agents[N] or target:NAME")
+        if account not in ("citizen", "followup") and not re.match(r"^(agents\[[0-9]\]|target:[0-9A-Za-z_-]{1,32})$",
+                                                                   account):
+            raise fail(f"roles[{i}].account", "must be citizen, followup, agents[N] or target:NAME")
         params = {str(k): str(v) for k, v in (r.get("params") or {}).items()}
         for k, v in params.items():
             if not PARAM.match(v):
@@ -194,7 +195,9 @@ def _build(raw: Any, p: Path) -> Scenario:
             raise fail(f"actions[{j}]", f"needs a site and exactly one of {', '.join(ACTION_KINDS)}")
         after = item.get("after")
         during = kinds[0] in DURING_CALL
-        if after not in (None, "calls") or (during == (after == "calls")):
+        # a lifecycle step may also run `at: N` (a role waits for what it causes, e.g. a follow-up call)
+        if after not in (None, "calls") or (during and after == "calls") or (not during and after is None
+                                                                           and "at" not in item):
             raise fail(f"actions[{j}].after", "transitions and amendments run `after: calls`; drafts and "
                                               "transfers run `at: N` seconds into the call")
         try:

@@ -164,6 +164,11 @@ class Lab:
             "peers": peers,
             "transfer": {"ring_timeout": 8, **({"overflow": "110-370811"} if plan.name == "110" else {})},
             "bench": {"baseline_key": "*5", "agi_floor_key": "*4"},
+            # 智能回访 through a lab "carrier" (a SIPp role at base+91): always open, quick retries; an hour after
+            # the resolve, so the many tickets other tests resolve never call anyone during a test session — the
+            # follow-up scenarios set LINKAGE_FOLLOWUP__DELAY=1 for their run (controller_env)
+            "followup": {"gateway": {"host": HOST, "port": b + 91}, "delay": 3600, "retry_seconds": 2,
+                         "ring_seconds": 5, "hours": "00:00-24:00"},
             "storage": {"keys": [sec[f"{plan.name}.storage"]]},
         }
 
@@ -202,6 +207,8 @@ class Lab:
                                      **({"phone": {"host": t.phone.host, "port": t.phone.port}} if t.phone else {}),
                                      **({"via": t.via} if t.via else {})} for t in c.targets},
                 "parent": c.site.parent,
+                **({"followup": {"gateway": {"host": c.followup.gateway.host, "port": c.followup.gateway.port}}}
+                   if c.followup.gateway else {}),
                 "dir": str(self.dir / plan.name),
                 "logs": {"asterisk": str(self.dir / plan.name / "log" / "full.log"),
                          "controller": str(self.dir / plan.name / "controller.log")},

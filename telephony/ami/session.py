@@ -26,7 +26,7 @@ from telephony.config import AmiConfig
 log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
 INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter", "ConfbridgeJoin",
-               "ConfbridgeLeave", "AttendedTransfer"}
+               "ConfbridgeLeave", "AttendedTransfer", "OriginateResponse"}
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP connect: a host that drops SYNs would otherwise hold it for minutes
 ACTION_TIMEOUT = 5.0  # seconds for an action's response
 

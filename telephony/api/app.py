@@ -23,6 +23,8 @@ from telephony.config import SiteConfig
 from telephony.console.http import ConsoleHttp
 from telephony.delivery.http import DeliveryHttp
 from telephony.delivery.inbox import Inbox, ReplayMemory
+from telephony.followup.adapters import FollowupHttp
+from telephony.followup.services import FollowupService
 from telephony.http_request import MAX_BODY, signer
 from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import deadline
@@ -39,7 +41,7 @@ from telephony.transfers.sending import SendingService
 def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingService,
               threeway: ThreewayService, returns: ReturnService, calls: CallRegistry, hub: StreamHub,
               metrics: HttpMetrics, health: HealthCheck, redis: aioredis.Redis, sealer: Sealer,
-              wake: Callable[[str], None]) -> web.Application:
+              wake: Callable[[str], None], followup: FollowupService | None = None) -> web.Application:
     """`redis` holds the replay memory and the dead letters (sealed with `sealer`); `wake(peer)` makes a peer's
     delivery worker send at once (after a dead-letter replay)."""
     inbox = Inbox(config, tickets, ReplayMemory(redis, config.security.replay_window),
@@ -52,6 +54,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     sending = TransfersHttp(config, calls, transfers, returns)
     pages = ConsoleHttp()
     threeway_http = ThreewayHttp(threeway)
+    followups = FollowupHttp(followup)
     app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
     # The order matters where paths overlap: /v1/tickets/export before /v1/tickets/{id}.
     app.add_routes([
@@ -79,6 +82,8 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.get("/v1/dead-letters", delivery.dead_letters),
         web.post("/v1/dead-letters/{peer}/replay", delivery.replay_dead_letters),
         web.get("/v1/audit/exports", console.export_audit),
+        web.get("/v1/followups", followups.list_jobs),
+        web.delete("/v1/followups/{ticket_id}", followups.cancel),
         web.get("/console", pages.index),
         web.get("/console/{file}", pages.asset),
     ])

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import msgspec.inspect as mi
@@ -177,6 +178,10 @@ def _checked(c: SiteConfig, source: str, short_form: bool) -> SiteConfig:
     if http.tls is not None and not public_url.startswith("https://"):
         raise err("controller.public_url", "must be https:// when controller.http.tls is set: peers reach "
                                            "ticket references under it")
+    try:
+        ZoneInfo(c.followup.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise err("followup.timezone", f"{c.followup.timezone!r} is not a known time zone") from exc
     supervision = msgspec.structs.replace(c.supervision, working_days=tuple(sorted(set(c.supervision.working_days))))
     config = msgspec.structs.replace(
         c, peers=peers, targets=targets, threeway=threeway, supervision=supervision, source_file=source,
@@ -198,6 +203,8 @@ def _hosts(c: SiteConfig) -> Iterator[tuple[str, str]]:
     for i, t in enumerate(c.targets):
         if t.phone is not None:
             yield f"targets[{i}].phone.host", t.phone.host
+    if c.followup.gateway is not None:
+        yield "followup.gateway.host", c.followup.gateway.host
 
 
 def _peer(err: Fail, i: int, peer: Peer, source: str) -> Peer:

@@ -186,6 +186,26 @@ class Deadlines(Section, frozen=True):
     working_days: Annotated[tuple[Weekday, ...], Meta(min_length=1)] = (0, 1, 2, 3, 4)  # sorted, no repeats
 
 
+HOURS = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?-(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00)$"
+
+
+class Followup(Section, frozen=True):
+    """Follow-up calls (智能回访): once a ticket this site sent is resolved, the site calls the citizen back on
+    the ticket's number through `gateway` (an outbound SIP route, rendered as the endpoint `followup-out`), plays
+    the prompt and reads a satisfaction key 1–5; no answer or busy is tried again `retry_seconds` later, up to
+    `attempts`, only within `hours` (local time in `timezone`); then a manual follow-up task is left for the
+    console. Off without a gateway."""
+
+    gateway: HostPort | None = None
+    delay: Annotated[float, _seconds(0, 7 * 86400)] = 600.0  # after `resolved`, before the first attempt
+    attempts: Annotated[int, Meta(ge=1, le=10)] = 3
+    retry_seconds: Annotated[float, _seconds(1, 7 * 86400)] = 1800.0
+    ring_seconds: Annotated[int, Meta(ge=5, le=120)] = 30
+    hours: Annotated[str, Meta(pattern=HOURS)] = "08:00-20:00"  # calling hours; "00:00-24:00" = always
+    timezone: Annotated[str, Meta(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+){0,2}$")] = "Asia/Shanghai"
+    caller_id: Annotated[str, _p(ids.OPTIONAL_DIAL)] = ""  # the number the citizen sees; default the hotline
+
+
 class Threeway(Section, frozen=True):
     """The three-way call (三方通话): the platform dialled in, the negotiation keys inside the conference, and
     how long the platforms may take to decide before the plan's rules decide for them (the agent's key is
@@ -233,6 +253,7 @@ class SiteConfig(Section, frozen=True, kw_only=True):
     delivery: Delivery = Delivery()
     supervision: Deadlines = Deadlines()
     threeway: Threeway = Threeway()
+    followup: Followup = Followup()
     bench: Bench = Bench()
     storage: Storage = Storage()
     security: Security = Security()

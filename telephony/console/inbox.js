@@ -40,6 +40,9 @@ const STEPS = {
   ],
 };
 const PAGE = 100;
+// what the last follow-up call came to (telephony/followup/services.py)
+const OUTCOME = { busy: "占线", no_answer: "无人接听", congestion: "线路拥塞", hung_up: "对方挂断", unreachable: "无法接通",
+  no_outcome: "结果丢失", no_key: "接通未评价", no_number: "无回访号码" };
 
 // the ticket's latest return came from the key alone, with the default reason still to be completed
 export function reasonPending(t) {
@@ -67,6 +70,7 @@ export class Inbox {
     this.notes = new Map(); // ticket id -> what its last amendment came to, kept across the redraws
     this.pending = null;
     this.asking = false;
+    this.followups = new Map(); // ticket id -> its open follow-up call (智能回访): scheduled, dialling or manual
     setInterval(() => this.refresh(), 10000);
     setInterval(() => this.tick(), 1000);
   }
@@ -91,8 +95,10 @@ export class Inbox {
   async refresh() {
     if (!this.body) return;
     try {
-      const page = await api("GET", `/v1/tickets?order=newest&page_size=${PAGE}`);
+      const [page, followups] = await Promise.all([api("GET", `/v1/tickets?order=newest&page_size=${PAGE}`),
+        api("GET", "/v1/followups").catch(() => ({ items: [] }))]);
       this.items = (page.items || []).sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+      this.followups = new Map((followups.items || []).map((f) => [f.ticket_id, f]));
       fill(this.error);
     } catch (error) {
       fill(this.error, `读取联动单失败：${error.message}`);
@@ -125,13 +131,23 @@ export class Inbox {
         this.open.has(t.id) ? "收起" : "详情"));
     const tr = el("tr", { dataset: { ticketId: t.id, status: t.status } },
       el("td", {}, t.id), el("td", {}, peer),
-      el("td", { class: "status" }, STATUS[t.status] || t.status), el("td", {}, categoryName(t.category)),
+      el("td", { class: "status" }, STATUS[t.status] || t.status, this.followupNote(t)),
+      el("td", {}, categoryName(t.category)),
       el("td", {}, t.caller_number || "—"), el("td", { class: "text content" }, t.content || "—"),
       el("td", {}, when(t.created_at)),
       el("td", { class: t.due && new Date(t.due.at).getTime() < Date.now() ? "due overdue" : "due",
         dataset: t.due ? { state: t.due.state, at: t.due.at } : {} }, countdown(t.due)), actions);
     if (!this.open.has(t.id)) return tr;
     return [tr, el("tr", { class: "history" }, el("td", { colspan: 9 }, this.history(t)))];
+  }
+
+  followupNote(t) {
+    const f = this.side === "sender" && this.followups.get(t.id);
+    if (!f) return null;
+    const words = { scheduled: "待回访", dialling: "回访呼叫中", manual: "需人工回访" }[f.state] || f.state;
+    const why = f.outcome ? `（${OUTCOME[f.outcome] || f.outcome}，已呼 ${f.attempts} 次）` : "";
+    return el("span", { class: f.state === "manual" ? "followup manual" : "followup", dataset: { followup: f.state } },
+      ` · ${words}${why}`);
   }
 
   history(t) {

@@ -34,7 +34,7 @@ class PbxExtras:
 # The AMI events the controller reads: the call registry (Newchannel, Newstate, BridgeEnter, Hangup) and the
 # transfer and three-way services (ami/session.py INTERESTING). Asterisk sends its AMI user nothing else.
 AMI_EVENTS = ("Newchannel", "Newstate", "BridgeEnter", "Hangup", "DialBegin", "DialEnd", "BlindTransfer",
-              "AttendedTransfer", "ConfbridgeJoin", "ConfbridgeLeave")
+              "AttendedTransfer", "ConfbridgeJoin", "ConfbridgeLeave", "OriginateResponse")
 
 
 def _fill(template: str, values: dict[str, str], name: str) -> str:
@@ -115,6 +115,21 @@ endpoint = target-{t.name}
 match = {t.phone.host}:{t.phone.port}
 """)
     return "\n".join(out)
+
+
+def _followup_gateway(config: SiteConfig) -> str:
+    """The outbound route of follow-up calls (智能回访): `PJSIP/<the ticket's number>@followup-out`."""
+    g = config.followup.gateway
+    if g is None:
+        return ""
+    return f"""[followup-out](endpoint-common)
+context = linkage-agents
+aors = followup-out
+
+[followup-out]
+type = aor
+contact = sip:{g.host}:{g.port}
+"""
 
 
 def _out_routes(config: SiteConfig) -> str:
@@ -217,7 +232,7 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
         "HOTLINE": config.accounts.citizen.dial, "ONEKEY": config.onekey,
         "RING_TIMEOUT": str(config.transfer.ring_timeout),
         "AGENT_DIALS": agent_dials(config), "AGENTS": _agents(config),
-        "TRUNKS": _trunks(config) + "\n" + _phone_targets(config),
+        "TRUNKS": _trunks(config) + "\n" + _phone_targets(config) + "\n" + _followup_gateway(config),
         "FEATURES": _features(config), "DYNAMIC_FEATURES": dynamic_features(config) or "none",
         "CONF_ROUTES": _conf_routes(config), "BENCH": _bench(config), "ACCEPT_KEY": config.threeway.accept_key,
         "LEAVE_KEY": config.threeway.leave_key, "ATXFER_ABORT": config.threeway.consult_abort,
