@@ -3,7 +3,8 @@ words, the confidence, danger and "unclear → three-way"; and what a transfer r
 
 How the parts combine: the danger rule first (any sign → 110, its line, its words, nothing can move it); else
 the model's probability per annex line, a line whose catalogue terms the text contains raised by TERM_BOOST
-per term (the only way a city's own lines, which the model never saw, are chosen), the agent's category if
+per term — CITY_TERM_BOOST for a city's own line, which the model never saw: its terms are the city's rule and
+the only way it is chosen — the agent's category if
 picked raised by CATEGORY_BOOST; the platform is the one whose lines weigh most, its heaviest line the clause.
 A top platform below THREEWAY_BELOW is "unclear": the plan's three-way call (三方通话) is suggested.
 """
@@ -22,6 +23,7 @@ from telephony.advice.rules import danger, term_hits
 from telephony.tickets.advised import Advised
 
 TERM_BOOST = 0.15
+CITY_TERM_BOOST = 1.0
 CATEGORY_BOOST = 2.0
 THREEWAY_BELOW = 0.6
 MAX_TERMS = 6
@@ -71,7 +73,8 @@ class AdviceService:
         hits = term_hits(self.catalogue, text)
         weight = {i: scores.of(i) for i in self.catalogue.items}
         for item_id, found in hits.items():
-            weight[item_id] += TERM_BOOST * len(found)
+            known = item_id in self.model.classes
+            weight[item_id] += (TERM_BOOST if known else CITY_TERM_BOOST) * len(found)
         if category in self.catalogue.names:
             for item in self.catalogue.lines(category=category):
                 weight[item.id] *= CATEGORY_BOOST
