@@ -21,7 +21,7 @@ DANGER_SIGNS: tuple[tuple[str, str], ...] = (
                      r"|投毒|投东西|杀人|弄死|安全账户|(正在|马上)转账|冒充(公检法|警察|客服)|公检法|非法拘禁|关在"
                      r"|不让走|拉上.{0,4}车|偷我|偷了我|正在偷|抓住(他|小偷)|跟踪|枪|炸药|炸弹|滴答声|扬言"
                      r"|报复社会|同归于尽"),
-    ("report.110.2", r"打起来|打架|斗殴|互殴|打人|打了我|打我(?!电话|手机)|被打|殴打|打伤|动手打|推倒|打骂|踹门"
+    ("report.110.2", r"打起来|打架|打斗|斗殴|互殴|打人|打了我|打我(?!电话|手机)|被打|殴打|打伤|动手打|推倒|打骂|踹门"
                      r"|砸(人|车|门|东西|了我家|别人|路过)|菜刀|酒瓶|棍子|棍棒|砖头|耍酒疯|醉汉|闹事|猥亵|流血"
                      r"|受伤|头磕破|追着人|追我|围住打|被.{0,4}打了|被人打|围着.{0,6}打|不给就打|推搡"
                      r"|冲突|摔东西"),
@@ -52,7 +52,7 @@ _DANGER = re.compile("|".join(f"(?P<d{n}>{pattern})" for n, (_, pattern) in enum
 
 @dataclass(frozen=True)
 class Danger:
-    clause: str  # the annex line the first sign points at
+    clauses: tuple[str, ...]  # the annex lines the signs point at, the first sign's first
     words: tuple[str, ...]  # the signs found, in the order of the text
 
 
@@ -61,7 +61,7 @@ def danger(text: str) -> Danger | None:
     found = [(m.group(0), DANGER_SIGNS[int((m.lastgroup or "d0")[1:])][0]) for m in _DANGER.finditer(text)]
     if not found:
         return None
-    return Danger(found[0][1], tuple(dict.fromkeys(w for w, _ in found)))
+    return Danger(tuple(dict.fromkeys(c for _, c in found)), tuple(dict.fromkeys(w for w, _ in found)))
 
 
 def term_hits(catalogue: Catalogue, text: str) -> dict[str, tuple[str, ...]]:

@@ -83,7 +83,9 @@ class AdviceService:
                        for p in ("110", "12345", OTHER)}
         sign = danger(text)
         if sign is not None:
-            line = self.catalogue.item(sign.clause) or self._best(weight, "110")
+            # the line of the first sign, or of the first in the category the agent picked
+            picked = [c for c in sign.clauses if c.split(".")[0] == category] or list(sign.clauses)
+            line = self.catalogue.item(picked[0]) or self._best(weight, "110")
             return self._answer(line.id, list(sign.words), 1.0, danger=True, threeway=False, by="danger_rule")
         platform = max(by_platform, key=lambda p: by_platform[p])
         line = self._best(weight, platform)
