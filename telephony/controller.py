@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from telephony.advice.services import AdviceService
 from telephony.agi.metrics import AgiMetrics
 from telephony.agi.server import AgiRequest, FastAgiServer
 from telephony.ami.metrics import AmiMetrics
@@ -96,8 +98,9 @@ class Controller:
         self.tickets = TicketService(config, self.store, hooks)
         self.supervisor = Supervisor(config, self.tickets, self.alarm, SupervisionMetrics(self.registry))
         self.returns = ReturnService(config, self.calls, self.tickets, self.ami.send)
+        self.advice = AdviceService.build(config_path(config, config.advice.catalogue))  # loads jieba: ~1 s
         self.sending = SendingService(config, self.calls, self.tickets, self.ami.send,
-                                      DraftStore(self.redis, sealer), self.returns)
+                                      DraftStore(self.redis, sealer), self.returns, advisor=self.advice)
         self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
         self.followup = FollowupService(config, self.tickets, self.ami.send)
@@ -112,7 +115,7 @@ class Controller:
             self.agi.route(name, handler)
         self.http_metrics = HttpMetrics(self.registry, self.delivery_metrics)
         self.api = build_app(config, tickets=self.tickets, transfers=self.sending, threeway=self.threeway,
-                             returns=self.returns, followup=self.followup,
+                             returns=self.returns, followup=self.followup, advice=self.advice,
                              calls=self.calls, hub=self.hub, metrics=self.http_metrics, health=self.health,
                              redis=self.redis, sealer=sealer, wake=self._wake)
 
@@ -180,6 +183,13 @@ class Controller:
 
 async def serve(config: SiteConfig) -> None:
     await Controller(config).run()
+
+
+def config_path(config: SiteConfig, path: str) -> str:
+    """A path from the site file, relative to the file's folder."""
+    if not path or Path(path).is_absolute() or not config.source_file:
+        return path
+    return str(Path(config.source_file).parent / path)
 
 
 def http_site(runner: web.AppRunner, config: SiteConfig, tls: SiteTls) -> web.TCPSite:

@@ -13,6 +13,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from telephony.advice.http import AdviceHttp
+from telephony.advice.services import AdviceService
 from telephony.api.metrics import HttpMetrics
 from telephony.api.middleware import Gate, errors, refused
 from telephony.api.ops import HealthCheck, Ops
@@ -41,7 +43,8 @@ from telephony.transfers.sending import SendingService
 def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingService,
               threeway: ThreewayService, returns: ReturnService, calls: CallRegistry, hub: StreamHub,
               metrics: HttpMetrics, health: HealthCheck, redis: aioredis.Redis, sealer: Sealer,
-              wake: Callable[[str], None], followup: FollowupService | None = None) -> web.Application:
+              wake: Callable[[str], None], followup: FollowupService | None = None,
+              advice: AdviceService | None = None) -> web.Application:
     """`redis` holds the replay memory and the dead letters (sealed with `sealer`); `wake(peer)` makes a peer's
     delivery worker send at once (after a dead-letter replay)."""
     inbox = Inbox(config, tickets, ReplayMemory(redis, config.security.replay_window),
@@ -55,6 +58,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     pages = ConsoleHttp()
     threeway_http = ThreewayHttp(threeway)
     followups = FollowupHttp(followup)
+    advice_http = AdviceHttp(advice)
     app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
     # The order matters where paths overlap: /v1/tickets/export before /v1/tickets/{id}.
     app.add_routes([
@@ -77,6 +81,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.post("/v1/calls/{linkedid}/consult", threeway_http.consult_call),
         web.post("/v1/calls/{linkedid}/return", sending.give_back),
         web.post("/v1/transfers", sending.refer),
+        web.post("/v1/advice", advice_http.advise),
         web.get("/v1/stream", hub.serve),
         web.get("/v1/delivery", delivery.health),
         web.get("/v1/dead-letters", delivery.dead_letters),

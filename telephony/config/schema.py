@@ -227,6 +227,13 @@ class Bench(Section, frozen=True):
     agi_floor_key: OptionalFeatureKey = ""
 
 
+class Advice(Section, frozen=True):
+    """Scope advice (智能转办): a city's own scope catalogue, longer than the plan's annex (docs/advice.md); ""
+    reads the annex alone. A relative path is read from the site file's folder."""
+
+    catalogue: str = ""
+
+
 class Storage(Section, frozen=True):
     keys: Annotated[tuple[StorageKey, ...], Meta(max_length=4)] = ()  # tickets at rest, newest first
 
@@ -255,6 +262,7 @@ class SiteConfig(Section, frozen=True, kw_only=True):
     threeway: Threeway = Threeway()
     followup: Followup = Followup()
     bench: Bench = Bench()
+    advice: Advice = Advice()
     storage: Storage = Storage()
     security: Security = Security()
     source_file: str = ""

@@ -1,6 +1,7 @@
 // The agent's view: the current call, the screen pop, the 联动单 form (autosaved as the call's draft), one
 // button per target with its keyboard shortcut, the transfer's progress, and the inbox.
 
+import { AdviceBox } from "./advice.js";
 import { ApiError, api } from "./api.js";
 import { EVENT, STATUS, clock, duration, el, fill, reason, when } from "./dom.js";
 import { Inbox, catalogue, categoryName } from "./inbox.js";
@@ -33,6 +34,7 @@ export class AgentView {
     this.saving = Promise.resolve();
     this.inbox = new Inbox(s);
     this.referral = new Referral(s);
+    this.advice = new AdviceBox(s); // 智能转办: shown under the content as the agent types it
   }
 
   targets() {
@@ -117,11 +119,11 @@ export class AgentView {
       input.addEventListener("change", () => this.schedule());
       return el("label", {}, label, input, this.errors[name]);
     };
-    return el("section", { id: "ticket-form", class: "card" },
+    const section = el("section", { id: "ticket-form", class: "card" },
       el("h2", {}, "联动单 ", this.saved),
       field("category", "类别", el("select", { id: "f-category" }, el("option", { value: "" }, "请选择"))),
       field("title", "标题", el("input", { id: "f-title", maxlength: 200 })),
-      field("content", "诉求内容", el("textarea", { id: "f-content", maxlength: 5000 })),
+      field("content", "诉求内容", el("textarea", { id: "f-content", maxlength: 5000 })), this.advice.render(),
       field("address", "地址", el("input", { id: "f-address", maxlength: 500 })),
       field("division", "行政区划", el("select", { id: "f-division" }, el("option", { value: "" }, "请选择"))),
       field("caller_name", "来电人姓名", el("input", { id: "f-caller-name", maxlength: 100 })),
@@ -130,6 +132,10 @@ export class AgentView {
       field("urgency", "紧急程度", el("select", { id: "f-urgency" },
         URGENCY.map(([value, name]) => el("option", { value }, name)))),
       el("div", { class: "actions" }, this.buttons), this.returnBox);
+    const advise = () => this.advice.schedule(this.inputs.content.value, this.inputs.category.value);
+    this.inputs.content.addEventListener("input", advise);
+    this.inputs.category.addEventListener("change", advise);
+    return section;
   }
 
   fillPicks(c) {
@@ -200,6 +206,7 @@ export class AgentView {
   clearForm() {
     for (const name of DRAFT_FIELDS) this.inputs[name].value = "";
     fill(this.saved);
+    this.advice.clear();
   }
 
   schedule() {

@@ -37,6 +37,7 @@ from telephony.ids import (
     TicketId,
     Urgency,
 )
+from telephony.tickets.advised import Advised
 from telephony.validation import Message, field_of, generic, own_message, translate
 
 SCHEMA_VERSION = 1
@@ -145,6 +146,7 @@ class Ticket(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     parent: OptionalTicketId = ""  # the ticket this one carries the matter on from: the chain of one matter
     recording: Recording = ""  # the call's one recording, made on the caller's channel from the first answer
     decision: dict[Literal["keeper", "rule", "by"], DecisionValue] = {}  # three-way outcome: keeper, rule, by
+    advice: Advised | None = None  # 智能转办: what the scope advisor suggested at the transfer, and if followed
     status: Status = "created"
     version: Count = 0
     updated_at: OptionalTime = ""
@@ -309,8 +311,7 @@ def _time(value: str, key: str) -> None:
 
 def _payload_limits(payload: dict[str, Any]) -> None:
     for key, value in payload.items():
-        if isinstance(value, str) and len(value) > TEXT_LIMITS.get(key, PAYLOAD_TEXT_LIMIT):
-            limit = TEXT_LIMITS.get(key, PAYLOAD_TEXT_LIMIT)
+        if isinstance(value, str) and len(value) > (limit := TEXT_LIMITS.get(key, PAYLOAD_TEXT_LIMIT)):
             raise InvalidInput(f"field {key!r} is longer than {limit} characters", field=key)
 
 

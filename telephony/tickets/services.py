@@ -19,6 +19,7 @@ import structlog
 from telephony.config import SiteConfig
 from telephony.delivery.messages import EventMessage, OutboxMessage, TicketMessage
 from telephony.errors import Conflict, Forbidden, NotFound
+from telephony.tickets.advised import Advised
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import (
     DRAFT_FIELDS,
@@ -77,9 +78,11 @@ class TicketService:
     async def create(self, *, target_site: str, target_platform: str, caller_number: str, agent_id: str,
                      linkedid: str, uniqueids: list[str], draft: dict[str, str],
                      path: list[str] | None = None, mode: str = "transfer", recording: str = "",
-                     channel: str = "call", consume: str = "", parent: str = "") -> Ticket:
+                     channel: str = "call", consume: str = "", parent: str = "",
+                     advice: Advised | None = None) -> Ticket:
         """A new ticket, stored with its push in one atomic write. `consume` is a key that write deletes: the
-        draft the ticket was made from; `parent` the ticket it carries the matter on from."""
+        draft the ticket was made from; `parent` the ticket it carries the matter on from; `advice` what the
+        scope advisor suggested for it."""
         created = now_iso()
         here = self.config.site
         for _ in range(5):
@@ -88,7 +91,7 @@ class TicketService:
                 source=Party(here.platform, here.name), target=Party(target_platform, target_site),
                 caller_number=caller_number, agent_id=agent_id, linkedid=linkedid, uniqueids=uniqueids,
                 created_at=created, updated_at=created, path=path or [self.config.site.name, target_site], mode=mode,
-                recording=recording, channel=channel, parent=parent)
+                recording=recording, channel=channel, parent=parent, advice=advice)
             for key, value in draft.items():
                 if key in DRAFT_FIELDS:  # validated by parse_draft when the agent typed it
                     setattr(ticket, key, value)

@@ -7,7 +7,9 @@ When the caller's Dial to the target ends without an answer, `failed` marks the 
 discrepancy record and names who gets the caller back. The draft typed while the caller talks is kept in Redis
 (transfers/drafts.py) and taken into the ticket by the same write that stores it. A referral (`refer`) is a
 ticket for a matter that reached us through a network channel (web, app, letter …): no call, the same ticket
-path and lifecycle.
+path and lifecycle. Each ticket made from what the agent typed records the scope advice for it (advice/
+services.py `record`: what was advised, whether the agent followed it); the draft's save computes it first, so
+the key press finds it ready.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from telephony.advice.services import AdviceService
 from telephony.ami import AmiSend
 from telephony.calls import state as call_state
 from telephony.calls.registry import Call, CallRegistry
 from telephony.config import SiteConfig, Target
 from telephony.errors import Conflict, InvalidInput, LinkageError, NotFound
 from telephony.ids import CALLER_NUMBER, CHANNEL, INTAKE_CHANNELS, TICKET_ID, UNIQUEID
+from telephony.tickets.advised import Advised
 from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
@@ -40,14 +44,17 @@ REFERRAL_CHANNELS = tuple(c for c in INTAKE_CHANNELS if c != "call")  # a call i
 
 class SendingService:
     def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService, ami_send: AmiSend,
-                 drafts: DraftStore | None = None, returns: ReturnService | None = None) -> None:
-        """`drafts` defaults to a store in the ticket store's Redis, sealed with its Sealer."""
+                 drafts: DraftStore | None = None, returns: ReturnService | None = None,
+                 advisor: AdviceService | None = None) -> None:
+        """`drafts` defaults to a store in the ticket store's Redis, sealed with its Sealer; without `advisor`
+        tickets carry no advice."""
         self.config = config
         self.calls = calls
         self.tickets = tickets
         self.ami_send = ami_send
         self.drafts = drafts or DraftStore(tickets.store.redis, tickets.store.sealer)
         self.returns = returns
+        self.advisor = advisor
         # the three-way call a press turns into when the target already returned this matter (no ping-pong):
         # ThreewayService.start, set by the composition root (the three-way context is built on this one)
         self.escalate: Callable[[str, str], Awaitable[Ticket]] | None = None
@@ -76,7 +83,8 @@ class SendingService:
                 agent_id=agent_id if agent_id.isdigit() else "", linkedid=call.linkedid,
                 uniqueids=sorted(call.legs), draft=draft, path=path, mode=mode,
                 recording=f"linkage-{caller.uniqueid}.wav" if caller else "",
-                consume=draft_key(call.linkedid) if draft else "", parent=parent)
+                consume=draft_key(call.linkedid) if draft else "", parent=parent,
+                advice=self._advice(draft, target, mode))
         except Exception:
             call_state.move(call, "not_stored")
             raise
@@ -103,6 +111,11 @@ class SendingService:
             log.info("transfer.bounced_to_threeway", target=target.name, parent=bounced.id)
             return await self.escalate(call.linkedid, agent_uniqueid)
         return None
+
+    def _advice(self, draft: dict[str, str], target: Target, mode: str) -> Advised | None:
+        if self.advisor is None:
+            return None
+        return self.advisor.record(draft.get("content", ""), draft.get("category", ""), target.platform, mode)
 
     def _path(self, target: Target) -> list[str]:
         here = self.config.site.name
@@ -206,7 +219,10 @@ class SendingService:
         if self.calls.get(linkedid) is None:
             raise NotFound("no active call with that linkedid", linkedid=linkedid)
         self.drafts.prune(self.calls.calls)
-        return await self.drafts.put(linkedid, draft)
+        saved = await self.drafts.put(linkedid, draft)
+        if self.advisor is not None and saved.get("content", "").strip():
+            self.advisor.advise(saved["content"], saved.get("category", ""))  # ready for the key press
+        return saved
 
     async def draft(self, linkedid: str) -> dict[str, str]:
         """The active call's draft as saved (the console reloads its form from it)."""
@@ -228,7 +244,8 @@ class SendingService:
         path = self._path(target)
         ticket = await self.tickets.create(
             target_site=target.name, target_platform=target.platform, caller_number=caller_number,
-            agent_id=agent, linkedid="", uniqueids=[], draft=fields, path=path, mode="referral", channel=channel)
+            agent_id=agent, linkedid="", uniqueids=[], draft=fields, path=path, mode="referral", channel=channel,
+            advice=self._advice(fields, target, "referral"))
         structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
         log.info("referral.created", target=target.name, channel=channel)
         return ticket

@@ -40,7 +40,7 @@ ROUTES = [("GET", "/v1/health"), ("GET", "/metrics"), ("GET", "/v1/whoami"), ("P
           ("GET", "/v1/calls/{linkedid}/draft"), ("POST", "/v1/calls/{linkedid}/transfer"),
           ("POST", "/v1/calls/{linkedid}/threeway"), ("POST", "/v1/calls/{linkedid}/consult"),
           ("POST", "/v1/calls/{linkedid}/return"),
-          ("POST", "/v1/transfers"), ("GET", "/v1/stream"),
+          ("POST", "/v1/transfers"), ("POST", "/v1/advice"), ("GET", "/v1/stream"),
           ("GET", "/v1/delivery"), ("GET", "/v1/dead-letters"), ("POST", "/v1/dead-letters/{peer}/replay"),
           ("GET", "/v1/audit/exports"), ("GET", "/v1/followups"), ("DELETE", "/v1/followups/{ticket_id}"),
           ("GET", "/console"), ("GET", "/console/{file}")]
