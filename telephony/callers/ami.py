@@ -49,7 +49,8 @@ class PbxFlags:
     async def put(self, number: str) -> bool:
         key = pbx_key(number)
         self.flagged[key] = self.flagged.get(key, 0) + 1
-        return not self.generation or await self._set(PREFIX + key, self.generation)
+        # before the first login's resync the PBX knows no generation: that resync brings this flag along
+        return bool(self.generation) and await self._set(PREFIX + key, self.generation)
 
     async def delete(self, number: str) -> bool:
         key = pbx_key(number)
@@ -58,7 +59,7 @@ class PbxFlags:
             self.flagged[key] = left  # "+86…" and "86…" both flagged: one lifted, the caller still is
             return True
         self.flagged.pop(key, None)
-        return not self.generation or await self._set(PREFIX + key, "")
+        return bool(self.generation) and await self._set(PREFIX + key, "")
 
     async def resync(self, numbers: list[str]) -> bool:
         """After a login: the policy, every flag under a new generation, then the generation itself."""
