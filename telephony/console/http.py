@@ -27,6 +27,7 @@ FILES = {
     "referral.js": "text/javascript; charset=utf-8",
     "activity.js": "text/javascript; charset=utf-8",
     "search.js": "text/javascript; charset=utf-8",
+    "callers.js": "text/javascript; charset=utf-8",
 }
 HEADERS = {
     "Cache-Control": "no-store",
