@@ -9,7 +9,7 @@ cd "$here"
 
 DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei espeak-ng sox"
 # ip netns, ss, iptables: fault drills; chromium and a CJK font: the console's browser tests and screenshots;
-# espeak-ng and sox: the Mandarin voice prompts (scripts/prompts.sh)
+# espeak-ng and sox: the Mandarin prompts, spoken offline and made 8 kHz mono for Asterisk
 ROOTFS_PACKAGES="asterisk asterisk-modules asterisk-core-sounds-en-gsm asterisk-moh-opsound-gsm"
 ROOTFS_BASE=${LINKAGE_ROOTFS_BASE:-/var/lib/linkage/rootfs}
 PYTHON=${PYTHON:-python3}
@@ -70,7 +70,6 @@ build_rootfs() {
   dir="$ROOTFS_BASE/$key"
   if [ -x "$dir/usr/sbin/asterisk" ] && [ -f "$dir/.linkage-complete" ]; then
     ln -sfn "$dir" "$ROOTFS_BASE/current"
-    bash scripts/prompts.sh "$dir/usr/share/asterisk/sounds"
     return
   fi
   need_root
@@ -90,14 +89,36 @@ build_rootfs() {
   rm -rf "$dir"
   mv "$tmp" "$dir"
   ln -sfn "$dir" "$ROOTFS_BASE/current"
-  bash scripts/prompts.sh "$dir/usr/share/asterisk/sounds"
   "$dir/usr/sbin/asterisk" -V >/dev/null 2>&1 || chroot "$dir" /usr/sbin/asterisk -V >&2
+}
+
+install_prompts() {
+  # Each sounds/linkage/NAME.txt (the words, tracked) becomes NAME.wav in the root filesystem's local sounds,
+  # which Asterisk plays as custom/linkage/NAME (sounds/custom -> /usr/local/share/asterisk/sounds). Rebuilt
+  # when the words change (the installed copy of the .txt says what the .wav says). An engineer installs them
+  # into an existing Asterisk with LINKAGE_SOUNDS_DIR=<astdatadir>/sounds/custom scripts/setup.sh prompts.
+  local dir="${LINKAGE_SOUNDS_DIR:-$ROOTFS_BASE/current/usr/local/share/asterisk/sounds}/linkage" src name tmp
+  mkdir -p "$dir"
+  for src in sounds/linkage/*.txt; do
+    name=$(basename "$src" .txt)
+    if [ -f "$dir/$name.wav" ] && cmp -s "$src" "$dir/$name.txt"; then
+      continue
+    fi
+    log "speaking the prompt $name (espeak-ng, Mandarin; sox to 8 kHz mono)"
+    tmp=$(mktemp -d)
+    espeak-ng -v cmn -s 190 -w "$tmp/p.wav" -f "$src"
+    sox -G "$tmp/p.wav" -r 8000 -c 1 "$tmp/p8k.wav"  # -G: no clipping from the resampling
+    mv "$tmp/p8k.wav" "$dir/$name.wav"
+    cp "$src" "$dir/$name.txt"
+    rm -rf "$tmp"
+  done
 }
 
 case "${1:-all}" in
   debs) install_debs ;;
   venv) install_venv ;;
-  rootfs) install_debs; build_rootfs ;;
-  all) install_debs; install_venv; build_rootfs ;;
-  *) echo "usage: setup.sh [all|debs|venv|rootfs]" >&2; exit 2 ;;
+  rootfs) install_debs; build_rootfs; install_prompts ;;
+  prompts) install_prompts ;;
+  all) install_debs; install_venv; build_rootfs; install_prompts ;;
+  *) echo "usage: setup.sh [all|debs|venv|rootfs|prompts]" >&2; exit 2 ;;
 esac

@@ -10,6 +10,7 @@ is the map of who hears what:
     peer ticket landed ──▶ transfers' arrivals (a waiting call rings)   (TicketHooks.landed)
     message queued ──▶ that peer's outbox worker                        (TicketHooks.queued)
     ticket written ──▶ its next deadline, in the same atomic write     (TicketHooks.deadline_of)
+    hotline Newchannel ──▶ callers (repeat counts); flags ──▶ PBX globals, pops, supervisor's stream
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from telephony.ami.session import AmiSession
 from telephony.api.app import build_app
 from telephony.api.metrics import HttpMetrics
 from telephony.api.stream import StreamHub
+from telephony.callers.ami import CallerAmi, PbxFlags
+from telephony.callers.flags import FlagStore
+from telephony.callers.metrics import CallerMetrics
+from telephony.callers.services import CallerService
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig, SiteTls, build_tls
 from telephony.delivery.client import PeerClient
@@ -72,12 +77,17 @@ class Controller:
         # shared clients
         self.redis = connect(config.redis.url)
         self.session = aiohttp.ClientSession()
-        self.hub = StreamHub(config.site.name)  # the console stream: hears calls and ticket changes
+        sealer = Sealer(config.storage.keys)
+        # the console stream: hears calls and ticket changes, and names flagged callers (恶意骚扰) on them
+        self.hub = StreamHub(config.site.name, flag_of=lambda number: self.callers.view(number))
         self.calls = CallRegistry(on_change=self.hub.publish_call)
         self.ami = AmiSession(config.pbx.ami, self.calls, AmiMetrics(self.registry))
         self.agi = FastAgiServer(config.pbx.agi.host, config.pbx.agi.port, AgiMetrics(self.registry))
+        # flagged and repeat callers: the flags reach the dialplan as PBX globals, again after every AMI login
+        self.callers = CallerService(config, FlagStore(self.redis, sealer), PbxFlags(config, self.ami.send),
+                                     CallerMetrics(self.registry), notify=self.hub.publish_supervisor)
+        self.pbx_login = self.ami.login_event()
         # delivery: one client and one outbox worker per peer
-        sealer = Sealer(config.storage.keys)
         self.delivery_metrics = DeliveryMetrics(self.registry)
         self.peers = {p.name: PeerClient(self.session, p, config.site.name, ssl_context=self.tls.peers.get(p.name))
                       for p in config.peers}
@@ -108,7 +118,8 @@ class Controller:
         # adapters
         self.transfer_metrics = TransferMetrics(self.registry)
         self.ami_handlers = (ThreewayAmi(self.threeway).on_event, FollowupAmi(self.followup).on_event,
-                             TransferAmi(self.receiving, self.transfer_metrics).on_event)
+                             TransferAmi(self.receiving, self.transfer_metrics).on_event,
+                             CallerAmi(config, self.callers).on_event)
         for name, handler in {**TransferAgi(self.sending, self.receiving).routes(),
                               **ThreewayAgi(self.threeway).routes(), **FollowupAgi(self.followup).routes(),
                               **self._bench_routes()}.items():
@@ -117,7 +128,7 @@ class Controller:
         self.api = build_app(config, tickets=self.tickets, transfers=self.sending, threeway=self.threeway,
                              returns=self.returns, followup=self.followup, advice=self.advice,
                              calls=self.calls, hub=self.hub, metrics=self.http_metrics, health=self.health,
-                             redis=self.redis, sealer=sealer, wake=self._wake)
+                             redis=self.redis, sealer=sealer, wake=self._wake, callers=self.callers)
 
     def _bench_routes(self) -> dict[str, Any]:
         bench = self.config.bench
@@ -157,7 +168,8 @@ class Controller:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.ami.run(self.ami_handlers)),
                          group.create_task(self.supervisor.run()), group.create_task(self.followup.run()),
-                         group.create_task(self.ami.resync()), group.create_task(self.ami.watchdog())]
+                         group.create_task(self.ami.resync()), group.create_task(self.ami.watchdog()),
+                         group.create_task(self.callers.run(self.pbx_login))]
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
                 await stop.wait()
                 log.info("controller.stopping")

@@ -48,6 +48,8 @@ OPTIONAL_SITE_NAME = optional(SITE_NAME)
 UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # an Asterisk uniqueid or linkedid
 CHANNEL = re.compile(r"^[A-Za-z0-9/@._;-]{1,128}$")
 CALLER_NUMBER = re.compile(r"^\+?[0-9]{1,20}$")
+# a sound file as Playback names it: relative to Asterisk's sounds dir, no extension, no way out of it
+SOUND = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}(/[a-z0-9][a-z0-9_-]{0,40}){0,3}$")
 DIAL = re.compile(r"^[0-9]{2,15}$")  # a number dialled to reach a peer, a target or the hotline
 OPTIONAL_DIAL = optional(DIAL)
 FEATURE_KEY = re.compile(r"^[*#0-9]{1,4}$")  # a DTMF feature code such as *8

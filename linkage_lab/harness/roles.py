@@ -55,6 +55,8 @@ async def run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path, 
             "-mp", str(MEDIA_BASE + 4 * index), "-m", params.get("calls", "1"), "-timeout", f"{int(budget)}s",
             "-timeout_error",
             "-nostdin", "-trace_err", "-trace_msg"]
+    if "limit" in params:  # at most this many calls at once: `calls: 3, limit: 1` calls three times in a row
+        argv += ["-l", params["limit"]]
     if role.calls:
         argv += [f"{site['sip']['host']}:{site['sip']['port']}", "-s", acc["dial"]]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=rdir, stdout=asyncio.subprocess.DEVNULL,

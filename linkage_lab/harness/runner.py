@@ -16,6 +16,7 @@ import aiohttp
 
 from linkage_lab.harness.actions import act, act_after
 from linkage_lab.harness.ami import AmiWatcher
+from linkage_lab.harness.callers import check_suggestions, flag_before, unflag_after
 from linkage_lab.harness.checks import check_ami, check_media, check_tickets, epoch, iso
 from linkage_lab.harness.drain import drain
 from linkage_lab.harness.http import SiteHttp
@@ -146,9 +147,11 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab 
             for s in sniffers.values():
                 s.start()
             await asyncio.gather(*(w.start() for w in watchers.values()))
+            await flag_before(http, scenario, desc, result)
             await _play(http, scenario, desc, result, workdir, begin)
             await _fetch_tickets(http, desc, scenario, result, begin)
             await _call_off_followups(http, desc, result)
+            result.failures += await check_suggestions(http, scenario, desc)
             result.failures += check_media(scenario, watchers, sniffers)
             result.failures += check_ami(scenario, watchers)
             checked = {name: len(w.events) for name, w in watchers.items()}
@@ -156,6 +159,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab 
             # watchers keep recording meanwhile, so a leg dialled during the drain is waited for too.
             await _drain(lab, desc, scenario, result, "after the scenario", watchers)
         finally:
+            await unflag_after(http, scenario, desc)
             for s in sniffers.values():
                 s.stop()
             for w in watchers.values():

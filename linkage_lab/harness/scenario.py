@@ -95,6 +95,14 @@ class Action:
     give_back: dict[str, Any] | None = None  # the return button (退回), `return:` in the file: {agent, reason}
 
 
+@dataclass(frozen=True)
+class SetupFlag:
+    """A caller's number flagged on a site before the calls (lifted after the scenario)."""
+
+    site: str
+    flag: dict[str, str]  # {number, reason}
+
+
 @dataclass
 class Scenario:
     name: str
@@ -112,6 +120,8 @@ class Scenario:
     # Record every site's AMI events for the timeline and checks. Benchmarks turn it off: three PBXes' full
     # event streams parsed in Python would compete with what is measured for this machine's two cores.
     watch_ami: bool = True
+    setup: list[SetupFlag] = field(default_factory=list)
+    suggestions: dict[str, list[str]] = field(default_factory=dict)  # site -> the repeat callers it suggests
 
 
 def load(path: str | Path) -> Scenario:
@@ -133,7 +143,7 @@ def _build(raw: Any, p: Path) -> Scenario:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise fail("name", "a scenario needs a name")
     unknown = set(raw) - {"name", "description", "budget", "settle", "roles", "expect", "actions",
-                          "controller_env", "down"}
+                          "controller_env", "down", "setup"}
     if unknown:
         raise fail(sorted(unknown)[0], "unknown key")
     roles = []
@@ -220,5 +230,15 @@ def _build(raw: Any, p: Path) -> Scenario:
     for d in down:
         if not re.match(r"^(asterisk|controller):[0-9A-Za-z_-]{1,32}$", d):
             raise fail("down", f"{d!r} is not asterisk:SITE or controller:SITE")
+    setup = []
+    for j, item in enumerate(raw.get("setup") or []):
+        flag = item.get("flag") if isinstance(item, dict) else None
+        if not isinstance(flag, dict) or "site" not in item or not {"number", "reason"} <= set(flag):
+            raise fail(f"setup[{j}]", "needs a site and flag: {number, reason}")
+        setup.append(SetupFlag(str(item["site"]), {"number": str(flag["number"]), "reason": str(flag["reason"])}))
+    suggested = expect.get("suggestions") or {}
+    if not isinstance(suggested, dict) or not all(isinstance(v, list) for v in suggested.values()):
+        raise fail("expect.suggestions", "maps a site to the list of numbers it must suggest")
     return Scenario(str(raw["name"]), str(raw.get("description", "")), p, float(raw.get("budget", 30)),
-                    float(raw.get("settle", 3)), roles, ami, tickets, media, actions, controller_env, down)
+                    float(raw.get("settle", 3)), roles, ami, tickets, media, actions, controller_env, down,
+                    setup=setup, suggestions={str(k): [str(n) for n in v] for k, v in suggested.items()})

@@ -26,7 +26,8 @@ from telephony.config import AmiConfig
 log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
 INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter", "ConfbridgeJoin",
-               "ConfbridgeLeave", "AttendedTransfer", "OriginateResponse"}
+               "ConfbridgeLeave", "AttendedTransfer", "OriginateResponse",
+               "Newchannel"}  # Newchannel: the hotline's calls counted (callers/)
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP connect: a host that drops SYNs would otherwise hold it for minutes
 ACTION_TIMEOUT = 5.0  # seconds for an action's response
 
@@ -81,6 +82,7 @@ class AmiSession:
         self.metrics = metrics or AmiMetrics(CollectorRegistry())
         self.closing = False
         self.resync_needed = asyncio.Event()
+        self.logins: list[asyncio.Event] = []  # set at every login: see login_event
         self.missed_pings = 0
         self.attempt = 0  # reconnect attempts since the last login
         self.retry: asyncio.TimerHandle | None = None  # the one pending reconnect: never two loops at once
@@ -97,6 +99,8 @@ class AmiSession:
         self.attempt = 0
         self.logged_in.set()
         self.resync_needed.set()  # the calls that live now are Asterisk's to tell, not our memory's
+        for login in self.logins:
+            login.set()
 
     def _on_disconnect(self, manager: Any, exc: Exception | None) -> None:
         log.warning("ami.disconnected", error=str(exc) if exc else "")
@@ -135,6 +139,13 @@ class AmiSession:
                 self.queue.put_nowait(event)
             except asyncio.QueueFull:
                 log.error("ami.queue_full", event_name=event.get("Event"))
+
+    def login_event(self) -> asyncio.Event:
+        """An event set at every login, for a task that must bring the PBX in line after one (the controller
+        asks, so every such task is named in the composition root)."""
+        event = asyncio.Event()
+        self.logins.append(event)
+        return event
 
     async def start(self) -> None:
         self._connect()

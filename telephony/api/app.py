@@ -19,6 +19,8 @@ from telephony.api.metrics import HttpMetrics
 from telephony.api.middleware import Gate, errors, refused
 from telephony.api.ops import HealthCheck, Ops
 from telephony.api.stream import StreamHub
+from telephony.callers.http import CallersHttp
+from telephony.callers.services import CallerService
 from telephony.calls.http import CallsHttp
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
@@ -44,16 +46,17 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
               threeway: ThreewayService, returns: ReturnService, calls: CallRegistry, hub: StreamHub,
               metrics: HttpMetrics, health: HealthCheck, redis: aioredis.Redis, sealer: Sealer,
               wake: Callable[[str], None], followup: FollowupService | None = None,
-              advice: AdviceService | None = None) -> web.Application:
+              advice: AdviceService | None = None, callers: CallerService | None = None) -> web.Application:
     """`redis` holds the replay memory and the dead letters (sealed with `sealer`); `wake(peer)` makes a peer's
-    delivery worker send at once (after a dead-letter replay)."""
+    delivery worker send at once (after a dead-letter replay); `callers` the flags (none: its routes are 404)."""
     inbox = Inbox(config, tickets, ReplayMemory(redis, config.security.replay_window),
                   lambda exc: refused(metrics, exc))
     ops = Ops(config, health, metrics, redis)
     delivery = DeliveryHttp(config, inbox, redis, sealer, wake)
     # the console's countdown reads the supervision rule; passed in here because supervision imports tickets
     console = TicketsHttp(config, tickets, ExportAudit(redis), lambda t: deadline(t, config.supervision))
-    calls_http = CallsHttp(calls)
+    calls_http = CallsHttp(calls, lambda number: callers.view(number) if callers else None)
+    callers_http = CallersHttp(callers)
     sending = TransfersHttp(config, calls, transfers, returns)
     pages = ConsoleHttp()
     threeway_http = ThreewayHttp(threeway)
@@ -89,6 +92,12 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.get("/v1/audit/exports", console.export_audit),
         web.get("/v1/followups", followups.list_jobs),
         web.delete("/v1/followups/{ticket_id}", followups.cancel),
+        web.get("/v1/callers/flags", callers_http.flags),
+        web.post("/v1/callers/flags", callers_http.flag),
+        web.post("/v1/callers/unflag", callers_http.unflag),
+        web.get("/v1/audit/flags", callers_http.audit),
+        web.get("/v1/callers/suggestions", callers_http.suggestions),
+        web.get("/v1/callers/counts", callers_http.counts),
         web.get("/console", pages.index),
         web.get("/console/{file}", pages.asset),
     ])

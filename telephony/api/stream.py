@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from telephony.http_request import own_agent
 from telephony.ids import AGENT_ID
 from telephony.tickets.models import Event, Ticket
 
+FlagOf = Callable[[str], "dict[str, Any] | None"]  # a caller's flag as consoles show it (callers/services.py)
 KEEP_ALIVE = 15.0  # seconds without an event before a comment line keeps proxies from closing the stream
 
 
@@ -35,8 +37,11 @@ def concerns(ticket: Ticket, event: Event, agent: str) -> bool:
 
 
 class StreamHub:
-    def __init__(self, site: str) -> None:
+    def __init__(self, site: str, flag_of: FlagOf | None = None) -> None:
+        """`flag_of` names a flagged caller (恶意骚扰) on the pop and the call messages (`caller_flag`, only
+        when flagged)."""
         self.site = site
+        self.flag_of = flag_of or (lambda _: None)
         self.subscribers: set[Subscriber] = set()
 
     def publish(self, ticket: Ticket, event: Event) -> None:
@@ -44,6 +49,9 @@ class StreamHub:
             return  # nobody listening: no need to render the ticket (this runs on every change)
         kind = "screen_pop" if event.type == "offered" else "ticket"
         message = {"type": kind, "site": self.site, "event": event.to_dict(), "ticket": ticket.to_dict()}
+        flag = self.flag_of(ticket.caller_number)
+        if flag is not None:  # only a flagged caller's messages carry it
+            message["caller_flag"] = flag
         # a referral received here that nobody took yet is in every agent's inbox: no phone rings for it
         shared = ticket.mode == "referral" and ticket.target.site == self.site and not ticket.signed_for_by
         for sub in list(self.subscribers):
@@ -58,10 +66,20 @@ class StreamHub:
         number goes unmasked: the agent needs it (the logs mask it; nothing here logs it)."""
         if not self.subscribers:
             return
-        message = {"type": "call", "site": self.site, "state": change.state, "call": change.to_dict()}
+        call = change.to_dict()
+        flag = self.flag_of(change.caller_number)
+        if flag is not None:
+            call["caller_flag"] = flag
+        message = {"type": "call", "site": self.site, "state": change.state, "call": call}
         for sub in list(self.subscribers):
             if sub.agent is None or sub.agent == change.agent:
                 self._put(sub, message)
+
+    def publish_supervisor(self, message: dict[str, Any]) -> None:
+        """A site-wide notice (a caller flagged, a repeat caller suggested): to the supervisor's streams only."""
+        for sub in list(self.subscribers):
+            if sub.agent is None:
+                self._put(sub, {**message, "site": self.site})
 
     @staticmethod
     def _put(sub: Subscriber, message: dict[str, Any]) -> None:

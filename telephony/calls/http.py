@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 
 from telephony.calls.registry import CallRegistry
@@ -9,8 +12,9 @@ from telephony.http_request import own_agent
 
 
 class CallsHttp:
-    def __init__(self, calls: CallRegistry) -> None:
+    def __init__(self, calls: CallRegistry, flag_of: Callable[[str], dict[str, Any] | None] = lambda _: None) -> None:
         self.calls = calls
+        self.flag_of = flag_of  # a flagged caller (恶意骚扰), as on the stream's call messages
 
     async def list_calls(self, request: web.Request) -> web.Response:
         agent = own_agent(request) or request.query.get("agent")  # an agent's token sees its own calls
@@ -27,5 +31,5 @@ class CallsHttp:
                           # the ticket a linked call arrived with (its agent may return it: 退回)
                           "received": self.calls.received.get(c.linkedid),
                           "caller_number": CallRegistry.caller_of(c), "started_at": c.started_at,
-                          "bridged_at": c.bridged_at})
+                          "bridged_at": c.bridged_at, "caller_flag": self.flag_of(CallRegistry.caller_of(c))})
         return web.json_response({"items": calls})

@@ -70,6 +70,8 @@ def _apply_env(raw: Any, env: os._Environ[str] | dict[str, str]) -> Any:
             # a plain decimal becomes a number, so ports and timeouts can be overridden.
             if not isinstance(node.get(parts[-1]), str) and NUMBER.match(value):
                 node[parts[-1]] = float(value) if "." in value else int(value)
+            elif not isinstance(node.get(parts[-1]), str) and value.startswith("[") and value.endswith("]"):
+                node[parts[-1]] = [v.strip() for v in value[1:-1].split(",") if v.strip()]  # a list: [2001,2002]
             else:
                 node[parts[-1]] = value
     return raw
@@ -182,12 +184,22 @@ def _checked(c: SiteConfig, source: str, short_form: bool) -> SiteConfig:
         ZoneInfo(c.followup.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise err("followup.timezone", f"{c.followup.timezone!r} is not a known time zone") from exc
+    _check_harassment(err, c)
     supervision = msgspec.structs.replace(c.supervision, working_days=tuple(sorted(set(c.supervision.working_days))))
     config = msgspec.structs.replace(
         c, peers=peers, targets=targets, threeway=threeway, supervision=supervision, source_file=source,
         controller=msgspec.structs.replace(c.controller, http=http, public_url=public_url))
     _check_feature_keys(err, config, short_form)
     return config
+
+
+def _check_harassment(err: Fail, c: SiteConfig) -> None:
+    ids = {a.id for a in c.accounts.agents}
+    for i, agent in enumerate(c.harassment.designated):
+        if agent not in ids:
+            raise err(f"harassment.designated[{i}]", f"{agent!r} is not an agent of accounts.agents")
+    if c.harassment.policy == "designated" and not c.harassment.designated:
+        raise err("harassment.designated", "policy designated needs at least one agent to ring first")
 
 
 def _hosts(c: SiteConfig) -> Iterator[tuple[str, str]]:

@@ -221,6 +221,17 @@ class Threeway(Section, frozen=True):
     emergency_platform: SiteName = "110"  # the platform whose role is emergencies (公安110): it keeps such a caller
 
 
+class Harassment(Section, frozen=True):
+    """Malicious harassment (恶意骚扰) of the line: what a flagged caller meets, and when a number that keeps
+    calling is suggested to the supervisor. Whatever the policy, a flagged caller still reaches an agent."""
+
+    policy: Annotated[str, Meta(pattern=r"^(warn|designated)$")] = "warn"  # warn: the prompt, then every agent
+    designated: tuple[Annotated[str, _p(ids.AGENT_ID)], ...] = ()  # policy designated: these ring first
+    prompt: Annotated[str, _p(ids.SOUND)] = "custom/linkage/harassment-warning"  # Playback's name for it
+    repeat_calls: Annotated[int, Meta(ge=2, le=1000)] = 5  # N calls …
+    repeat_minutes: Annotated[float, Meta(ge=0.1, le=1440)] = 10.0  # … within M minutes: suggested
+
+
 class Bench(Section, frozen=True):
     baseline_key: OptionalFeatureKey = ""  # lab/bench only: a pure-dialplan blind transfer to the first target
     # lab/bench only: the same plus one bare FastAGI round trip on each PBX: the floor under any FastAGI transfer
@@ -261,6 +272,7 @@ class SiteConfig(Section, frozen=True, kw_only=True):
     supervision: Deadlines = Deadlines()
     threeway: Threeway = Threeway()
     followup: Followup = Followup()
+    harassment: Harassment = Harassment()
     bench: Bench = Bench()
     advice: Advice = Advice()
     storage: Storage = Storage()

@@ -6,6 +6,7 @@ import { ApiError, api } from "./api.js";
 import { EVENT, STATUS, clock, duration, el, fill, reason, when } from "./dom.js";
 import { Inbox, catalogue, categoryName } from "./inbox.js";
 import { Referral, URGENCY } from "./referral.js";
+import { CallerFlag, flagNote } from "./callers.js";
 
 const THREEWAY_KEY = 9; // Alt+9; the targets take Alt+1, Alt+2, … in order, up to Alt+7
 const CONSULT_KEY = 8; // Alt+8, the attended transfer: the agent talks to the other platform first
@@ -35,6 +36,7 @@ export class AgentView {
     this.inbox = new Inbox(s);
     this.referral = new Referral(s);
     this.advice = new AdviceBox(s); // 智能转办: shown under the content as the agent types it
+    this.flagBox = new CallerFlag(s); // 恶意骚扰: the caller's flag, and flagging the caller
   }
 
   targets() {
@@ -58,7 +60,7 @@ export class AgentView {
 
   onStream(type, data) {
     const ringsHere = data && data.event && data.event.actor && data.event.actor.agent === this.s.agent;
-    if (type === "screen_pop" && data && data.ticket && ringsHere) this.showPop(data.ticket, data.event);
+    if (type === "screen_pop" && data && data.ticket && ringsHere) this.showPop(data.ticket, data.event, data.caller_flag);
     if ((type === "ticket" || type === "screen_pop") && data && data.ticket) this.follow(data.ticket);
     if (type === "call" && data && data.call) {
       this.info[data.call.linkedid] = { ...data.call, state: data.state };
@@ -100,7 +102,7 @@ export class AgentView {
     fill(this.root, el("div", { class: "grid" },
       el("div", {},
         el("section", { id: "call", class: "card" }, el("h2", {}, "当前来电 ", this.state),
-          this.number, this.clock, this.callId),
+          this.number, this.clock, this.callId, this.flagBox.render()),
         this.popCard,
         el("section", { id: "progress", class: "card" }, el("h2", {}, "转接进度"), this.steps, this.progressText,
           this.outcome, this.failure, this.returned)),
@@ -176,6 +178,8 @@ export class AgentView {
     const popNumber = this.pop && call && this.pop.shownAt >= (this.seen[call.linkedid] || 0) - 10000
       ? this.pop.ticket.caller_number : "";
     fill(this.number, call ? info.caller_number || call.caller_number || popNumber || "号码未知" : "—");
+    this.flagBox.show(call ? info.caller_number || call.caller_number || popNumber : "",
+      info.caller_flag || (call && call.caller_flag));
     const ticketId = info.ticket_id || (call && call.ticket_id); // the stream's call message names it first
     fill(this.callId, call ? `通话 ${call.linkedid}${ticketId ? ` · 联动单 ${ticketId}` : ""}` : "");
     for (const b of this.buttons) b.disabled = !call;
@@ -356,13 +360,14 @@ export class AgentView {
     fill(this.outcome, text);
   }
 
-  showPop(ticket, event) {
+  showPop(ticket, event, flag) {
     const shownAt = performance.timeOrigin + performance.now();
     this.pop = { ticket, shownAt };
     const row = (label, value, id) => [el("dt", {}, label), el("dd", { dataset: { field: id } }, value || "—")];
     fill(this.popCard,
       el("h2", {}, "来电联动单 ", el("span", { class: "ticket-id" }, ticket.id)),
       el("p", { class: "hint" }, `来自 ${ticket.source ? ticket.source.site : "?"} · 振铃于 ${when(event && event.at)}`),
+      flagNote(flag, "pop-flag"),
       el("dl", {},
         row("类别", categoryName(ticket.category), "category"),
         row("来电号码", ticket.caller_number, "caller_number"),

@@ -28,6 +28,7 @@ FILES = {
     "activity.js": "text/javascript; charset=utf-8",
     "search.js": "text/javascript; charset=utf-8",
     "advice.js": "text/javascript; charset=utf-8",
+    "callers.js": "text/javascript; charset=utf-8",
 }
 HEADERS = {
     "Cache-Control": "no-store",

@@ -7,6 +7,7 @@ import { STATUS, el, fill, when } from "./dom.js";
 import { ACTIVITY_PAGE, AgentActivity } from "./activity.js";
 import { catalogue, categoryName } from "./inbox.js";
 import { TicketSearch } from "./search.js";
+import { CallerAdmin } from "./callers.js";
 
 const POLL = 5000;
 
@@ -18,6 +19,7 @@ export class SupervisorView {
     this.pending = null;
     this.activity = new AgentActivity(s);
     this.search = new TicketSearch();
+    this.callers = new CallerAdmin(); // 恶意骚扰: flags, their audit, repeat callers
   }
 
   show() {
@@ -43,7 +45,7 @@ export class SupervisorView {
       el("section", { id: "delivery", class: "card" }, el("h2", {}, "投递状况（按对端）"),
         el("table", {}, head("对端", "待投递", "最早一条排队自", "死信"), this.delivery)),
       el("section", { class: "card" }, el("h2", {}, "投递失败（死信）"), this.letters),
-      this.activity.render(), this.search.render(),
+      this.activity.render(), this.callers.render(), this.search.render(),
       el("section", { id: "exports", class: "card" }, el("h2", {}, "导出记录"),
         el("table", {}, head("时间", "操作者", "格式", "条件", "条数"), this.exports)));
     this.root.hidden = false;
@@ -74,6 +76,7 @@ export class SupervisorView {
       this.drawDelivery(delivery.peers || []);
       this.drawExports(exports.items || []);
       this.activity.draw(all || tickets);
+      await this.callers.refresh();
       fill(this.error);
     } catch (error) {
       fill(this.error, `刷新失败：${error.message}`);

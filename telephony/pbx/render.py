@@ -237,7 +237,7 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
         "CONF_ROUTES": _conf_routes(config), "BENCH": _bench(config), "ACCEPT_KEY": config.threeway.accept_key,
         "LEAVE_KEY": config.threeway.leave_key, "ATXFER_ABORT": config.threeway.consult_abort,
         "ATXFER_COMPLETE": config.threeway.consult_complete,
-        "OUT_ROUTES": _out_routes(config),
+        "OUT_ROUTES": _out_routes(config), "FLAG_PROMPT": config.harassment.prompt,
     }
 
 

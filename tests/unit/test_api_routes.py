@@ -43,6 +43,8 @@ ROUTES = [("GET", "/v1/health"), ("GET", "/metrics"), ("GET", "/v1/whoami"), ("P
           ("POST", "/v1/transfers"), ("POST", "/v1/advice"), ("GET", "/v1/stream"),
           ("GET", "/v1/delivery"), ("GET", "/v1/dead-letters"), ("POST", "/v1/dead-letters/{peer}/replay"),
           ("GET", "/v1/audit/exports"), ("GET", "/v1/followups"), ("DELETE", "/v1/followups/{ticket_id}"),
+          ("GET", "/v1/callers/flags"), ("POST", "/v1/callers/flags"), ("POST", "/v1/callers/unflag"),
+          ("GET", "/v1/audit/flags"), ("GET", "/v1/callers/suggestions"), ("GET", "/v1/callers/counts"),
           ("GET", "/console"), ("GET", "/console/{file}")]
 
 
