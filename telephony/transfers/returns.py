@@ -34,6 +34,7 @@ from telephony.tickets.services import TicketService
 log = structlog.get_logger("transfers")
 KEY_REASON = "坐席按键退回，原因待补充"  # the ticket's words for a return by the key alone (the console completes it)
 REASON_LIMIT = 1000  # the ticket's return_reason
+RETURNABLE = ("delivered", "signed_for")  # tickets/state.py: where `returned` moves a ticket from
 
 
 class ReturnService:
@@ -46,9 +47,11 @@ class ReturnService:
 
     # ---- receiving side: the agent gives the caller back ---------------------------------------------
     async def returnable(self, call: Call, target: Target) -> Ticket | None:
-        """The ticket this call arrived with, when `target` is the platform it came from; else None."""
+        """The ticket this call arrived with, when `target` is the platform it came from and the ticket can still
+        be returned (delivered or signed for); else None — a ticket this platform accepted is its matter, and a
+        press then is an onward transfer with `parent`."""
         ticket = await self._received(call)
-        if ticket is None:
+        if ticket is None or ticket.status not in RETURNABLE:
             return None
         came_from = self.tickets.came_from(ticket, ticket.source.site)
         return ticket if target.name in (ticket.source.site, came_from) else None

@@ -191,3 +191,15 @@ def _rule_off(side: Side) -> Any:
 
     return msgspec.structs.replace(side.config, transfer=msgspec.structs.replace(side.config.transfer,
                                                                                 return_threeway=False))
+
+
+async def test_a_ticket_accepted_here_is_not_returned_by_the_key_but_transferred_on(
+        tmp_path: Path, redis: aioredis.Redis) -> None:
+    far, ticket = await _received(tmp_path, redis)
+    await far.tickets.record(ticket.id, "accepted", "2001")
+    exten = await _press(far, TRUNK_UID, AGENT_UID, "PJSIP/agent2001-00000002")
+    assert exten is not None and exten.startswith("12345*")  # an onward transfer, with the ticket it came from
+    onward = await far.tickets.store.get(exten.split("*")[1])
+    assert onward is not None and onward.parent == ticket.id
+    kept = await far.tickets.store.get(ticket.id)
+    assert kept is not None and kept.status == "accepted"
