@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei espeak-ng sox"
+DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei espeak-ng sox postgresql"
 # ip netns, ss, iptables: fault drills; chromium and a CJK font: the console's browser tests and screenshots;
 # espeak-ng and sox: the Mandarin prompts, spoken offline and made 8 kHz mono for Asterisk
 ROOTFS_PACKAGES="asterisk asterisk-modules asterisk-core-sounds-en-gsm asterisk-moh-opsound-gsm"

@@ -1,6 +1,6 @@
-"""`linkage` command line: serve a site, render config, list and replay dead letters; plus the sub-commands that
-installed plugins add through the `linkage.cli` entry points (the repository's lab tooling adds `lab`, `scenario`
-and `demo`)."""
+"""`linkage` command line: serve a site, render config, list and replay dead letters, write the review report;
+plus the sub-commands that installed plugins add through the `linkage.cli` entry points (the repository's lab
+tooling adds `lab`, `scenario` and `demo`)."""
 
 from __future__ import annotations
 
@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="list: as JSON")
     p.set_defaults(func=_dead)
 
+    from telephony.reporting.report import add_parser as add_report
+
+    add_report(sub)
     _add_plugins(sub)
 
     # parse_args, except that a missing plugin's stand-in takes any options (they are the plugin's)

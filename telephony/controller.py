@@ -6,7 +6,7 @@ is the map of who hears what:
     an agent's call rang / was answered / ended ──▶ console stream   (CallRegistry on_change)
     FastAGI    ──▶ transfers (onekey, route_in, transfer_failed, overflow), threeway (threeway, conf_key, …)
     HTTP /v1   ──▶ delivery inbox (peers), calls/transfers/threeway/tickets (console), ops
-    ticket changed ──▶ console stream, metrics, supervision alarm      (TicketHooks.changed)
+    ticket changed ──▶ console stream, metrics, supervision alarm, reporting database (TicketHooks.changed)
     peer ticket landed ──▶ transfers' arrivals (a waiting call rings)   (TicketHooks.landed)
     message queued ──▶ that peer's outbox worker                        (TicketHooks.queued)
     ticket written ──▶ its next deadline, in the same atomic write     (TicketHooks.deadline_of)
@@ -44,6 +44,8 @@ from telephony.delivery.metrics import DeliveryMetrics
 from telephony.delivery.outbox import OutboxWorker
 from telephony.followup.adapters import FollowupAgi, FollowupAmi
 from telephony.followup.services import FollowupService
+from telephony.reporting.db import resolve
+from telephony.reporting.ingest import Ingest
 from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import Alarm, DeadlineRule, Supervisor
 from telephony.supervision.metrics import SupervisionMetrics
@@ -101,11 +103,14 @@ class Controller:
         # a peer's return with the caller takes our caller back (self.returns is built with the tickets below)
         hooks = TicketHooks(changed=(self.hub.publish, self.ticket_metrics.on_ticket_change, self.alarm.on_change,
                                      lambda ticket, event: self.returns.on_change(ticket, event),
-                                     lambda ticket, event: self.followup.on_change(ticket, event)),
+                                     lambda ticket, event: self.followup.on_change(ticket, event),
+                                     lambda ticket, event: self.reporting_ingest(ticket, event)),
                             landed=(self.arrivals.land,), queued=self._wake, deadline_of=self.alarm.rule)
         # the contexts
         self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
         self.tickets = TicketService(config, self.store, hooks)
+        url = resolve(config.reporting.url, str(Path(config.source_file).parent) if config.source_file else "")
+        self.reporting = Ingest(url, config.site.name, self.store) if url else None
         self.supervisor = Supervisor(config, self.tickets, self.alarm, SupervisionMetrics(self.registry))
         self.returns = ReturnService(config, self.calls, self.tickets, self.ami.send)
         self.advice = AdviceService.build(config_path(config, config.advice.catalogue))  # loads jieba: ~1 s
@@ -133,6 +138,10 @@ class Controller:
     def _bench_routes(self) -> dict[str, Any]:
         bench = self.config.bench
         return {"bench_floor": bench_floor} if bench.baseline_key and bench.agi_floor_key else {}
+
+    def reporting_ingest(self, ticket: Any, event: Any) -> None:
+        if self.reporting is not None:
+            self.reporting.on_change(ticket, event)
 
     def _wake(self, peer: str, head: Head | None = None) -> None:
         worker = self.workers.get(peer)
@@ -171,6 +180,8 @@ class Controller:
                          group.create_task(self.ami.resync()), group.create_task(self.ami.watchdog()),
                          group.create_task(self.callers.run(self.pbx_login))]
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
+                if self.reporting is not None:
+                    tasks.append(group.create_task(self.reporting.run()))
                 await stop.wait()
                 log.info("controller.stopping")
                 for task in tasks:

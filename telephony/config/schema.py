@@ -255,6 +255,13 @@ class Security(Section, frozen=True):
     replay_window: Annotated[float, _seconds(600, 90 * 86400)] = 8 * 86400.0
 
 
+class Reporting(Section, frozen=True):
+    """The reporting database (docs/reporting.md): `sqlite:///PATH` (a relative PATH is read from the site file's
+    folder), `postgresql://user@host:port/db`, or "" for none."""
+
+    url: Annotated[str, Meta(pattern=r"^(|sqlite:///[^\s?#]+|postgres(ql)?://\S+)$")] = "sqlite:///reporting.sqlite3"
+
+
 class SiteConfig(Section, frozen=True, kw_only=True):
     """One site's file. `targets` is the list as written, or (the short form, without one) the first peer on
     keys.onekey; `source_file` is where it was read from (not a key of the file)."""
@@ -277,6 +284,7 @@ class SiteConfig(Section, frozen=True, kw_only=True):
     advice: Advice = Advice()
     storage: Storage = Storage()
     security: Security = Security()
+    reporting: Reporting = Reporting()
     source_file: str = ""
 
     @property
