@@ -32,6 +32,7 @@ from telephony.followup.hours import next_open
 from telephony.ids import CALLER_NUMBER, TICKET_ID
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
+from telephony.tickets.store import STORE_ERRORS
 
 log = structlog.get_logger("followup")
 DUE, JOB, MANUAL = "linkage:followup:due", "linkage:followup:job:", "linkage:followup:manual"
@@ -104,22 +105,32 @@ class FollowupService:
         if not self.enabled:
             return
         while True:
-            now = self.clock()
-            for raw in await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=50):
-                tid = _text(raw)
-                try:
-                    await self._act(tid, now)
-                except Exception as exc:  # one job's trouble (Redis blip, refused transition) never stops the rest
-                    log.error("followup.act_failed", ticket_id=tid, error=exc.__class__.__name__)
-                    await self.redis.zadd(DUE, {tid: now + 5})
-            nxt = await self.redis.zrange(DUE, 0, 0, withscores=True)
-            pause = min(max(float(nxt[0][1]) - self.clock(), 0.05), 5.0) if nxt else 5.0
+            try:
+                pause = await self._round()
+            except STORE_ERRORS as exc:  # Redis away (restarting): the jobs wait there; try again shortly
+                log.warning("followup.store_unavailable", error=exc.__class__.__name__)
+                pause = 1.0
             self.wake.clear()
             try:
                 async with asyncio.timeout(pause):
                     await self.wake.wait()
             except TimeoutError:
                 pass
+
+    async def _round(self) -> float:
+        """Act on the jobs due now; the seconds until the next one."""
+        now = self.clock()
+        for raw in await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=50):
+            tid = _text(raw)
+            try:
+                await self._act(tid, now)
+            except STORE_ERRORS:
+                raise
+            except Exception as exc:  # one job's trouble (a refused transition, say) never stops the rest
+                log.error("followup.act_failed", ticket_id=tid, error=exc.__class__.__name__)
+                await self.redis.zadd(DUE, {tid: now + 5})
+        nxt = await self.redis.zrange(DUE, 0, 0, withscores=True)
+        return min(max(float(nxt[0][1]) - self.clock(), 0.05), 5.0) if nxt else 5.0
 
     async def _act(self, tid: str, now: float) -> None:
         job = {_text(k): _text(v) for k, v in (await self.redis.hgetall(JOB + tid)).items()}

@@ -160,3 +160,25 @@ async def test_only_a_peers_resolve_of_a_ticket_sent_here_with_a_number_starts_o
     off = Site(tmp_path, redis, gateway=None)
     await off.resolved()
     assert await redis.zcard(DUE) == 0 and not off.service.enabled
+
+
+async def test_the_worker_rides_out_a_redis_that_is_away(tmp_path: Path, redis: aioredis.Redis) -> None:
+    """A Redis restart must not end the controller (the worker is one of its owned tasks): the round fails,
+    the worker waits and tries again."""
+    import asyncio
+
+    from redis.exceptions import ConnectionError as RedisDown
+
+    site = Site(tmp_path, redis, delay=0.0)
+    calls = 0
+
+    async def away(*_: Any, **__: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        raise RedisDown("Error 111 connecting")
+
+    site.service.redis = type("Down", (), {"zrangebyscore": away, "zrange": away})()
+    worker = asyncio.get_running_loop().create_task(site.service.run())
+    await asyncio.sleep(1.3)
+    assert not worker.done() and calls >= 2  # still running, and it tried again
+    worker.cancel()
