@@ -59,7 +59,7 @@ def test_an_answer_without_a_key_leaves_a_manual_task_in_the_console(desc: dict[
 
 def test_outside_calling_hours_nothing_is_dialled_until_they_open(desc: dict[str, Any], lab: Lab) -> None:
     # the window opens after the resolve (4.5 s into the run, after the restart and the harness's drain)
-    opens = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(seconds=22)
+    opens = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(seconds=22)).replace(microsecond=0)  # as written
     window = f"{opens:%H:%M:%S}-{opens + timedelta(hours=1):%H:%M:%S}"
     scenario = load(ROOT / "tests" / "scenarios" / "followup_answered.yaml")
     scenario = dataclasses.replace(scenario, budget=45, controller_env={})  # the restart above sets both
