@@ -42,6 +42,10 @@ async def _wait_quiet(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, 
                 continue
             try:
                 busy = busy or bool((await http.get(f"{site['http']}/v1/calls", site["token"])).get("items"))
+                # and no message still waiting for a peer: a controller the scenario before restarted leaves its
+                # peers' outboxes in a retry backoff that would hold this scenario's feedback past its settle time
+                peers = (await http.get(f"{site['http']}/v1/delivery", site["token"])).get("peers", [])
+                busy = busy or any(p.get("queued") for p in peers)
             except (OSError, ValueError, AttributeError):
                 continue
         if not busy:
@@ -135,7 +139,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab 
     result = Result(scenario)
     async with aiohttp.ClientSession() as session:
         http = SiteHttp(session)
-        await _wait_quiet(http, desc, scenario, 10.0)
+        await _wait_quiet(http, desc, scenario, 30.0)
         await _drain(lab, desc, scenario, result, "before the scenario")
         begin = time.time()
         watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()
