@@ -194,6 +194,10 @@ class CallRegistry:
         self.by_uniqueid[linkedid] = self.by_uniqueid[agent_uniqueid] = linkedid
         return call
 
+    def busy(self) -> set[str]:
+        """The endpoints (agent1001, trunk-110 …) with a live leg on some call."""
+        return {leg.endpoint for c in self.calls.values() for leg in c.legs.values()}
+
     def get(self, linkedid: str) -> Call | None:
         return self.calls.get(linkedid)
 

@@ -90,7 +90,7 @@ class ReceivingService:
 
     def _pick_agent(self) -> str:
         """The first agent, in configured order, with no live call leg; the first agent if all are busy."""
-        busy = {leg.endpoint for call in self.calls.calls.values() for leg in call.legs.values()}
+        busy = self.calls.busy()
         for agent in self.config.accounts.agents:
             if f"agent{agent.id}" not in busy:
                 return agent.id

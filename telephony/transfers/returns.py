@@ -111,7 +111,7 @@ class ReturnService:
                 leg.endpoint.startswith("trunk-") for leg in call.legs.values()):
             log.info("return.no_caller_on_trunk")
             return None
-        busy = {leg.endpoint for c in self.calls.calls.values() for leg in c.legs.values()}
+        busy = self.calls.busy()
         agent = ticket.agent_id if ticket.agent_id and f"agent{ticket.agent_id}" not in busy else ""
         dial = f"PJSIP/agent{agent}" if agent else ""
         call_state.move(call, "returned")

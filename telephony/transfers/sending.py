@@ -202,7 +202,7 @@ class SendingService:
             log.warning("recall.unknown_ticket")
             return ""
         reason = FAILURE_REASONS.get(dial_status, f"the transfer ended with {dial_status.lower() or 'no status'}")
-        busy = {leg.endpoint for c in self.calls.calls.values() for leg in c.legs.values()}
+        busy = self.calls.busy()
         agent = ticket.agent_id if ticket.agent_id and f"agent{ticket.agent_id}" not in busy else ""
         payload = {"reason": reason, "dial_status": dial_status.lower()[:32], "target": ticket.target.site,
                    "recalled_to": f"agent {agent}" if agent else "all agents",
