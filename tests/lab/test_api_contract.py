@@ -60,7 +60,10 @@ def test_queries_export_metrics_and_screen_pop(desc: dict[str, Any]) -> None:
                 line = raw.decode().rstrip("\n")
                 if line.startswith("data: "):
                     received.append(json.loads(line[6:]))
-                    if received[-1]["type"] != "call" and received[-1]["event"]["type"] == "signed_for":
+                    # signed_for and the agent's "answered" both follow the answer, in either order
+                    seen = {("call", m["state"]) if m["type"] == "call" else ("event", m["event"]["type"])
+                            for m in received}
+                    if {("event", "signed_for"), ("call", "answered")} <= seen:
                         return
 
     listener = threading.Thread(target=listen, daemon=True)
