@@ -11,6 +11,8 @@ is the map of who hears what:
     message queued ──▶ that peer's outbox worker                        (TicketHooks.queued)
     ticket written ──▶ its next deadline, in the same atomic write     (TicketHooks.deadline_of)
     hotline Newchannel ──▶ callers (repeat counts); flags ──▶ PBX globals, pops, supervisor's stream
+    app_queue events ──▶ queue (members, waiting, surge ──▶ PBX global, supervisor's stream); receiving asks
+                         the queue which agents are free
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from telephony.delivery.metrics import DeliveryMetrics
 from telephony.delivery.outbox import OutboxWorker
 from telephony.followup.adapters import FollowupAgi, FollowupAmi
 from telephony.followup.services import FollowupService
+from telephony.queues.adapters import QueueAgi, QueueAmi
+from telephony.queues.services import QueueMetrics, QueueService
 from telephony.reporting.db import resolve
 from telephony.reporting.ingest import Ingest
 from telephony.security.sealing import Sealer
@@ -119,21 +123,28 @@ class Controller:
         self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
         self.followup = FollowupService(config, self.tickets, self.ami.send)
+        self.queue = QueueService(config, self.redis, self.ami.send, self.ami.send_list, self.tickets,
+                                  QueueMetrics(self.registry), notify=self.hub.publish_supervisor)
+        self.queue_login = self.ami.login_event()
         self.sending.escalate = self.threeway.start
+        self.receiving.available = self.queue.available  # a linked call rings a free agent of the queue
         # adapters
         self.transfer_metrics = TransferMetrics(self.registry)
         self.ami_handlers = (ThreewayAmi(self.threeway).on_event, FollowupAmi(self.followup).on_event,
                              TransferAmi(self.receiving, self.transfer_metrics).on_event,
-                             CallerAmi(config, self.callers).on_event)
+                             CallerAmi(config, self.callers).on_event,
+                             QueueAmi(self.queue, self.hub.publish_supervisor).on_event)
         for name, handler in {**TransferAgi(self.sending, self.receiving).routes(),
                               **ThreewayAgi(self.threeway).routes(), **FollowupAgi(self.followup).routes(),
+                              **QueueAgi(self.queue).routes(),
                               **self._bench_routes()}.items():
             self.agi.route(name, handler)
         self.http_metrics = HttpMetrics(self.registry, self.delivery_metrics)
         self.api = build_app(config, tickets=self.tickets, transfers=self.sending, threeway=self.threeway,
                              returns=self.returns, followup=self.followup, advice=self.advice,
                              calls=self.calls, hub=self.hub, metrics=self.http_metrics, health=self.health,
-                             redis=self.redis, sealer=sealer, wake=self._wake, callers=self.callers)
+                             redis=self.redis, sealer=sealer, wake=self._wake, callers=self.callers,
+                             queue=self.queue)
 
     def _bench_routes(self) -> dict[str, Any]:
         bench = self.config.bench
@@ -178,7 +189,8 @@ class Controller:
                 tasks = [group.create_task(self.ami.run(self.ami_handlers)),
                          group.create_task(self.supervisor.run()), group.create_task(self.followup.run()),
                          group.create_task(self.ami.resync()), group.create_task(self.ami.watchdog()),
-                         group.create_task(self.callers.run(self.pbx_login))]
+                         group.create_task(self.callers.run(self.pbx_login)),
+                         group.create_task(self.queue.run(self.queue_login))]
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
                 if self.reporting is not None:
                     tasks.append(group.create_task(self.reporting.run()))

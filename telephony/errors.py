@@ -60,3 +60,10 @@ class Replayed(LinkageError):
 class TooManyRequests(LinkageError):
     error_id = "rate_limited"
     status = 429
+
+
+class Unavailable(LinkageError):
+    """A part the request needs (the PBX) is away: the caller may try again."""
+
+    error_id = "unavailable"
+    status = 503

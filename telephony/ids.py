@@ -25,7 +25,7 @@ EVENT_ID = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex
 DIRECTION = re.compile(r"^[0-9A-Za-z_-]{1,32}->[0-9A-Za-z_-]{1,32}$")  # "12345->110"
 CATEGORY = re.compile(r"^[a-z_]{0,32}$")  # a ticket's category, empty until the agent picks one
 PAYLOAD_KEY = re.compile(r"^[a-z_]{1,32}$")
-MODE = re.compile(r"^(transfer|threeway|attended|referral)?$")  # referral: a ticket without a call
+MODE = re.compile(r"^(transfer|threeway|attended|referral|surge)?$")  # referral: no call; surge: no agent
 # How a matter reached the sending platform: a call, or one of the network channels of a referral
 INTAKE_CHANNELS = ("call", "web", "app", "mini_program", "email", "letter", "wechat", "other")
 INTAKE_CHANNEL = re.compile(rf"^({'|'.join(INTAKE_CHANNELS)})$")

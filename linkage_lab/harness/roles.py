@@ -57,8 +57,10 @@ async def run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path, 
             "-nostdin", "-trace_err", "-trace_msg"]
     if "limit" in params:  # at most this many calls at once: `calls: 3, limit: 1` calls three times in a row
         argv += ["-l", params["limit"]]
+    if "rate" in params:  # new calls per second (SIPp -r): a burst spread over time, as callers pile up
+        argv += ["-r", params["rate"]]
     if role.calls:
-        argv += [f"{site['sip']['host']}:{site['sip']['port']}", "-s", acc["dial"]]
+        argv += [f"{site['sip']['host']}:{site['sip']['port']}", "-s", role.dial or acc["dial"]]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=rdir, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:

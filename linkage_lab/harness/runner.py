@@ -21,6 +21,7 @@ from linkage_lab.harness.checks import check_ami, check_media, check_tickets, ep
 from linkage_lab.harness.drain import drain
 from linkage_lab.harness.http import SiteHttp
 from linkage_lab.harness.media import RtpSniffer
+from linkage_lab.harness.queues import check_queue, queue_action, queue_after, queue_before
 from linkage_lab.harness.report import TIMELINE_EVENTS, Result, describe_ami, write_junit
 from linkage_lab.harness.roles import MEDIA_BASE, account, run_role, wait_bound
 from linkage_lab.harness.scenario import Scenario, load
@@ -97,7 +98,8 @@ async def _play(http: SiteHttp, scenario: Scenario, desc: dict[str, Any], result
     for i, role in uac:
         tasks[role.name] = asyncio.create_task(run_role(role, i, desc, workdir, scenario.budget))
         result.timeline.append((time.time(), role.site, f"sipp {role.name} calls ({role.sipp.name})"))
-    actions = [asyncio.create_task(act(http, a, desc, result) if a.transition is None and a.amend is None
+    actions = [asyncio.create_task(queue_action(http, a, desc, result) if a.queue is not None
+                                   else act(http, a, desc, result) if a.transition is None and a.amend is None
                                    else _at(a.at or 0.0, act_after(http, a, desc, result, begin, scenario.settle)))
                for a in scenario.actions if a.at is not None]
     for name, task in tasks.items():
@@ -152,10 +154,12 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab 
                 s.start()
             await asyncio.gather(*(w.start() for w in watchers.values()))
             await flag_before(http, scenario, desc, result)
+            await queue_before(http, scenario, desc, result)
             await _play(http, scenario, desc, result, workdir, begin)
             await _fetch_tickets(http, desc, scenario, result, begin)
             await _call_off_followups(http, desc, result)
             result.failures += await check_suggestions(http, scenario, desc)
+            result.failures += await check_queue(http, scenario, desc, scenario.settle)
             result.failures += check_media(scenario, watchers, sniffers)
             result.failures += check_ami(scenario, watchers)
             checked = {name: len(w.events) for name, w in watchers.items()}
@@ -164,6 +168,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab 
             await _drain(lab, desc, scenario, result, "after the scenario", watchers)
         finally:
             await unflag_after(http, scenario, desc)
+            await queue_after(http, scenario, desc)
             for s in sniffers.values():
                 s.stop()
             for w in watchers.values():

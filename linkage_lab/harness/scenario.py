@@ -15,8 +15,9 @@ from telephony.errors import ConfigError
 
 PARAM = re.compile(r"^[A-Za-z0-9_.:+*#-]{0,64}$")
 # what a console action does: the first four kinds run during the call, the last two once the calls are over
-ACTION_KINDS = ("draft", "transfer", "threeway", "consult", "return", "transition", "amend")
-DURING_CALL = ACTION_KINDS[:5]
+ACTION_KINDS = ("draft", "transfer", "threeway", "consult", "return", "queue", "transition", "amend")
+DURING_CALL = ACTION_KINDS[:6]
+QUEUE_ACTIONS = ("login", "logout", "pause", "unpause")
 
 
 
@@ -44,6 +45,7 @@ class Role:
     calls: bool  # a UAC that dials the site's hotline
     dtmf_times: int = 1  # the key sequence repeated (a double press)
     dtmf_then: str | None = None  # a second key, played later in the same call as keys2.pcap
+    dial: str | None = None  # what the role dials instead of the hotline (an agent's queue code such as *623)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Action:
     threeway: dict[str, Any] | None = None  # the console's three-way button: {agent}
     consult: dict[str, Any] | None = None  # the console's consult (attended transfer) button: {agent}
     give_back: dict[str, Any] | None = None  # the return button (退回), `return:` in the file: {agent, reason}
+    queue: dict[str, str] | None = None  # the console's queue buttons (排队签入): {agent, action, reason?}
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,14 @@ class SetupFlag:
 
     site: str
     flag: dict[str, str]  # {number, reason}
+
+
+@dataclass(frozen=True)
+class SetupQueue:
+    """An agent's queue state set on a site before the calls (every agent back in, unpaused, after)."""
+
+    site: str
+    queue: dict[str, str]  # {agent, action, reason?}
 
 
 @dataclass
@@ -122,6 +133,8 @@ class Scenario:
     watch_ami: bool = True
     setup: list[SetupFlag] = field(default_factory=list)
     suggestions: dict[str, list[str]] = field(default_factory=dict)  # site -> the repeat callers it suggests
+    queue_setup: list[SetupQueue] = field(default_factory=list)
+    queue: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # site -> agent -> member fields
 
 
 def load(path: str | Path) -> Scenario:
@@ -161,9 +174,13 @@ def _build(raw: Any, p: Path) -> Scenario:
         sipp = (p.parent / str(r["sipp"])).resolve()
         if not sipp.exists():
             raise fail(f"roles[{i}].sipp", f"{sipp} does not exist")
+        dial = str(r["dial"]) if r.get("dial") is not None else None
+        if dial is not None and not re.match(r"^[*#0-9]{1,16}$", dial):
+            raise fail(f"roles[{i}].dial", "must be digits, * and # (a number or a code the role dials)")
         roles.append(Role(str(r["name"]), str(r["site"]), account, sipp, params,
-                          str(r["dtmf"]) if r.get("dtmf") else None, account == "citizen",
-                          int(r.get("dtmf_times", 1)), str(r["dtmf_then"]) if r.get("dtmf_then") else None))
+                          str(r["dtmf"]) if r.get("dtmf") else None, account == "citizen" or dial is not None,
+                          int(r.get("dtmf_times", 1)), str(r["dtmf_then"]) if r.get("dtmf_then") else None,
+                          dial))
     if not roles:
         raise fail("roles", "at least one role is needed")
     expect = raw.get("expect") or {}
@@ -215,10 +232,11 @@ def _build(raw: Any, p: Path) -> Scenario:
             expect_status = int(item["expect"]) if "expect" in item else None
         except (TypeError, ValueError) as exc:
             raise fail(f"actions[{j}]", "at must be a number and expect an HTTP status") from exc
+        queue = _queue_step(item["queue"], f"actions[{j}].queue", fail) if kinds[0] == "queue" else None
         actions.append(Action(at, str(item["site"]),
                               {str(k): str(v) for k, v in item["draft"].items()} if kinds[0] == "draft" else {},
                               item.get("transition"), item.get("amend"), expect_status, item.get("transfer"),
-                              item.get("threeway"), item.get("consult"), item.get("return")))
+                              item.get("threeway"), item.get("consult"), item.get("return"), queue))
     env = raw.get("controller_env") or {}
     if not isinstance(env, dict) or not all(isinstance(v, dict) for v in env.values()):
         raise fail("controller_env", "maps a site to LINKAGE_* overrides for its controller")
@@ -230,15 +248,31 @@ def _build(raw: Any, p: Path) -> Scenario:
     for d in down:
         if not re.match(r"^(asterisk|controller):[0-9A-Za-z_-]{1,32}$", d):
             raise fail("down", f"{d!r} is not asterisk:SITE or controller:SITE")
-    setup = []
+    setup, queue_setup = [], []
     for j, item in enumerate(raw.get("setup") or []):
+        if isinstance(item, dict) and "queue" in item and "site" in item:
+            queue_setup.append(SetupQueue(str(item["site"]), _queue_step(item["queue"], f"setup[{j}].queue", fail)))
+            continue
         flag = item.get("flag") if isinstance(item, dict) else None
         if not isinstance(flag, dict) or "site" not in item or not {"number", "reason"} <= set(flag):
-            raise fail(f"setup[{j}]", "needs a site and flag: {number, reason}")
+            raise fail(f"setup[{j}]", "needs a site and flag: {number, reason} or queue: {agent, action}")
         setup.append(SetupFlag(str(item["site"]), {"number": str(flag["number"]), "reason": str(flag["reason"])}))
     suggested = expect.get("suggestions") or {}
     if not isinstance(suggested, dict) or not all(isinstance(v, list) for v in suggested.values()):
         raise fail("expect.suggestions", "maps a site to the list of numbers it must suggest")
+    queue_expect = expect.get("queue") or {}
+    if not isinstance(queue_expect, dict) or not all(isinstance(v, dict) and all(isinstance(m, dict)
+                                                                                 for m in v.values())
+                                                     for v in queue_expect.values()):
+        raise fail("expect.queue", "maps a site to agents, each to the member fields it must show")
     return Scenario(str(raw["name"]), str(raw.get("description", "")), p, float(raw.get("budget", 30)),
                     float(raw.get("settle", 3)), roles, ami, tickets, media, actions, controller_env, down,
-                    setup=setup, suggestions={str(k): [str(n) for n in v] for k, v in suggested.items()})
+                    setup=setup, suggestions={str(k): [str(n) for n in v] for k, v in suggested.items()},
+                    queue_setup=queue_setup,
+                    queue={str(s): {str(a): dict(m) for a, m in v.items()} for s, v in queue_expect.items()})
+
+
+def _queue_step(step: Any, key: str, fail: Any) -> dict[str, str]:
+    if not isinstance(step, dict) or not {"agent", "action"} <= set(step) or step["action"] not in QUEUE_ACTIONS:
+        raise fail(key, f"needs agent and action (one of {', '.join(QUEUE_ACTIONS)}), and reason with pause")
+    return {str(k): str(v) for k, v in step.items()}

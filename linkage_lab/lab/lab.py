@@ -170,6 +170,12 @@ class Lab:
             "followup": {"gateway": {"host": HOST, "port": b + 91}, "delay": 3600, "retry_seconds": 2,
                          "ring_seconds": 5, "hours": "00:00-24:00"},
             "storage": {"keys": [sec[f"{plan.name}.storage"]]},
+            # the lab's phones are SIPp processes that take many calls at once (the load bench): the queue rings
+            # an agent in a call, as the plain Dial did. Surge at the city 110 only under a real pile-up; the
+            # surge scenarios lower the bounds for their run (controller_env)
+            "queue": {"ringinuse": True, "max_wait": 60,
+                      **({"surge": {"to": ["110-370811"], "waiting_on": 4, "oldest_on": 45, "waiting_off": 1,
+                                    "oldest_off": 10}} if plan.name == "110" else {})},
         }
 
     def site_config(self, plan: SitePlan) -> SiteConfig:

@@ -27,7 +27,9 @@ log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
 INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter", "ConfbridgeJoin",
                "ConfbridgeLeave", "AttendedTransfer", "OriginateResponse",
-               "Newchannel"}  # Newchannel: the hotline's calls counted (callers/)
+               "Newchannel",  # Newchannel: the hotline's calls counted (callers/)
+               "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueCallerJoin",
+               "QueueCallerLeave", "QueueCallerAbandon"}  # the queue (queues/)
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP connect: a host that drops SYNs would otherwise hold it for minutes
 ACTION_TIMEOUT = 5.0  # seconds for an action's response
 
@@ -214,6 +216,13 @@ class AmiSession:
         # "... successfully queued" (Atxfer, async Originate) and swallows the call's events with that ActionID.
         async with asyncio.timeout(ACTION_TIMEOUT):
             return await self.manager.send_action(action, as_list=False)
+
+    async def send_list(self, action: dict[str, str]) -> list[dict[str, str]]:
+        """An action answered by a list of events (QueueStatus): each as a plain dict."""
+        async with asyncio.timeout(ACTION_TIMEOUT):
+            reply = await self.manager.send_action(action, as_list=True)
+        return [{str(k): str(v) for k, v in m.items() if isinstance(v, str)}
+                for m in (reply if isinstance(reply, list) else [reply])]
 
     def close(self) -> None:
         self.closing = True

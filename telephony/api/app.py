@@ -30,6 +30,8 @@ from telephony.delivery.inbox import Inbox, ReplayMemory
 from telephony.followup.adapters import FollowupHttp
 from telephony.followup.services import FollowupService
 from telephony.http_request import MAX_BODY, signer
+from telephony.queues.adapters import QueueHttp
+from telephony.queues.services import QueueService
 from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import deadline
 from telephony.threeway.http import ThreewayHttp
@@ -46,7 +48,8 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
               threeway: ThreewayService, returns: ReturnService, calls: CallRegistry, hub: StreamHub,
               metrics: HttpMetrics, health: HealthCheck, redis: aioredis.Redis, sealer: Sealer,
               wake: Callable[[str], None], followup: FollowupService | None = None,
-              advice: AdviceService | None = None, callers: CallerService | None = None) -> web.Application:
+              advice: AdviceService | None = None, callers: CallerService | None = None,
+              queue: QueueService | None = None) -> web.Application:
     """`redis` holds the replay memory and the dead letters (sealed with `sealer`); `wake(peer)` makes a peer's
     delivery worker send at once (after a dead-letter replay); `callers` the flags (none: its routes are 404)."""
     inbox = Inbox(config, tickets, ReplayMemory(redis, config.security.replay_window),
@@ -62,6 +65,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     threeway_http = ThreewayHttp(threeway)
     followups = FollowupHttp(followup)
     advice_http = AdviceHttp(advice)
+    queue_http = QueueHttp(queue)
     app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
     # The order matters where paths overlap: /v1/tickets/export before /v1/tickets/{id}.
     app.add_routes([
@@ -98,6 +102,8 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.get("/v1/audit/flags", callers_http.audit),
         web.get("/v1/callers/suggestions", callers_http.suggestions),
         web.get("/v1/callers/counts", callers_http.counts),
+        web.get("/v1/queue", queue_http.status),
+        web.post("/v1/queue/members/{agent}", queue_http.member),
         web.get("/console", pages.index),
         web.get("/console/{file}", pages.asset),
     ])

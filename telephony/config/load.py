@@ -185,6 +185,7 @@ def _checked(c: SiteConfig, source: str, short_form: bool) -> SiteConfig:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise err("followup.timezone", f"{c.followup.timezone!r} is not a known time zone") from exc
     _check_harassment(err, c)
+    _check_queue(err, c, names)
     supervision = msgspec.structs.replace(c.supervision, working_days=tuple(sorted(set(c.supervision.working_days))))
     config = msgspec.structs.replace(
         c, peers=peers, targets=targets, threeway=threeway, supervision=supervision, source_file=source,
@@ -200,6 +201,24 @@ def _check_harassment(err: Fail, c: SiteConfig) -> None:
             raise err(f"harassment.designated[{i}]", f"{agent!r} is not an agent of accounts.agents")
     if c.harassment.policy == "designated" and not c.harassment.designated:
         raise err("harassment.designated", "policy designated needs at least one agent to ring first")
+
+
+def _check_queue(err: Fail, c: SiteConfig, peers: set[str]) -> None:
+    q = c.queue
+    codes = {"queue.login_code": q.login_code, "queue.logout_code": q.logout_code,
+             "queue.pause_code": q.pause_code, "queue.unpause_code": q.unpause_code}
+    seen: dict[str, str] = {}
+    for key, code in codes.items():
+        if code in seen:
+            raise err(key, f"{code} is also {seen[code]}: each queue code must differ")
+        seen[code] = key
+    for i, site in enumerate(q.surge.to):
+        if site not in peers:
+            raise err(f"queue.surge.to[{i}]", f"{site!r} is not a configured peer")
+    if q.surge.waiting_off >= q.surge.waiting_on:
+        raise err("queue.surge.waiting_off", "must be below queue.surge.waiting_on (hysteresis)")
+    if q.surge.oldest_off >= q.surge.oldest_on:
+        raise err("queue.surge.oldest_off", "must be below queue.surge.oldest_on (hysteresis)")
 
 
 def _hosts(c: SiteConfig) -> Iterator[tuple[str, str]]:

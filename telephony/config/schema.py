@@ -232,6 +232,41 @@ class Harassment(Section, frozen=True):
     repeat_minutes: Annotated[float, Meta(ge=0.1, le=1440)] = 10.0  # … within M minutes: suggested
 
 
+PAUSE_REASONS = ("break", "meal", "training", "meeting", "admin")  # 小休 就餐 培训 会议 事务: the pause key's digit - 1
+
+
+class Surge(Section, frozen=True):
+    """Surge support (突发事件县级座席支援): while this site's queue has `waiting_on` callers waiting or its
+    oldest has waited `oldest_on` seconds, new hotline calls go over the trunk to the county seats (`to`, peers
+    taken in turn), each with a ticket of mode surge; it stops once at most `waiting_off` wait and the oldest
+    has waited at most `oldest_off` seconds (hysteresis: the two bounds keep it from flapping). Off without `to`."""
+
+    to: tuple[SiteName, ...] = ()
+    waiting_on: Annotated[int, Meta(ge=1, le=10000)] = 5
+    oldest_on: Annotated[float, _seconds(1, 3600)] = 60.0
+    waiting_off: Annotated[int, Meta(ge=0, le=10000)] = 1
+    oldest_off: Annotated[float, _seconds(0, 3600)] = 20.0
+
+
+class Queue(Section, frozen=True):
+    """The site's ACD queue (app_queue, docs/queues.md): every hotline call waits in it for an agent; a linked
+    call rings a free agent at once, and with none free it waits ahead of every fresh call (`linked_priority`).
+    Agents are dynamic members: they log in, log out and pause (with a reason) from the console or by dialling
+    the codes; `ringinuse` no means an agent in a call is not rung (the lab's SIPp phones take many calls and
+    set it)."""
+
+    strategy: Annotated[str, Meta(pattern=r"^(ringall|leastrecent|fewestcalls|random|rrmemory|rrordered|linear"
+                                          r"|wrandom)$")] = "ringall"
+    ringinuse: bool = False
+    max_wait: Annotated[int, Meta(ge=10, le=7200)] = 600  # a hotline caller's longest wait: then the call ends
+    linked_priority: Annotated[int, Meta(ge=1, le=100)] = 10
+    login_code: FeatureKey = "*60"
+    logout_code: FeatureKey = "*61"
+    pause_code: FeatureKey = "*62"  # + a digit 1-5 for the reason (PAUSE_REASONS); alone: the first reason
+    unpause_code: FeatureKey = "*63"
+    surge: Surge = Surge()
+
+
 class Bench(Section, frozen=True):
     baseline_key: OptionalFeatureKey = ""  # lab/bench only: a pure-dialplan blind transfer to the first target
     # lab/bench only: the same plus one bare FastAGI round trip on each PBX: the floor under any FastAGI transfer
@@ -280,6 +315,7 @@ class SiteConfig(Section, frozen=True, kw_only=True):
     threeway: Threeway = Threeway()
     followup: Followup = Followup()
     harassment: Harassment = Harassment()
+    queue: Queue = Queue()
     bench: Bench = Bench()
     advice: Advice = Advice()
     storage: Storage = Storage()

@@ -7,6 +7,7 @@ import { EVENT, STATUS, clock, duration, el, fill, reason, when } from "./dom.js
 import { Inbox, catalogue, categoryName } from "./inbox.js";
 import { Referral, URGENCY } from "./referral.js";
 import { CallerFlag, flagNote } from "./callers.js";
+import { QueueStatus } from "./queue.js";
 
 const THREEWAY_KEY = 9; // Alt+9; the targets take Alt+1, Alt+2, … in order, up to Alt+7
 const CONSULT_KEY = 8; // Alt+8, the attended transfer: the agent talks to the other platform first
@@ -37,6 +38,7 @@ export class AgentView {
     this.referral = new Referral(s);
     this.advice = new AdviceBox(s); // 智能转办: shown under the content as the agent types it
     this.flagBox = new CallerFlag(s); // 恶意骚扰: the caller's flag, and flagging the caller
+    this.queue = new QueueStatus(s); // 排队: logged in, paused, logged out
   }
 
   targets() {
@@ -56,6 +58,7 @@ export class AgentView {
   refresh() {
     this.refreshCalls();
     this.inbox.refresh();
+    this.queue.refresh();
   }
 
   onStream(type, data) {
@@ -66,6 +69,7 @@ export class AgentView {
       this.info[data.call.linkedid] = { ...data.call, state: data.state };
     }
     if (type === "dropped") this.inbox.refresh();
+    if (type === "call") this.queue.refresh();
     if (type !== "dropped") this.inbox.later();
     this.refreshCalls();
   }
@@ -106,7 +110,8 @@ export class AgentView {
         this.popCard,
         el("section", { id: "progress", class: "card" }, el("h2", {}, "转接进度"), this.steps, this.progressText,
           this.outcome, this.failure, this.returned)),
-      el("div", {}, this.form())), this.inbox.render(), this.referral.render());
+      el("div", {}, this.queue.render(), this.form())), this.inbox.render(), this.referral.render());
+    this.queue.refresh();
     this.renderCall();
     this.renderProgress();
   }

@@ -8,6 +8,7 @@ import { ACTIVITY_PAGE, AgentActivity } from "./activity.js";
 import { catalogue, categoryName } from "./inbox.js";
 import { TicketSearch } from "./search.js";
 import { CallerAdmin } from "./callers.js";
+import { QueuePanel } from "./queue.js";
 
 const POLL = 5000;
 
@@ -20,6 +21,7 @@ export class SupervisorView {
     this.activity = new AgentActivity(s);
     this.search = new TicketSearch();
     this.callers = new CallerAdmin(); // 恶意骚扰: flags, their audit, repeat callers
+    this.queue = new QueuePanel(); // 排队 and 县级支援
   }
 
   show() {
@@ -35,7 +37,7 @@ export class SupervisorView {
       el("option", { value: "" }, "全部状态"),
       Object.entries(STATUS).map(([k, v]) => el("option", { value: k }, v)));
     const head = (...names) => el("thead", {}, el("tr", {}, names.map((n) => el("th", {}, n))));
-    fill(this.root, this.error,
+    fill(this.root, this.error, this.queue.render(),
       el("section", { id: "live-calls", class: "card" }, el("h2", {}, "在线通话"),
         el("table", {}, head("通话", "话路", "已接通", "联动单", "转接中"), this.calls)),
       el("section", { id: "tickets-by-state", class: "card" }, el("h2", {}, "联动单（按状态）"), pick, this.counts,
@@ -77,6 +79,7 @@ export class SupervisorView {
       this.drawExports(exports.items || []);
       this.activity.draw(all || tickets);
       await this.callers.refresh();
+      await this.queue.refresh();
       fill(this.error);
     } catch (error) {
       fill(this.error, `刷新失败：${error.message}`);

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from telephony.config import SiteConfig
+from telephony.config.schema import PAUSE_REASONS
 from telephony.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,10 @@ class PbxExtras:
 # The AMI events the controller reads: the call registry (Newchannel, Newstate, BridgeEnter, Hangup) and the
 # transfer and three-way services (ami/session.py INTERESTING). Asterisk sends its AMI user nothing else.
 AMI_EVENTS = ("Newchannel", "Newstate", "BridgeEnter", "Hangup", "DialBegin", "DialEnd", "BlindTransfer",
-              "AttendedTransfer", "ConfbridgeJoin", "ConfbridgeLeave", "OriginateResponse")
+              "AttendedTransfer", "ConfbridgeJoin", "ConfbridgeLeave", "OriginateResponse",
+              # the queue (queues/ami.py): its members' log-ins and pauses, and who waits
+              "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueCallerJoin",
+              "QueueCallerLeave", "QueueCallerAbandon")
 
 
 def _fill(template: str, values: dict[str, str], name: str) -> str:
@@ -202,6 +206,22 @@ def _bench(config: SiteConfig) -> str:
     return text
 
 
+def queue_name(config: SiteConfig) -> str:
+    return f"linkage-{config.site.name}"
+
+
+def _queue_pauses(config: SiteConfig) -> str:
+    """The pause code alone (the first reason) and with a reason's digit: one extension each."""
+    q = config.queue
+    member = "PJSIP/${CHANNEL(endpoint)}"
+    lines = [f"exten => {q.pause_code},1,PauseQueueMember({queue_name(config)},{member},,{PAUSE_REASONS[0]})\n"
+             f" same => n,Goto(linkage-queue-done,s,1)"]
+    for digit, reason in enumerate(PAUSE_REASONS, start=1):
+        lines.append(f"exten => {q.pause_code}{digit},1,PauseQueueMember({queue_name(config)},{member},,{reason})\n"
+                     f" same => n,Goto(linkage-queue-done,s,1)")
+    return "\n".join(lines)
+
+
 def _conf_routes(config: SiteConfig) -> str:
     """The other platform dialled into a three-way conference: Local/<dial>*<ticket id>@linkage-conf-out."""
     out = []
@@ -238,6 +258,11 @@ def values(config: SiteConfig, extras: PbxExtras) -> dict[str, str]:
         "LEAVE_KEY": config.threeway.leave_key, "ATXFER_ABORT": config.threeway.consult_abort,
         "ATXFER_COMPLETE": config.threeway.consult_complete,
         "OUT_ROUTES": _out_routes(config), "FLAG_PROMPT": config.harassment.prompt,
+        "QUEUE": queue_name(config), "QUEUE_STRATEGY": config.queue.strategy,
+        "QUEUE_RINGINUSE": "yes" if config.queue.ringinuse else "no", "QUEUE_MAX_WAIT": str(config.queue.max_wait),
+        "QUEUE_LINKED_PRIO": str(config.queue.linked_priority), "QUEUE_LOGIN": config.queue.login_code,
+        "QUEUE_LOGOUT": config.queue.logout_code, "QUEUE_UNPAUSE": config.queue.unpause_code,
+        "QUEUE_PAUSES": _queue_pauses(config),
     }
 
 

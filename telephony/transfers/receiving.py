@@ -29,6 +29,7 @@ from telephony.transfers.arrivals import Arrivals
 log = structlog.get_logger("transfers")
 CALL_INFO = re.compile(r"<(https?://[^>\s]{1,300})>")
 UNANSWERED = ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION")
+QUEUE = "queue"  # LINKAGE_DEST: no agent free, the call waits in the site's queue (linkage.conf)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ReceivingService:
         self.peers = peers
         self.arrivals = arrivals
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, while its dial is open
+        self.available: Callable[[str], bool] = lambda _: True  # in the queue and not paused (queues/)
 
     async def route(self, ticket_id: str, trunk_uniqueid: str,
                     call_info: Callable[[], Awaitable[str]], linkedid: str = "") -> Route:
@@ -78,7 +80,8 @@ class ReceivingService:
             if county is not None:
                 await self._route_down(ticket, county.name)
                 return Route(f"PJSIP/{county.dial}@trunk-{county.name}", True)
-        return Route(f"PJSIP/agent{self._pick_agent()}", False)
+        agent = self._pick_agent()
+        return Route(f"PJSIP/agent{agent}" if agent else QUEUE, False)
 
     async def _route_down(self, ticket: Ticket, county: str) -> None:
         """市级互转: the city hands the ticket to the county that owns its division; the ticket goes first."""
@@ -89,12 +92,15 @@ class ReceivingService:
             log.warning("route_in.push_down_failed", error=exc.message)
 
     def _pick_agent(self) -> str:
-        """The first agent, in configured order, with no live call leg; the first agent if all are busy."""
+        """The first agent, in configured order, in the queue (logged in, not paused) with no live call leg.
+        With none free: "" (the call waits in the queue, ahead of fresh calls), unless the queue rings agents
+        in calls (queue.ringinuse), when the first agent in the queue rings as before."""
         busy = self.calls.busy()
-        for agent in self.config.accounts.agents:
-            if f"agent{agent.id}" not in busy:
-                return agent.id
-        return self.config.accounts.agents[0].id
+        ready = [a.id for a in self.config.accounts.agents if self.available(a.id)]
+        for agent in ready:
+            if f"agent{agent}" not in busy:
+                return agent
+        return ready[0] if ready and self.config.queue.ringinuse else ""
 
     async def _fetch_by_reference(self, ticket_id: str, ref: str) -> Ticket | None:
         match = CALL_INFO.search(ref)
