@@ -174,7 +174,7 @@ class QueueService:
             elif m.get("Event") == "QueueEntry" and m.get("Uniqueid"):
                 self.waiting[m["Uniqueid"]] = Waiting(m["Uniqueid"], now - _int(m.get("Wait")),
                                                       m.get("Channel", "").startswith("PJSIP/trunk-"))
-        out = {str(a) for a in await self.redis.smembers(self.out_key)}
+        out = {a.decode() if isinstance(a, bytes) else str(a) for a in await self.redis.smembers(self.out_key)}
         for agent in self.agents:
             if agent not in present:
                 self._set(agent, logged_in=False, paused=False, reason="")

@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,10 @@ def _pbx_members(site: dict[str, Any], queue: str) -> dict[str, dict[str, str]]:
         finally:
             watcher.close()
         return [{str(k): str(v) for k, v in m.items()} for m in reply]
-    return {m["Name"] if "Name" in m else m.get("MemberName", ""): m
-            for m in asyncio.run(read()) if m.get("Event") == "QueueMember"}
+    with ThreadPoolExecutor(1) as pool:  # its own thread: Playwright's sync API runs a loop in this one
+        replies = pool.submit(asyncio.run, read()).result(timeout=15)
+    return {m.get("Name", ""): {k: m.get(k, "") for k in ("Location", "Paused", "PausedReason")}
+            for m in replies if m.get("Event") == "QueueMember"}
 
 
 @pytest.fixture
@@ -76,20 +79,29 @@ def test_a_linked_call_waits_ahead_of_a_fresh_one(desc: dict[str, Any], lab: Lab
 
 
 def test_surge_overflows_a_burst_to_the_county_and_stops_when_the_queue_drains(
-        desc: dict[str, Any], lab: Lab, everyone_back: None) -> None:
+        desc: dict[str, Any], lab: Lab, browser: Browser, everyone_back: None) -> None:  # noqa: F811
     burst = load(SCENARIOS / "surge_burst.yaml")
     after = load(SCENARIOS / "city_after_surge.yaml")
     s110 = desc["sites"]["110"]
     lab.restart_controller("110", env=burst.controller_env["110"])  # both runs under the burst's low bounds
     try:
-        first = asyncio.run(run_scenario_async(dataclasses.replace(burst, controller_env={}), desc, lab))
+        sup = open_console(browser, desc, "110", "")  # the 110 supervisor watches it happen
+        sup.wait_for_selector("#surge-state:has-text('未启动')", timeout=WAIT)
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(asyncio.run, run_scenario_async(dataclasses.replace(burst, controller_env={}),
+                                                                 desc, lab))
+            sup.wait_for_selector("#surge-state:has-text('县级支援中')", timeout=30_000)
+            shot(sup, "surge-110")
+            first = future.result(timeout=120)
         assert first.ok, first.report()
+        sup.wait_for_selector("#surge-history li:has-text('停止')", timeout=WAIT)
         status, queue = _call(s110, "GET", "/v1/queue")
         assert status == 200
         history = [(h["active"], h["waiting"]) for h in queue["surge"]["history"]]
         assert history[0] == (True, 2) and history[-1][0] is False and len(history) == 2, history
         assert queue["surge"]["active"] is False
-        second = asyncio.run(run_scenario_async(after, desc, lab))  # surge is off: the next call stays here
+        with ThreadPoolExecutor(1) as pool:  # surge is off: the next call stays here
+            second = pool.submit(asyncio.run, run_scenario_async(after, desc, lab)).result(timeout=60)
         assert second.ok, second.report()
     finally:
         lab.restart_controller("110")

@@ -29,8 +29,8 @@ class FakeRedis:
         self.sets.setdefault(key, set()).discard(value)
         return 1
 
-    async def smembers(self, key: str) -> set[str]:
-        return set(self.sets.get(key, set()))
+    async def smembers(self, key: str) -> set[bytes]:
+        return {v.encode() for v in self.sets.get(key, set())}  # as the real client gives them: bytes
 
 
 class FakePbx:
