@@ -47,7 +47,8 @@ from telephony.delivery.outbox import OutboxWorker
 from telephony.followup.adapters import FollowupAgi, FollowupAmi
 from telephony.followup.services import FollowupService
 from telephony.queues.adapters import QueueAgi, QueueAmi
-from telephony.queues.services import QueueMetrics, QueueService
+from telephony.queues.metrics import QueueMetrics
+from telephony.queues.services import QueueService
 from telephony.reporting.db import resolve
 from telephony.reporting.ingest import Ingest
 from telephony.security.sealing import Sealer

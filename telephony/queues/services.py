@@ -18,12 +18,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from telephony.config import SiteConfig
 from telephony.config.schema import PAUSE_REASONS
 from telephony.errors import Conflict, InvalidInput, NotFound, Unavailable
 from telephony.pbx.render import queue_name
+from telephony.queues.metrics import QueueMetrics
 from telephony.queues.surge import SurgeSupport
 from telephony.tickets.services import TicketService
 
@@ -50,17 +51,6 @@ class Waiting:
     uniqueid: str
     joined: float  # epoch seconds
     linked: bool  # a call from another platform's trunk (waits ahead of fresh ones)
-
-
-class QueueMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.waiting = Gauge("linkage_queue_waiting", "Callers waiting in the site's queue", registry=registry)
-        self.oldest = Gauge("linkage_queue_oldest_wait_seconds", "How long the oldest waiting caller has waited",
-                            registry=registry)
-        self.members = Gauge("linkage_queue_members", "Agents in the queue by state", ["state"], registry=registry)
-        self.surge = Gauge("linkage_surge_active", "1 while new calls overflow to the county seats", registry=registry)
-        self.surged = Counter("linkage_surge_calls", "Calls sent to a county seat in surge", ["to"],
-                              registry=registry)
 
 
 class QueueService:

@@ -12,17 +12,23 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
 from telephony.config import SiteConfig
 from telephony.errors import LinkageError
 from telephony.ids import CALLER_NUMBER
+from telephony.queues.metrics import QueueMetrics
 from telephony.tickets.services import TicketService
 
-if TYPE_CHECKING:
-    from telephony.queues.services import QueueMetrics, QueueService
+
+class Waiters(Protocol):
+    """The callers waiting in the queue (queues/services.py mirrors them from app_queue's events)."""
+
+    waiting: dict[str, Any]
+
+    def oldest_wait(self, now: float | None = None) -> float: ...
 
 log = structlog.get_logger("queues")
 SURGE_VAR = "LINKAGE_SURGE"
@@ -38,7 +44,7 @@ class SurgeState:
 
 
 class SurgeSupport:
-    def __init__(self, config: SiteConfig, queue: QueueService, send: Callable[[dict[str, str]], Awaitable[Any]],
+    def __init__(self, config: SiteConfig, queue: Waiters, send: Callable[[dict[str, str]], Awaitable[Any]],
                  tickets: TicketService, metrics: QueueMetrics, notify: Callable[[dict[str, Any]], None]) -> None:
         self.config = config
         self.settings = config.queue.surge

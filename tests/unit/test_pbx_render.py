@@ -49,9 +49,12 @@ def test_dialplan_routes_out_to_110(files: dict[str, str], config: SiteConfig) -
     assert "PJSIP_INHERITABLE_HEADER(update,X-Linkage-Id)=${ARG1}" in dialplan  # the press after a recall
     assert "(remove," not in dialplan  # removing inheritable headers crashed Asterisk 22.10.1
     assert "exten => 12345,1," in dialplan  # the hotline
-    # t: the agent may be the transferer of the consult key's attended transfer; no pre-dial handler: the
-    # agents' endpoints carry DYNAMIC_FEATURES (set_var)
-    assert f"Dial(PJSIP/agent1001&PJSIP/agent1002,{config.transfer.ring_timeout},t)" in dialplan
+    # the hotline's callers wait in the site's queue; t: the agent may be the transferer of the consult key's
+    # attended transfer; r: ringback; no pre-dial handler: the agents' endpoints carry DYNAMIC_FEATURES (set_var)
+    assert f"(queue),Queue(linkage-12345,tr,,,{config.queue.max_wait})" in dialplan
+    assert "exten => *623,1,PauseQueueMember(linkage-12345,PJSIP/${CHANNEL(endpoint)},,training)" in dialplan
+    queues = files["linkage-queues.conf"]
+    assert "[linkage-12345]" in queues and "strategy = ringall" in queues and "ringinuse = yes" in queues
     assert "b(" not in "".join(line for line in dialplan.splitlines() if "Dial(" in line and "recall" not in line)
     assert "Goto(linkage-recall,${LINKAGE_ID},1)" in dialplan  # a failed transfer recalls the caller
 
