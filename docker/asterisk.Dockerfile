@@ -12,11 +12,13 @@ ARG ASTERISK_ROOTFS=localhost/linkage-asterisk-rootfs:latest
 FROM ${ASTERISK_ROOTFS}
 COPY docker/asterisk-entrypoint.sh /usr/local/sbin/linkage-asterisk-entrypoint
 # The directories exist in the image with their owner, so a new named volume mounted on one takes it over.
+# run/ and cache/ are sticky and world-writable like /tmp: Podman gives a tmpfs mounted there the image
+# directory's mode but root as its owner.
 RUN chmod 0755 /usr/local/sbin/linkage-asterisk-entrypoint \
  && install -d -m 0755 /srv/linkage-asterisk /srv/linkage-asterisk/etc \
- && install -d -o asterisk -g asterisk -m 0750 /srv/linkage-asterisk/run /srv/linkage-asterisk/log \
-      /srv/linkage-asterisk/spool /srv/linkage-asterisk/spool/monitor /srv/linkage-asterisk/lib \
-      /srv/linkage-asterisk/cache
+ && install -d -o asterisk -g asterisk -m 0750 /srv/linkage-asterisk/log /srv/linkage-asterisk/spool \
+      /srv/linkage-asterisk/spool/monitor /srv/linkage-asterisk/lib \
+ && install -d -m 1777 /srv/linkage-asterisk/run /srv/linkage-asterisk/cache
 USER asterisk
 WORKDIR /srv/linkage-asterisk
 
