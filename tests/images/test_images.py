@@ -279,12 +279,19 @@ def test_controller_container_restart_loses_no_queued_message(sites: Sites) -> N
         except urllib.error.HTTPError:
             return None
 
-    received = wait(far_ticket, 10, f"110 has no ticket {tid}")
-    near = wait(lambda: http("GET", f"{s12345['http']}/v1/tickets/{tid}", s12345["token"]), 10, "no 12345 ticket")
-    far_types = [e["type"] for e in received["history"]]
-    near_types = [e["type"] for e in near["history"]]
+    wait(far_ticket, 10, f"110 has no ticket {tid}")
+
+    def near_delivered() -> Any:  # 110's "delivered" event travels back through its own outbox
+        ticket = http("GET", f"{s12345['http']}/v1/tickets/{tid}", s12345["token"])
+        return ticket if "delivered" in [e["type"] for e in ticket["history"]] else None
+
+    wait(near_delivered, 60, "12345 never heard that 110 has the ticket")
+    time.sleep(2)  # room for a duplicate, were one still on its way
+    far_types = [e["type"] for e in far_ticket()["history"]]
+    near_types = [e["type"] for e in near_delivered()["history"]]
     assert far_types.count("created") == 1 and far_types.count("delivered") == 1, far_types
     assert near_types.count("delivered") == 1, near_types
+    assert all(_queued(sites.desc["sites"][a], b) == 0 for a, b in (("12345", "110"), ("110", "12345")))
     listed = http("GET", f"{s110['http']}/v1/tickets?since={time.time() - 600:.3f}", s110["token"])["items"]
     assert [t["id"] for t in listed].count(tid) == 1
 
