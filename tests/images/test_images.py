@@ -187,6 +187,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
             (sdir / "site.yaml").chmod(0o600)
             tester = secrets.token_hex(12)
             project = f"linkage-img-{plan.name}"
+            compose(project, "down", "-v")  # leftovers of a crashed run of this test: its own project only
             projects.append(project)
             out = compose(project, "up", env={
                 "LINKAGE_SITE_DIR": str(sdir), "LINKAGE_TESTER_SECRET": tester, "LINKAGE_RTP_PORTS": plan.rtp,
