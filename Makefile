@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_ARGS ?=
 
-.PHONY: setup run test unit scenarios lint typecheck bench bench-ami bench-load bench-soak lab-up lab-down lab-describe clean
+.PHONY: setup run test unit scenarios images images-test lint typecheck bench bench-ami bench-load bench-soak lab-up lab-down lab-describe clean
 BENCH_N ?= 30
 BENCH_RATES ?= 1,2,4,8
 BENCH_SECONDS ?= 15
@@ -25,6 +25,12 @@ unit: setup
 
 scenarios: setup
 	$(PY) -m pytest -q tests/lab
+
+images: setup     ## the production images with Podman (scripts/images.sh; cached by a digest of their inputs)
+	bash scripts/images.sh build
+
+images-test: images  ## two sites from docker/compose.yaml in containers: a one-key transfer, a controller restart
+	$(PY) -m pytest -q -p no:cacheprovider tests/images
 
 lint: setup
 	$(VENV)/bin/ruff check telephony linkage_lab tests

@@ -1,9 +1,10 @@
 #!/bin/sh
-# Lays out a site directory rendered by `linkage config render --out DIR` for Asterisk, then runs the command.
+# Checks that the site directory was rendered for the path it is mounted at, then runs the command.
 #
 # The rendered asterisk.conf (in DIR/etc) names DIR/etc as Asterisk's config directory and
 # DIR/{run,log,spool,lib,cache} as its state directories, where DIR is the --out path given at render time.
-# So DIR must be the path the files are mounted at.
+# So DIR must be the path the files are mounted at. Nothing is changed here: the root filesystem is read-only
+# and Asterisk runs as its own user, which owns the state volumes (the image's directories) already.
 set -eu
 
 conf=""
@@ -15,9 +16,10 @@ done
 
 if [ -n "$conf" ]; then
   site=$(dirname "$(dirname "$conf")")
-  if [ ! -f "$conf" ]; then
-    echo "linkage-asterisk: no $conf. Render the site into the volume mounted at $site:" >&2
-    echo "  linkage config render --config site.yaml --out $site" >&2
+  if [ ! -r "$conf" ]; then
+    echo "linkage-asterisk: cannot read $conf (as $(id -un), groups $(id -Gn))." >&2
+    echo "  Render the site into the volume mounted at $site/etc:" >&2
+    echo "  linkage config render --config site.yaml --out $site   (and run with --group-add of its owner)" >&2
     exit 2
   fi
   etc=$(sed -n 's/^astetcdir[[:space:]]*=>[[:space:]]*\([^;[:space:]]*\).*/\1/p' "$conf" | head -n 1)
@@ -27,12 +29,9 @@ if [ -n "$conf" ]; then
     exit 2
   fi
   for d in run log spool lib cache; do
-    mkdir -p "$site/$d"
+    [ -w "$site/$d" ] || { echo "linkage-asterisk: $site/$d is not writable by $(id -un)" >&2; exit 2; }
   done
-  rm -f "$site/run/"*  # a stale control socket or pid file of a previous container
-  # Asterisk reloads config and writes its state after dropping root (-U asterisk); manager.conf holds secrets.
-  chown -R asterisk:asterisk "$site"
-  chmod -R u=rwX,g=rX,o= "$site"
+  rm -f "$site/run/"*  # a stale control socket or pid file of a previous run (when run/ is not a tmpfs)
 fi
 
 exec "$@"

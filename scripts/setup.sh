@@ -7,9 +7,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei espeak-ng sox postgresql"
+DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei espeak-ng sox postgresql podman runc"
 # ip netns, ss, iptables: fault drills; chromium and a CJK font: the console's browser tests and screenshots;
-# espeak-ng and sox: the Mandarin prompts, spoken offline and made 8 kHz mono for Asterisk
+# espeak-ng and sox: the Mandarin prompts, spoken offline and made 8 kHz mono for Asterisk; podman and runc:
+# the production images, built and run for real (scripts/images.sh, docker/compose.py, tests/images)
 ROOTFS_PACKAGES="asterisk asterisk-modules asterisk-core-sounds-en-gsm asterisk-moh-opsound-gsm"
 ROOTFS_BASE=${LINKAGE_ROOTFS_BASE:-/var/lib/linkage/rootfs}
 PYTHON=${PYTHON:-python3}
@@ -119,6 +120,7 @@ case "${1:-all}" in
   venv) install_venv ;;
   rootfs) install_debs; build_rootfs; install_prompts ;;
   prompts) install_prompts ;;
+  mirror) debian_mirror ;;  # the mirror this machine's apt uses (scripts/images.sh builds its base image from it)
   all) install_debs; install_venv; build_rootfs; install_prompts ;;
-  *) echo "usage: setup.sh [all|debs|venv|rootfs|prompts]" >&2; exit 2 ;;
+  *) echo "usage: setup.sh [all|debs|venv|rootfs|prompts|mirror]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command behind `make test`: lint, types, unit tests, then the lab tests against real Asterisk.
+# The test command behind `make test`: lint, types, then every test under tests/: the production images in Podman
+# (tests/images: two container sites, builds cached by scripts/images.sh), the lab tests against real Asterisk, units.
 # pytest's exit code 5 (no tests collected) is a failure here: a suite that runs nothing proves nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -41,11 +41,19 @@ def _config(args: argparse.Namespace) -> int:
 
     config = load_site_config(args.config)
     out = Path(args.out)
-    files = render(config, PbxExtras(str(out.resolve()), "tester", args.tester_secret, 30000, 30998))
+    start, end = args.rtp_ports
+    files = render(config, PbxExtras(str(out.resolve()), "tester", args.tester_secret, start, end))
     write(files, out / "etc")
     print(f"rendered {len(files)} files for site {config.site.name} into {out / 'etc'} "
           f"(Asterisk: asterisk -C {out.resolve() / 'etc' / 'asterisk.conf'})")
     return 0
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    start, sep, end = text.partition("-")
+    if not (sep and start.isdigit() and end.isdigit() and 1024 <= int(start) < int(end) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not START-END with 1024 <= START < END <= 65535")
+    return int(start), int(end)
 
 
 def _dead(args: argparse.Namespace) -> int:
@@ -169,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--tester-secret", default="changeme1")
+    p.add_argument("--rtp-ports", type=_port_range, default=(30000, 30998), metavar="START-END",
+                   help="the PBX's RTP port range (rtp.conf; default 30000-30998): sites sharing a host need their own")
     p.set_defaults(func=_config)
 
     p = sub.add_parser("dead", help="list, replay or drop the messages a peer refused for good")

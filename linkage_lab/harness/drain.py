@@ -16,8 +16,9 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
-from linkage_lab.lab.lab import SIP_TIMER_T1, Lab
+from linkage_lab.lab.lab import SIP_TIMER_T1
 
 TIMER_B = 64 * SIP_TIMER_T1 / 1000
 MARGIN = 0.3  # the last retransmission leaves at 63 × T1; a little more for a loaded machine's timers
@@ -50,6 +51,12 @@ def unanswered_legs(events: list[tuple[float, dict[str, str]]]) -> dict[str, flo
                 event == "DialEnd" and e.get("DialStatus") in FINAL_STATUSES):
             answered.add(e.get("DestChannel", ""))
     return {chan: at for chan, at in sent.items() if chan not in answered}
+
+
+class Pbxes(Protocol):
+    """What the drain needs of the sites' PBXes: the lab's (`Lab`, chroot) or the containers' (tests/images)."""
+
+    def rx_argv(self, site: str, command: str) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -86,12 +93,12 @@ async def _rx(argv: list[str], timeout: float = 5.0) -> str:
     return out.decode(errors="replace")
 
 
-async def _channels(lab: Lab, sites: list[str]) -> dict[str, int]:
+async def _channels(lab: Pbxes, sites: list[str]) -> dict[str, int]:
     counts = await asyncio.gather(*(_rx(lab.rx_argv(s, "core show channels count")) for s in sites))
     return {s: n for s, text in zip(sites, counts, strict=True) if (n := channel_count(text))}
 
 
-async def drain(lab: Lab, sites: list[str], timeout: float,
+async def drain(lab: Pbxes, sites: list[str], timeout: float,
                 events: list[tuple[float, dict[str, str]]] | None = None) -> Drained:
     """Wait, at most `timeout` seconds, until no PBX of `sites` has a channel; then, with the AMI `events` of the
     scenario (recorded until now), until Timer B of every unanswered leg has run out."""

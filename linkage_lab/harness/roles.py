@@ -12,7 +12,12 @@ from linkage_lab.harness.dtmf import write_pcap
 from linkage_lab.harness.scenario import Role, fill_sipp
 from telephony.errors import ConfigError
 
-MEDIA_BASE = 42000
+MEDIA_BASE = 42000  # SIPp's media ports: MEDIA_BASE + 4 × the role's index; a desc may set its own `media_base`
+
+
+def media_port(desc: dict[str, Any], index: int) -> int:
+    """Sites other than the lab's (the container sites of tests/images) run beside it with their own ports."""
+    return int(desc.get("media_base", MEDIA_BASE)) + 4 * index
 
 
 def account(site: dict[str, Any], role: Role) -> dict[str, Any]:
@@ -52,7 +57,7 @@ async def run_role(role: Role, index: int, desc: dict[str, Any], workdir: Path, 
     except ConfigError as exc:
         return 99, exc.message
     argv = ["sipp", "-sf", "scenario.xml", "-i", acc["host"], "-p", str(acc["port"]),
-            "-mp", str(MEDIA_BASE + 4 * index), "-m", params.get("calls", "1"), "-timeout", f"{int(budget)}s",
+            "-mp", str(media_port(desc, index)), "-m", params.get("calls", "1"), "-timeout", f"{int(budget)}s",
             "-timeout_error",
             "-nostdin", "-trace_err", "-trace_msg"]
     if "limit" in params:  # at most this many calls at once: `calls: 3, limit: 1` calls three times in a row

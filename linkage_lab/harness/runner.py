@@ -18,12 +18,12 @@ from linkage_lab.harness.actions import act, act_after
 from linkage_lab.harness.ami import AmiWatcher
 from linkage_lab.harness.callers import check_suggestions, flag_before, unflag_after
 from linkage_lab.harness.checks import check_ami, check_media, check_tickets, epoch, iso
-from linkage_lab.harness.drain import drain
+from linkage_lab.harness.drain import Pbxes, drain
 from linkage_lab.harness.http import SiteHttp
 from linkage_lab.harness.media import RtpSniffer
 from linkage_lab.harness.queues import check_queue, queue_action, queue_after, queue_before
 from linkage_lab.harness.report import TIMELINE_EVENTS, Result, describe_ami, write_junit
-from linkage_lab.harness.roles import MEDIA_BASE, account, run_role, wait_bound
+from linkage_lab.harness.roles import MEDIA_BASE, account, media_port, run_role, wait_bound
 from linkage_lab.harness.scenario import Scenario, load
 from linkage_lab.lab.lab import Lab
 
@@ -54,7 +54,7 @@ async def _wait_quiet(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, 
         await asyncio.sleep(0.2)
 
 
-async def _drain(lab: Lab, desc: dict[str, Any], scenario: Scenario, result: Result, when: str,
+async def _drain(lab: Pbxes, desc: dict[str, Any], scenario: Scenario, result: Result, when: str,
                  watchers: dict[str, AmiWatcher] | None = None) -> None:
     sites = [name for name in desc["sites"] if f"asterisk:{name}" not in scenario.down]
     events = sorted((e for w in (watchers or {}).values() for e in w.events), key=lambda x: x[0])
@@ -136,7 +136,8 @@ async def _at(delay: float, step: Any) -> None:
     await step
 
 
-async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = None) -> Result:
+async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Pbxes | None = None) -> Result:
+    """`desc` is shaped like `linkage lab describe`; `lab` runs `asterisk -rx` on its PBXes (default the lab's)."""
     lab = lab or Lab()
     result = Result(scenario)
     async with aiohttp.ClientSession() as session:
@@ -148,7 +149,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Lab 
                     if f"asterisk:{name}" not in scenario.down and scenario.watch_ami}
         workdir = Path(tempfile.mkdtemp(prefix=f"linkage-{scenario.name}-"))
         index = {r.name: i for i, r in enumerate(scenario.roles)}
-        sniffers = {m.role: RtpSniffer(MEDIA_BASE + 4 * index[m.role]) for m in scenario.media}
+        sniffers = {m.role: RtpSniffer(media_port(desc, index[m.role])) for m in scenario.media}
         try:
             for s in sniffers.values():
                 s.start()
