@@ -46,6 +46,7 @@ from telephony.delivery.outbox import OutboxWorker
 from telephony.followup.adapters import FollowupAgi, FollowupAmi
 from telephony.followup.services import FollowupService
 from telephony.reporting.db import resolve
+from telephony.reporting.http import StatsHttp
 from telephony.reporting.ingest import Ingest
 from telephony.reporting.queue_log import QueueLogTailer
 from telephony.security.sealing import Sealer
@@ -138,7 +139,8 @@ class Controller:
         self.api = build_app(config, tickets=self.tickets, transfers=self.sending, threeway=self.threeway,
                              returns=self.returns, followup=self.followup, advice=self.advice,
                              calls=self.calls, hub=self.hub, metrics=self.http_metrics, health=self.health,
-                             redis=self.redis, sealer=sealer, wake=self._wake, callers=self.callers)
+                             redis=self.redis, sealer=sealer, wake=self._wake, callers=self.callers,
+                             stats=StatsHttp(config, url))
 
     def _bench_routes(self) -> dict[str, Any]:
         bench = self.config.bench

@@ -29,6 +29,7 @@ FILES = {
     "search.js": "text/javascript; charset=utf-8",
     "advice.js": "text/javascript; charset=utf-8",
     "callers.js": "text/javascript; charset=utf-8",
+    "stats.js": "text/javascript; charset=utf-8",
 }
 HEADERS = {
     "Cache-Control": "no-store",
