@@ -19,7 +19,10 @@ from telephony.reporting.figures import Figure, Rate, Value
 
 SL_SECONDS = 15  # service level 80/15: the share answered within 15 s, against a target of 80 %
 ANSWERED = "outcome IN ('answered', 'transferred')"
-_SUMS = (f"SELECT site, ((entered_ts + %s) / 3600) % 24 AS h, COUNT(*), "
+# hour of day = local hours since the epoch − whole local days × 24 (integer division on both engines; `%` would
+# be a placeholder to psycopg and MOD() is not in every SQLite)
+_HOUR = "(entered_ts + %s) / 3600 - (entered_ts + %s) / 86400 * 24"
+_SUMS = (f"SELECT site, {_HOUR} AS h, COUNT(*), "
          f"SUM(CASE WHEN {ANSWERED} THEN 1 ELSE 0 END), "
          "SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END), "
          "SUM(CASE WHEN outcome = 'abandoned' AND wait_s <= %s THEN 1 ELSE 0 END), "
@@ -27,7 +30,7 @@ _SUMS = (f"SELECT site, ((entered_ts + %s) / 3600) % 24 AS h, COUNT(*), "
          "SUM(CASE WHEN outcome = 'abandoned' AND wait_s <= %s THEN 1 ELSE 0 END), "
          f"SUM(CASE WHEN {ANSWERED} THEN wait_s ELSE 0 END) "
          "FROM queue_calls WHERE entered_ts >= %s AND entered_ts < %s{site} GROUP BY site, h")
-_WAITS = ("SELECT site, ((entered_ts + %s) / 3600) % 24 AS h, wait_s, COUNT(*) FROM queue_calls "
+_WAITS = (f"SELECT site, {_HOUR} AS h, wait_s, COUNT(*) FROM queue_calls "
           f"WHERE entered_ts >= %s AND entered_ts < %s AND {ANSWERED}{{site}} GROUP BY site, h, wait_s")
 
 
@@ -88,11 +91,12 @@ def load(db: Database, start: float, end: float, site: str | None, tz: str, earl
     where = "" if site is None else " AND site = %s"
     extra: tuple[object, ...] = () if site is None else (site,)
     for lo, hi, offset in segments(start, end, ZoneInfo(tz)):
-        for s, h, *n in db.query(_SUMS.format(site=where), (offset, early, SL_SECONDS, SL_SECONDS, lo, hi, *extra)):
+        sums = db.query(_SUMS.format(site=where), (offset, offset, early, SL_SECONDS, SL_SECONDS, lo, hi, *extra))
+        for s, h, *n in sums:
             entered, answered, abandoned, early_n, answered_sl, abandoned_sl, wait_sum = (int(v or 0) for v in n)
             cell = Cell(entered, answered, abandoned, early_n, answered_sl, abandoned_sl, wait_sum)
             cells.setdefault((s, int(h)), Cell()).add(cell)
-        for s, h, wait, n in db.query(_WAITS.format(site=where), (offset, lo, hi, *extra)):
+        for s, h, wait, n in db.query(_WAITS.format(site=where), (offset, offset, lo, hi, *extra)):
             cells.setdefault((s, int(h)), Cell()).waits[int(wait)] += int(n)
     return cells
 

@@ -20,6 +20,8 @@ from telephony.reporting.db import Database, connect
 from telephony.reporting.queue_lines import BadLine, parse
 from telephony.reporting.queue_log import QueueLogReader, QueueLogTailer
 from telephony.reporting.queue_log import _open as open_database
+from telephony.reporting.report import period
+from telephony.reporting.stats import Period, collect
 
 T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
 CALLER = "13912345678"
@@ -121,6 +123,17 @@ def test_lines_become_calls_and_a_replay_changes_nothing(url: str, tmp_path: Pat
         view = db.query("SELECT * FROM v_queue_calls")
         assert len(view) == len(CALLS) and CALLER not in repr(view)  # the callerid is in no view
         assert ("1790000001.1", "2026-09-21T14:00:00Z") in [(r[2], r[4]) for r in view]
+    finally:
+        db.close()
+    # the queue figures on this engine: 8 entered, 3 answered (one transferred), 1 abandoned within 10 s
+    start, end = period("2026-09-21", "2026-09-21", "Asia/Shanghai")
+    shown = {f.key: f for f in collect(url, Period(start, end, "Asia/Shanghai", "110"))[1]}
+    assert str(shown["queue_answered"].rate) == "3 / 8 = 37.5%"
+    assert str(shown["queue_early"].rate) == "1 / 8 = 12.5%"
+    assert shown["queue_by_hour"].table[0][:3] == ["110", "22:00", 8]  # 14:13Z = 22:13 in Shanghai
+    db = connect(url)
+    try:
+        pass
     finally:
         db.close()
 
