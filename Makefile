@@ -45,6 +45,7 @@ bench: setup      ## one-key transfer latency vs a pure-dialplan baseline, inter
 	$(PY) -m linkage_lab.bench.screen_pop --n $(BENCH_N)
 	$(PY) -m linkage_lab.bench.returns --n $(BENCH_N)
 	$(PY) -m linkage_lab.bench.advice --rounds 5
+	$(PY) -m linkage_lab.bench.reporting --repeat 3
 
 bench-ami: setup  ## AMI ingestion from the recorded transcripts, controller vs bare panoramisk (no lab): bench/results/ami-ingest-*.json
 	$(PY) -m linkage_lab.bench.ami_ingest --repeat $(BENCH_AMI_REPEAT)

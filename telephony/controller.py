@@ -7,6 +7,7 @@ is the map of who hears what:
     FastAGI    ──▶ transfers (onekey, route_in, transfer_failed, overflow), threeway (threeway, conf_key, …)
     HTTP /v1   ──▶ delivery inbox (peers), calls/transfers/threeway/tickets (console), ops
     ticket changed ──▶ console stream, metrics, supervision alarm, reporting database (TicketHooks.changed)
+    app_queue's queue_log file ──▶ reporting database (QueueLogTailer polls it)
     peer ticket landed ──▶ transfers' arrivals (a waiting call rings)   (TicketHooks.landed)
     message queued ──▶ that peer's outbox worker                        (TicketHooks.queued)
     ticket written ──▶ its next deadline, in the same atomic write     (TicketHooks.deadline_of)
@@ -50,7 +51,9 @@ from telephony.queues.adapters import QueueAgi, QueueAmi
 from telephony.queues.metrics import QueueMetrics
 from telephony.queues.services import QueueService
 from telephony.reporting.db import resolve
+from telephony.reporting.http import StatsHttp
 from telephony.reporting.ingest import Ingest
+from telephony.reporting.queue_log import QueueLogTailer
 from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import Alarm, DeadlineRule, Supervisor
 from telephony.supervision.metrics import SupervisionMetrics
@@ -116,6 +119,9 @@ class Controller:
         self.tickets = TicketService(config, self.store, hooks)
         url = resolve(config.reporting.url, str(Path(config.source_file).parent) if config.source_file else "")
         self.reporting = Ingest(url, config.site.name, self.store) if url else None
+        # app_queue's queue_log file, tailed into the same database (the PBX writes it; we only read)
+        queue_log = config_path(config, config.reporting.queue_log)
+        self.queue_log = QueueLogTailer(url, config.site.name, queue_log) if url and queue_log else None
         self.supervisor = Supervisor(config, self.tickets, self.alarm, SupervisionMetrics(self.registry))
         self.returns = ReturnService(config, self.calls, self.tickets, self.ami.send)
         self.advice = AdviceService.build(config_path(config, config.advice.catalogue))  # loads jieba: ~1 s
@@ -145,7 +151,7 @@ class Controller:
                              returns=self.returns, followup=self.followup, advice=self.advice,
                              calls=self.calls, hub=self.hub, metrics=self.http_metrics, health=self.health,
                              redis=self.redis, sealer=sealer, wake=self._wake, callers=self.callers,
-                             queue=self.queue)
+                             queue=self.queue, stats=StatsHttp(config, url))
 
     def _bench_routes(self) -> dict[str, Any]:
         bench = self.config.bench
@@ -195,6 +201,8 @@ class Controller:
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
                 if self.reporting is not None:
                     tasks.append(group.create_task(self.reporting.run()))
+                if self.queue_log is not None:
+                    tasks.append(group.create_task(self.queue_log.run()))
                 await stop.wait()
                 log.info("controller.stopping")
                 for task in tasks:

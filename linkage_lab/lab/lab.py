@@ -173,6 +173,8 @@ class Lab:
             # the lab's phones are SIPp processes that take many calls at once (the load bench): the queue rings
             # an agent in a call, as the plain Dial did. Surge at the city 110 only under a real pile-up; the
             # surge scenarios lower the bounds for their run (controller_env)
+            # the reporting database reads the PBX's own queue_log (issue 16: the file, not AMI events)
+            "reporting": {"queue_log": str(self.dir / plan.name / "log" / "queue_log")},
             "queue": {"ringinuse": True, "max_wait": 60,
                       **({"surge": {"to": ["110-370811"], "waiting_on": 4, "oldest_on": 45, "waiting_off": 1,
                                     "oldest_off": 10}} if plan.name == "110" else {})},

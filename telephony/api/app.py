@@ -32,6 +32,7 @@ from telephony.followup.services import FollowupService
 from telephony.http_request import MAX_BODY, signer
 from telephony.queues.adapters import QueueHttp
 from telephony.queues.services import QueueService
+from telephony.reporting.http import StatsHttp
 from telephony.security.sealing import Sealer
 from telephony.supervision.deadlines import deadline
 from telephony.threeway.http import ThreewayHttp
@@ -49,9 +50,10 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
               metrics: HttpMetrics, health: HealthCheck, redis: aioredis.Redis, sealer: Sealer,
               wake: Callable[[str], None], followup: FollowupService | None = None,
               advice: AdviceService | None = None, callers: CallerService | None = None,
-              queue: QueueService | None = None) -> web.Application:
+              queue: QueueService | None = None, stats: StatsHttp | None = None) -> web.Application:
     """`redis` holds the replay memory and the dead letters (sealed with `sealer`); `wake(peer)` makes a peer's
-    delivery worker send at once (after a dead-letter replay); `callers` the flags (none: its routes are 404)."""
+    delivery worker send at once (after a dead-letter replay); `callers` the flags (none: its routes are 404);
+    `stats` the statistics page's figures (none: 404)."""
     inbox = Inbox(config, tickets, ReplayMemory(redis, config.security.replay_window),
                   lambda exc: refused(metrics, exc))
     ops = Ops(config, health, metrics, redis)
@@ -66,6 +68,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     followups = FollowupHttp(followup)
     advice_http = AdviceHttp(advice)
     queue_http = QueueHttp(queue)
+    stats_http = stats or StatsHttp(config, "")
     app = web.Application(middlewares=[errors(metrics), Gate(config).middleware], client_max_size=MAX_BODY)
     # The order matters where paths overlap: /v1/tickets/export before /v1/tickets/{id}.
     app.add_routes([
@@ -104,6 +107,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
         web.get("/v1/callers/counts", callers_http.counts),
         web.get("/v1/queue", queue_http.status),
         web.post("/v1/queue/members/{agent}", queue_http.member),
+        web.get("/v1/stats", stats_http.stats),
         web.get("/console", pages.index),
         web.get("/console/{file}", pages.asset),
     ])

@@ -186,6 +186,8 @@ def _checked(c: SiteConfig, source: str, short_form: bool) -> SiteConfig:
         raise err("followup.timezone", f"{c.followup.timezone!r} is not a known time zone") from exc
     _check_harassment(err, c)
     _check_queue(err, c, names)
+    if c.reporting.queue_log and not c.reporting.url:
+        raise err("reporting.queue_log", "needs reporting.url: the queue events are read into that database")
     supervision = msgspec.structs.replace(c.supervision, working_days=tuple(sorted(set(c.supervision.working_days))))
     config = msgspec.structs.replace(
         c, peers=peers, targets=targets, threeway=threeway, supervision=supervision, source_file=source,

@@ -295,6 +295,11 @@ class Reporting(Section, frozen=True):
     folder), `postgresql://user@host:port/db`, or "" for none."""
 
     url: Annotated[str, Meta(pattern=r"^(|sqlite:///[^\s?#]+|postgres(ql)?://\S+)$")] = "sqlite:///reporting.sqlite3"
+    # Asterisk's queue_log FILE, tailed into the database (telephony/reporting/queue_log.py); "" = off. A relative
+    # path is read from the site file's folder.
+    queue_log: Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{0,4096}\Z")] = ""  # \Z: not even a final newline
+    # 排队早释: a caller who hangs up within this many seconds in the queue counts as an early release
+    early_release_seconds: Annotated[int, Meta(ge=1, le=600)] = 10
 
 
 class SiteConfig(Section, frozen=True, kw_only=True):

@@ -30,6 +30,7 @@ FILES = {
     "advice.js": "text/javascript; charset=utf-8",
     "callers.js": "text/javascript; charset=utf-8",
     "queue.js": "text/javascript; charset=utf-8",
+    "stats.js": "text/javascript; charset=utf-8",
 }
 HEADERS = {
     "Cache-Control": "no-store",

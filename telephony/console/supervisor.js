@@ -1,6 +1,6 @@
 // The supervisor's view (the site token): the calls in progress, the tickets by state, the overdue list,
-// delivery health per peer, the dead letters, who exported what, per-agent activity (activity.js) and the
-// search with its export (search.js).
+// delivery health per peer, the dead letters, who exported what, per-agent activity (activity.js), the
+// search with its export (search.js) and the statistics (统计, stats.js).
 
 import { api, query } from "./api.js";
 import { STATUS, el, fill, when } from "./dom.js";
@@ -9,6 +9,7 @@ import { catalogue, categoryName } from "./inbox.js";
 import { TicketSearch } from "./search.js";
 import { CallerAdmin } from "./callers.js";
 import { QueuePanel } from "./queue.js";
+import { StatsPage } from "./stats.js";
 
 const POLL = 5000;
 
@@ -22,6 +23,7 @@ export class SupervisorView {
     this.search = new TicketSearch();
     this.callers = new CallerAdmin(); // 恶意骚扰: flags, their audit, repeat callers
     this.queue = new QueuePanel(); // 排队 and 县级支援
+    this.stats = new StatsPage(); // 统计: the review's figures, loaded on demand (not on every refresh)
   }
 
   show() {
@@ -47,7 +49,7 @@ export class SupervisorView {
       el("section", { id: "delivery", class: "card" }, el("h2", {}, "投递状况（按对端）"),
         el("table", {}, head("对端", "待投递", "最早一条排队自", "死信"), this.delivery)),
       el("section", { class: "card" }, el("h2", {}, "投递失败（死信）"), this.letters),
-      this.activity.render(), this.callers.render(), this.search.render(),
+      this.activity.render(), this.callers.render(), this.search.render(), this.stats.render(),
       el("section", { id: "exports", class: "card" }, el("h2", {}, "导出记录"),
         el("table", {}, head("时间", "操作者", "格式", "条件", "条数"), this.exports)));
     this.root.hidden = false;

@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from telephony.logs import mask_phone
 from telephony.reporting.db import Database
 
 _TICKETS = ("SELECT site, id, direction, channel, target_site, mode, category, division, status, caller_number, "
-            "parent, return_reason, created_ts FROM tickets WHERE created_ts >= %s AND created_ts < %s")
+            "parent, return_reason, created_ts, advice_followed, advice_platform, target_platform FROM tickets "
+            "WHERE created_ts >= %s AND created_ts < %s")
 _EVENTS = ("SELECT e.site, e.ticket_id, e.type, e.at_ts, e.reason, e.detail FROM ticket_events e "
            "JOIN tickets t ON t.site = e.site AND t.id = e.ticket_id "
            "WHERE t.created_ts >= %s AND t.created_ts < %s")
@@ -38,6 +41,9 @@ class Facts:
     parent: str
     return_reason: str
     created: float
+    advice_followed: int | None = None  # None: no advice (no content typed)
+    advised: str = ""  # the platform the advisor named
+    target_platform: str = ""
     events: list[tuple[str, float, str, str]] = field(default_factory=list)  # type, at, reason, detail
 
     def first(self, kind: str) -> float | None:
@@ -56,14 +62,26 @@ class Rate:
         return f"{self.num} / {self.den} = {100 * self.num / self.den:.1f}%" if self.den else f"{self.num} / 0 = –"
 
 
+Value = int | float | str
+
+
 @dataclass
 class Figure:
     key: str
     title: str
     formula: str
-    rows: list[tuple[str, int | float | str]] = field(default_factory=list)
+    rows: list[tuple[str, Value]] = field(default_factory=list)
     rate: Rate | None = None
     chart: bool = True
+    columns: list[str] = field(default_factory=list)  # a table's header (a figure by site × hour, by week …)
+    table: list[list[Value]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        """The console's form (GET /v1/stats): the same numbers and texts the report prints."""
+        rate = None if self.rate is None else {"num": self.rate.num, "den": self.rate.den, "text": str(self.rate)}
+        return {"key": self.key, "title": self.title, "formula": self.formula, "rate": rate,
+                "rows": [[label, value] for label, value in self.rows], "columns": self.columns,
+                "table": self.table}
 
 
 def load(db: Database, start: float, end: float, site: str | None) -> list[Facts]:
@@ -97,7 +115,7 @@ def _counts(title: str, key: str, formula: str, counter: Counter[str]) -> Figure
     return Figure(key, title, formula, [(k or "(none)", v) for k, v in counter.most_common()])
 
 
-def compute(tickets: list[Facts], full: bool = False) -> list[Figure]:
+def compute(tickets: list[Facts], full: bool = False, tz: str = "Asia/Shanghai", top: int = 10) -> list[Figure]:
     delivered = [t for t in tickets if t.has("delivered") or t.has("signed_for")]
     figures = [
         _counts("Volume by direction", "direction", "count of tickets created, by direction",
@@ -137,14 +155,47 @@ def compute(tickets: list[Facts], full: bool = False) -> list[Figure]:
     figures.append(_counts("Satisfaction from follow-ups (回访)", "satisfaction",
                            "count of tickets by the satisfaction of their last followed_up event",
                            Counter(_last(t, "followed_up") for t in tickets if t.has("followed_up"))))
+    figures.append(_advice(tickets))
     disputed = Counter[str]()
     for t in tickets:
         disputed[t.category] += sum(1 for k, *_ in t.events if k in ("returned", "decided"))
     figures.append(_counts("High-frequency disputed matters by category", "disputed",
                            "returned + decided events of the category's tickets (the meeting's agenda)",
                            Counter({k: v for k, v in disputed.items() if v})))
+    figures.append(_hotspots(tickets, ZoneInfo(tz), top))
     figures.append(_bouncing(tickets, full))
     return figures
+
+
+def _advice(tickets: list[Facts]) -> Figure:
+    """智能转办: did the agent send the matter where the scope advisor said?"""
+    advised = [t for t in tickets if t.advice_followed is not None]
+    followed = [t for t in advised if t.advice_followed]
+    rows = Counter(f"followed: advised {t.advised or '?'}" if t.advice_followed else
+                   f"overridden: advised {t.advised or '?'} → sent to {t.target_platform}" for t in advised)
+    return Figure("advice", "智能转办 advice followed vs overridden",
+                  "tickets whose advice was followed (sent to the advised platform, or into the three-way call it "
+                  "suggested: advice.followed) ÷ tickets created with advice; overridden: advised platform → the "
+                  "platform it was sent to", [(k, v) for k, v in rows.most_common()],
+                  rate=Rate(len(followed), len(advised)))
+
+
+def _hotspots(tickets: list[Facts], zone: ZoneInfo, top: int) -> Figure:
+    """融合研判: where matters pile up — the busiest (division, category) pairs, week by week."""
+    def week(t: Facts) -> str:
+        day = datetime.fromtimestamp(t.created, zone).date()
+        return (day - timedelta(days=day.weekday())).isoformat()
+
+    pairs = Counter((t.division or "-", t.category or "-") for t in tickets)
+    chosen = [pair for pair, _ in sorted(pairs.items(), key=lambda i: (-i[1], i[0]))[:top]]
+    weeks = sorted({week(t) for t in tickets})
+    cells = Counter((t.division or "-", t.category or "-", week(t)) for t in tickets)
+    table: list[list[Value]] = [[d, c, pairs[(d, c)], *(cells[(d, c, w)] for w in weeks)] for d, c in chosen]
+    return Figure("hotspots", f"融合研判 hotspots: the top {top} division × category, by week",
+                  f"count of tickets created, per (division, category) and per week (Monday to Sunday in the "
+                  f"report's time zone); the {top} pairs with the most tickets in the period, most first",
+                  [(f"{d} · {c}", pairs[(d, c)]) for d, c in chosen],
+                  columns=["division", "category", "total", *(f"week of {w}" for w in weeks)], table=table)
 
 
 def _first_decided(t: Facts) -> list[tuple[str, str]]:
@@ -164,7 +215,7 @@ def _durations(tickets: list[Facts]) -> Figure:
         done = t.first("closed")
         if done is not None:
             close.append(done - t.created)
-    rows: list[tuple[str, int | float | str]] = []
+    rows: list[tuple[str, Value]] = []
     for name, values in (("time to sign for (s)", sign), ("time to close (s)", close)):
         for p in (50, 90):
             v = percentile(values, p)
@@ -182,7 +233,7 @@ def _overdue(delivered: list[Facts]) -> Figure:
         counts = by_unit.setdefault(t.target, [0, 0])
         counts[1] += 1
         counts[0] += int(t.has("overdue"))
-    rows: list[tuple[str, int | float | str]] = [
+    rows: list[tuple[str, Value]] = [
         (unit, f"{n} / {d} = {100 * n / d:.1f}%") for unit, (n, d) in sorted(by_unit.items(), key=lambda i: -i[1][0])]
     return Figure("overdue", "Overdue by receiving unit (联而不动)",
                   "tickets with an overdue event ÷ tickets delivered, by receiving site", rows, chart=False)
@@ -198,7 +249,7 @@ def _bouncing(tickets: list[Facts], full: bool) -> Figure:
             root = by_id[root.parent]
             seen.add(root.id)
         chains.setdefault(root.id, []).append(t)
-    rows: list[tuple[str, int | float | str]] = []
+    rows: list[tuple[str, Value]] = []
     for root_id, chain in chains.items():
         returns = sum(1 for t in chain for k, *_ in t.events if k == "returned")
         if len(chain) < 2 and not returns:

@@ -10,7 +10,7 @@ from telephony.reporting.figures import Figure
 
 BAR_WIDTH = 360
 STYLE = """body{font-family:"WenQuanYi Micro Hei",sans-serif;margin:2em;max-width:60em}
-code{background:#f3f3f3;padding:.1em .3em}table{border-collapse:collapse}td{border:1px solid #ccc;padding:.2em .5em}
+code{background:#f3f3f3;padding:.1em .3em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}
 section{page-break-inside:avoid;margin-bottom:1.5em}.rate{font-size:1.4em}"""
 
 
@@ -32,7 +32,11 @@ def _figure(f: Figure) -> str:
     if f.rows:
         parts.append("<table>" + "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>"
                                          for k, v in f.rows) + "</table>")
-    elif f.rate is None:
+    if f.columns and f.table:
+        head = "".join(f"<th>{escape(c)}</th>" for c in f.columns)
+        parts.append(f'<table class="grid"><tr>{head}</tr>' + "".join(
+            "<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>" for row in f.table) + "</table>")
+    if not f.rows and not f.table and f.rate is None:
         parts.append("<p>(none in this period)</p>")
     parts.append("</section>")
     return "\n".join(parts)

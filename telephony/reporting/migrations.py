@@ -105,9 +105,67 @@ DO $$ BEGIN
 GRANT SELECT ON v_tickets, v_ticket_events, v_daily_volume TO linkage_reader
 """
 
+# Asterisk's queue_log (telephony/reporting/queue_log.py): every line as read (`queue_log`, keyed by a hash of
+# its fields, so a line read twice is stored once), one row per call's stay in a queue derived from them
+# (`queue_calls`, what the queue figures count), and where the reader stands in the file (`queue_log_position`,
+# written in the same transaction as the lines it covers). Times are whole epoch seconds, as Asterisk writes them.
+QUEUES = """
+CREATE TABLE queue_log (
+  site TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  at_ts BIGINT NOT NULL,
+  callid TEXT NOT NULL,
+  queue TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  event TEXT NOT NULL,
+  data1 TEXT NOT NULL,
+  data2 TEXT NOT NULL,
+  data3 TEXT NOT NULL,
+  data4 TEXT NOT NULL,
+  data5 TEXT NOT NULL,
+  PRIMARY KEY (site, hash)
+);
+CREATE TABLE queue_calls (
+  site TEXT NOT NULL,
+  queue TEXT NOT NULL,
+  callid TEXT NOT NULL,
+  entered_ts BIGINT NOT NULL,
+  entered_at TEXT NOT NULL,
+  hour BIGINT NOT NULL,
+  entry_position INTEGER NOT NULL,
+  outcome TEXT NOT NULL,
+  wait_s INTEGER,
+  agent TEXT NOT NULL,
+  ended_ts BIGINT,
+  PRIMARY KEY (site, callid, queue, entered_ts)
+);
+CREATE INDEX queue_calls_entered ON queue_calls (entered_ts, site, outcome, wait_s);
+CREATE TABLE queue_log_position (
+  site TEXT NOT NULL,
+  path TEXT NOT NULL,
+  inode BIGINT NOT NULL,
+  offset_bytes BIGINT NOT NULL,
+  head_length INTEGER NOT NULL,
+  head_hash TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (site, path)
+);
+CREATE VIEW v_queue_calls AS
+  SELECT site, queue, callid, entered_at, substr(entered_at, 1, 13) || ':00:00Z' AS hour, entry_position, outcome,
+         wait_s, agent
+  FROM queue_calls
+"""
+QUEUES_READER = "GRANT SELECT ON v_queue_calls TO linkage_reader"
+
+# What the scope advisor (智能转办) advised, next to `advice_followed`, for "advice followed vs overridden".
+# Rows written before this migration read '' until their ticket changes again.
+ADVICE = "ALTER TABLE tickets ADD COLUMN advice_platform TEXT NOT NULL DEFAULT ''"
+
 MIGRATIONS = (
     Migration(1, "tickets and their events", TABLES),
     Migration(2, "shared read-only views", VIEWS, READER),
+    Migration(3, "app_queue's queue_log and the calls in queue", QUEUES, QUEUES_READER),
+    Migration(4, "the platform the advisor advised", ADVICE),
 )
 
 

@@ -14,11 +14,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from telephony import ids
+from telephony.config.schema import Reporting
 from telephony.errors import InvalidInput
-from telephony.reporting import figures, html
-from telephony.reporting.db import connect, resolve
+from telephony.reporting import html
+from telephony.reporting.db import resolve
+from telephony.reporting.stats import Period, collect
 
 MAX_DAYS = 400
+EARLY_RELEASE = Reporting().early_release_seconds
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
@@ -35,15 +38,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--tz", default="Asia/Shanghai", help="the time zone of the days (default Asia/Shanghai)")
     p.add_argument("--full", action="store_true", help="caller numbers unmasked: the supervisor's own report")
     p.add_argument("--pdf", action="store_true", help="also print report.pdf with headless Chromium")
+    p.add_argument("--early-release", type=early_seconds, metavar="N",
+                   help=f"排队早释: hung up within N s in queue (default: the site file's, else {EARLY_RELEASE})")
     p.set_defaults(func=run)
 
 
-def period(start: str, end: str, tz: str) -> tuple[float, float]:
-    """[first day 00:00, day after the last 00:00) in the zone, as epoch seconds."""
+def period(start: str, end: str, tz: str, flag: str = "--", max_days: int = MAX_DAYS) -> tuple[float, float]:
+    """[first day 00:00, day after the last 00:00) in the zone, as epoch seconds. `flag` prefixes the names in
+    the errors (`--from` on the command line, `from` in a query string)."""
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput(f"--tz: {tz!r} is not a time zone", key="tz") from exc
+        raise InvalidInput(f"{flag}tz: {tz!r} is not a time zone", key="tz") from exc
     days = []
     for key, value in (("from", start), ("to", end)):
         try:
@@ -51,14 +57,20 @@ def period(start: str, end: str, tz: str) -> tuple[float, float]:
                 raise ValueError(value)
             days.append(date.fromisoformat(value))
         except ValueError as exc:
-            raise InvalidInput(f"--{key}: {value!r} is not a date YYYY-MM-DD", key=key) from exc
+            raise InvalidInput(f"{flag}{key}: {value!r} is not a date YYYY-MM-DD", key=key) from exc
     if days[0] > days[1]:
-        raise InvalidInput(f"--from {start} is after --to {end}", key="from")
-    if (days[1] - days[0]).days + 1 > MAX_DAYS:
-        raise InvalidInput(f"--from … --to spans more than {MAX_DAYS} days", key="to")
+        raise InvalidInput(f"{flag}from {start} is after {flag}to {end}", key="from")
+    if (days[1] - days[0]).days + 1 > max_days:
+        raise InvalidInput(f"{flag}from … {flag}to spans more than {max_days} days", key="to")
     first = datetime.combine(days[0], time(), zone)
     after = datetime.combine(days[1] + timedelta(days=1), time(), zone)
     return first.timestamp(), after.timestamp()
+
+
+def early_seconds(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 600:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of seconds from 1 to 600")
+    return int(value)
 
 
 def out_dir(value: str) -> Path:
@@ -78,31 +90,31 @@ def site_name(value: str | None) -> str | None:
     return value
 
 
-def database_url(args: argparse.Namespace) -> str:
+def database_url(args: argparse.Namespace) -> tuple[str, int]:
+    """The database and the early-release seconds: the site file's, or --db's with the default."""
     if args.db:
-        return str(args.db)
+        return str(args.db), EARLY_RELEASE
     from telephony.config import load_site_config
 
     config = load_site_config(args.config)
     if not config.reporting.url:
         raise InvalidInput(f"--config: {args.config} has no reporting.url", key="config")
-    return resolve(config.reporting.url, str(Path(args.config).parent))
+    return resolve(config.reporting.url, str(Path(args.config).parent)), config.reporting.early_release_seconds
 
 
 def write(args: argparse.Namespace) -> Path:
     start, end = period(args.start, args.end, args.tz)
     site = site_name(args.site)
     out = out_dir(args.out)
-    db = connect(database_url(args), readonly=True)
-    try:
-        facts = figures.load(db, start, end, site)
-    finally:
-        db.close()
+    url, early = database_url(args)
+    if args.early_release is not None:
+        early = args.early_release
+    count, shown = collect(url, Period(start, end, args.tz, site, early, args.full))
     scope = f"site {site}" if site else "all sites (one copy per ticket)"
     page = html.render(f"联动会商 Linkage review {args.start} – {args.end}",
-                       f"{len(facts)} tickets created {args.start} to {args.end} ({args.tz}), {scope}"
+                       f"{count} tickets created {args.start} to {args.end} ({args.tz}), {scope}"
                        + ("; caller numbers in full — the supervisor's report, do not share" if args.full else ""),
-                       figures.compute(facts, full=args.full))
+                       shown)
     target = out / "report.html"
     target.write_text(page, encoding="utf-8")
     if args.pdf:

@@ -13,8 +13,8 @@ from telephony.tickets.models import Event, Ticket, epoch_of
 TICKET_COLUMNS = ("site", "id", "direction", "source_platform", "source_site", "target_platform", "target_site",
                   "mode", "channel", "urgency", "division", "category", "status", "caller_number", "agent_id",
                   "parent", "return_reason", "decision_keeper", "decision_rule", "decision_by", "satisfaction",
-                  "advice_followed", "overdue", "caller_abandoned", "created_at", "created_ts", "updated_at",
-                  "version")
+                  "advice_followed", "advice_platform", "overdue", "caller_abandoned", "created_at", "created_ts",
+                  "updated_at", "version")
 EVENT_COLUMNS = ("site", "id", "ticket_id", "type", "at", "at_ts", "actor_platform", "actor_site", "actor_agent",
                  "seq", "reason", "detail", "payload")
 REASON_LENGTH = 1000
@@ -29,11 +29,13 @@ _DETAIL = {"returned": "with_caller", "abandoned": "dial_status", "overdue": "de
 def ticket_row(site: str, ticket: Ticket) -> tuple[Any, ...]:
     decision = ticket.decision
     followed = None if ticket.advice is None else int(bool(ticket.advice.followed))
+    advised = "" if ticket.advice is None else ticket.advice.platform
     return (site, ticket.id, ticket.direction, ticket.source.platform, ticket.source.site, ticket.target.platform,
             ticket.target.site, ticket.mode, ticket.channel, ticket.urgency, ticket.division, ticket.category,
             ticket.status, ticket.caller_number, ticket.agent_id, ticket.parent, ticket.return_reason,
             str(decision.get("keeper", "")), str(decision.get("rule", "")), str(decision.get("by", "")),
-            ticket.satisfaction, followed, int("overdue" in ticket.flags), int("caller_abandoned" in ticket.flags),
+            ticket.satisfaction, followed, advised, int("overdue" in ticket.flags),
+            int("caller_abandoned" in ticket.flags),
             ticket.created_at, epoch_of(ticket.created_at), ticket.updated_at or ticket.created_at, ticket.version)
 
 

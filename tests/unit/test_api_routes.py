@@ -46,7 +46,7 @@ ROUTES = [("GET", "/v1/health"), ("GET", "/metrics"), ("GET", "/v1/whoami"), ("P
           ("GET", "/v1/callers/flags"), ("POST", "/v1/callers/flags"), ("POST", "/v1/callers/unflag"),
           ("GET", "/v1/audit/flags"), ("GET", "/v1/callers/suggestions"), ("GET", "/v1/callers/counts"),
           ("GET", "/v1/queue"), ("POST", "/v1/queue/members/{agent}"),
-          ("GET", "/console"), ("GET", "/console/{file}")]
+          ("GET", "/v1/stats"), ("GET", "/console"), ("GET", "/console/{file}")]
 
 
 async def _healthy() -> dict[str, Any]:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 import redis.asyncio as aioredis
-from throwaway_pg import ThrowawayPostgres, available
+from structlog.testing import capture_logs
+from throwaway_pg import ThrowawayPostgres
 
 from linkage_lab.lab.lab import PLANS, Lab
 from telephony.reporting.db import Database, connect
@@ -22,31 +24,9 @@ from telephony.reporting.migrations import current_version, migrate
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
-from telephony.tickets.store import TicketStore
+from telephony.tickets.store import TicketStore, ticket_key
 
 REDIS_DB = 14  # the unit conftest's `redis` fixture gives this database, emptied
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[ThrowawayPostgres]:
-    if not available():
-        pytest.skip("PostgreSQL 15 (Debian's postgresql) and root are needed")
-    cluster = ThrowawayPostgres().init()
-    yield cluster
-    cluster.remove()
-    assert cluster.pid is None
-
-
-@pytest.fixture
-def pg_url(postgres: ThrowawayPostgres) -> Iterator[str]:
-    """A fresh database per test in the module's cluster."""
-    name = f"t{id(object())}"
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield postgres.url.rsplit("/", 1)[0] + f"/{name}"
-    if postgres.pid is not None:
-        with psycopg.connect(postgres.url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 class Site:
@@ -118,7 +98,7 @@ async def replay_changes_nothing(url: str, site: Site) -> None:
         assert dump(db) == before
         row = db.query("SELECT status, version, caller_number, category FROM tickets WHERE id = %s", (second.id,))
         assert row == [("cancelled", 2, "13912345678", "report")]
-        assert migrate(db) == [] and current_version(db) == 2
+        assert migrate(db) == [] and current_version(db) == 4
     finally:
         db.close()
 
@@ -218,3 +198,30 @@ def test_a_bad_reporting_url_is_named(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_site_config(raw, "site.yaml")
     assert info.value.details["key"] == "reporting.url"
+
+
+async def test_a_ticket_event_that_does_not_parse_is_logged_and_skipped(tmp_path: Path, site: Site,
+                                                                        redis: aioredis.Redis) -> None:
+    """Two ways a bad event reaches ingest: a stored ticket whose history no longer decodes (read in the catch-up),
+    and a changed ticket whose new event has no valid time (heard live). Each is logged without the caller's
+    number and skipped; the tickets after it land."""
+    url = f"sqlite:///{tmp_path}/reporting.sqlite3"
+    broken = await site.create(1)
+    raw = await redis.get(ticket_key(broken.id))
+    assert b'"type":"created"' in raw
+    await redis.set(ticket_key(broken.id), raw.replace(b'"type":"created"', b'"type":"exploded"'))
+    good = await site.create(2)
+    with capture_logs() as logs:
+        async with running(Ingest(url, "12345", site.store), site) as ingest:
+            await until(ingest.caught_up.is_set)
+            odd = msgspec.structs.replace(good.history[0], id="f" * 32, at="yesterday at noon", seq=2, version=2)
+            ingest.on_change(msgspec.structs.replace(good, history=[*good.history, odd], version=2), odd)
+            later = await site.create(3)
+            await until(lambda: events_of(url, later.id) == ["created"])
+    assert events_of(url, broken.id) == []
+    assert events_of(url, good.id) == ["created"]  # its rows as they were before the odd copy
+    kinds = {e["event"]: e for e in logs}
+    assert kinds["reporting.ticket_unreadable"]["ticket_id"] == broken.id
+    assert kinds["reporting.ticket_skipped"] == {"event": "reporting.ticket_skipped", "log_level": "warning",
+                                                 "ticket_id": good.id, "error": "ValueError"}
+    assert "13912345678" not in repr(logs)
