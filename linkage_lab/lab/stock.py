@@ -153,26 +153,19 @@ def _sub(path: Path, pattern: str, repl: str, count: int = 1) -> None:
 
 def apply_fixes(etc: Path, config: SiteConfig, controller: str = "127.0.0.1") -> None:
     """docs/deploy.md's fixes, in its order."""
-    # 1. the includes go above the stock [globals] / [featuremap], which then add to Linkage's with (+)
-    for host, section in (("extensions.conf", "globals"), ("features.conf", "featuremap")):
-        files = HOSTS[host]
-        _sub(etc / host, r'^#include "(' + "|".join(map(re.escape, files)) + r')"\n', "", count=len(files))
-        includes = "".join(f'#include "{name}"\n' for name in files)
-        _sub(etc / host, rf"^\[{section}\]", f"{includes}\n[{section}](+)")
-    _sub(etc / "features.conf", r"^\[applicationmap\]", "[applicationmap](+)")
-    # 2. features.conf: pickup off the one-key code
+    # 1. features.conf: pickup off the one-key code
     _sub(etc / "features.conf", r"^\[general\]", "[general]\npickupexten = *99")
-    # 3. the agents' phones: the one-key codes on their calls, media through Asterisk
+    # 2. the agents' phones: the one-key codes on their calls, media through Asterisk
     pjsip = etc / "pjsip.conf"
     for a in config.accounts.agents:
         _sub(pjsip, rf"^\[agent{a.id}\]\(centre-phone\)\n",
              f"[agent{a.id}](centre-phone)\nset_var = DYNAMIC_FEATURES={dynamic_features(config) or 'none'}\n"
              "direct_media = no\n")
-    # 4. the trunk into Linkage's inbound context
+    # 3. the trunk into Linkage's inbound context
     for p in config.peers:
         _sub(pjsip, rf"^(\[trunk-{re.escape(p.name)}\]\(centre-phone\)\n)context = from-trunk",
              r"\1context = linkage-from-trunk")
-    # 5. AMI: the port of the site config, and the controller's user
+    # 4. AMI: the port of the site config, and the controller's user
     ami = config.pbx.ami
     _sub(etc / "manager.conf", r"^port = \d+", f"port = {ami.port}")
     write = "call,reporting" + (",originate" if any(t.phone is None for t in config.targets)
@@ -186,7 +179,7 @@ read = call,dtmf,user,agent
 write = {write}
 writetimeout = 1000
 """)
-    # 6. comfort silence while a caller waits
+    # 5. comfort silence while a caller waits
     _sub(etc / "asterisk.conf", r"^\[options\]", "[options]\ntransmit_silence = yes")
 
 
@@ -194,7 +187,9 @@ def lab_environment(etc: Path, inside: str, tester_secret: str, host: str, rtp: 
     """The lab, not Linkage: the PBX's directories inside the root filesystem (several PBXes on one machine),
     the site's RTP range, and the harness's read-mostly AMI account."""
     conf = etc / "asterisk.conf"
-    text = conf.read_text(encoding="utf-8")
+    # Debian ships [directories](!): a template, which Asterisk does not apply (its built-in /etc/asterisk …
+    # stand), so the lab's own directories need a plain section
+    text = conf.read_text(encoding="utf-8").replace("[directories](!)", "[directories]")
     for key, sub in (("astetcdir", "etc"), ("astvarlibdir", "lib"), ("astdbdir", "lib"), ("astkeydir", "lib"),
                      ("astspooldir", "spool"), ("astrundir", "run"), ("astlogdir", "log"), ("astcachedir", "cache")):
         text, n = re.subn(rf"^{key} => .*$", f"{key} => {inside}/{sub}", text, flags=re.MULTILINE)

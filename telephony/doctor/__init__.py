@@ -119,14 +119,15 @@ def diagnose(etc: Path, config: SiteConfig, *, version: str | None = None, binar
     check_etc(etc)
     need = site_needs(config)
     top = Reader(etc, root).read("asterisk.conf")
-    dirs = next((s for s in top.sections if s.name == "directories"), None)
+    # a template [directories](!) (Debian's) is not applied: Asterisk's built-in /etc/asterisk stands
+    dirs = next((s for s in top.sections if s.name == "directories" and not s.is_template), None)
     inside = top.value(dirs, "astetcdir") if dirs else None
     reader = Reader(etc, root, inside.value if inside else "/etc/asterisk")
     conf = Conf({name: reader.read(name) for name in sorted({*FILES, *need.includes})})
     found, source = asterisk_version(version, binary, root)
     address = controller_address(config, controller)
     ami = config.pbx.ami
-    findings = [*checks.parse_problems(conf), *checks.includes(conf, need), *checks.first_only(conf),
+    findings = [*checks.parse_problems(conf), *checks.includes(conf, need),
                 *checks.feature_codes(conf, need), *pjsip.endpoints(conf, need),
                 *manager.manager(conf, need, ami.username, ami.secret, ami.host, ami.port, address),
                 *checks.modules(conf, need), *checks.options(conf), *checks.version(found, source)]

@@ -11,10 +11,6 @@ from telephony.doctor.needs import MIN_VERSION, Needs
 
 FALSE = {"no", "false", "0", "off", "n", "f"}
 TRUE = {"yes", "true", "1", "on", "y", "t"}
-# Asterisk reads only the first category of these names (pbx_config's [globals], the features and confbridge
-# configuration frameworks): a second one, from an include, is silently ignored (seen on 22.10.1).
-FIRST_ONLY = {"extensions.conf": {"globals", "general"}, "features.conf": None, "confbridge.conf": None,
-              "manager.conf": {"general"}, "modules.conf": {"modules"}}
 FEATUREMAP = ("blindxfer", "disconnect", "automon", "atxfer", "parkcall", "automixmon")
 
 
@@ -78,22 +74,6 @@ def includes(conf: Conf, needs: Needs) -> Iterator[Finding]:
                     yield Finding(name, 1, "warning", "include-stale",
                                   f"{name} differs from what `linkage config render` makes of the site config now",
                                   f"render again and copy the new {name} here (then `core reload`)")
-
-
-def first_only(conf: Conf) -> Iterator[Finding]:
-    for host, names in FIRST_ONLY.items():
-        f = conf[host]
-        for s in f.sections:
-            if s.is_template or "+" in s.flags or (names is not None and s.name not in names):
-                continue
-            first = _first(f, s.name)
-            if first is not None and first is not s:
-                yield Finding(s.file, s.line, "error", "section-ignored",
-                              f"a second [{s.name}] ({first.file}:{first.line} is the first): Asterisk reads only "
-                              f"the first [{s.name}] of {host}, so everything under this one is ignored",
-                              f"include {s.file} above the first [{s.name}] and write that one as "
-                              f"[{s.name}](+), so it adds to this one" if s.file != first.file else
-                              f"merge the two [{s.name}] sections into one")
 
 
 def _codes(conf: Conf, needs: Needs) -> Iterator[tuple[str, str, Entry | None, str]]:

@@ -69,11 +69,6 @@ def test_stock_config_with_the_includes_gives_exactly_the_expected_findings(tmp_
     got = sorted((f.file, f.line, f.severity, f.check) for f in report.findings)
     trunk = _line(etc / "pjsip.conf", "[trunk-110](centre-phone)")
     expected = sorted([
-        # the second [globals] / [featuremap] / [applicationmap] (from the includes) are ignored by Asterisk
-        ("linkage-globals.conf", _line(etc / "linkage-globals.conf", "[globals]"), "error", "section-ignored"),
-        ("linkage-features.conf", _line(etc / "linkage-features.conf", "[featuremap]"), "error", "section-ignored"),
-        ("linkage-features.conf", _line(etc / "linkage-features.conf", "[applicationmap]"), "error",
-         "section-ignored"),
         # Asterisk's default pickupexten is the one-key code
         ("features.conf", _line(etc / "features.conf", "[general]"), "error", "feature-clash"),
         # the centre's agents: no one-key features, PJSIP's default direct media
