@@ -7,10 +7,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei espeak-ng sox postgresql podman runc"
+DEB_PACKAGES="sip-tester redis-server mmdebstrap python3-venv iproute2 iptables chromium fonts-wqy-microhei espeak-ng sox postgresql podman runc prometheus systemd"
 # ip netns, ss, iptables: fault drills; chromium and a CJK font: the console's browser tests and screenshots;
 # espeak-ng and sox: the Mandarin prompts, spoken offline and made 8 kHz mono for Asterisk; podman and runc:
-# the production images, built and run for real (scripts/images.sh, docker/compose.py, tests/images)
+# the production images, built and run for real (scripts/images.sh, docker/compose.py, tests/images);
+# prometheus (for promtool) and systemd (for systemd-analyze): the checks of deploy/ (policy-rc.d keeps the
+# daemon from starting)
 ROOTFS_PACKAGES="asterisk asterisk-modules asterisk-core-sounds-en-gsm asterisk-moh-opsound-gsm"
 ROOTFS_BASE=${LINKAGE_ROOTFS_BASE:-/var/lib/linkage/rootfs}
 PYTHON=${PYTHON:-python3}

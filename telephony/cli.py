@@ -1,4 +1,5 @@
-"""`linkage` command line: serve a site, render config, list and replay dead letters, write the review report;
+"""`linkage` command line: serve a site, render config, check an existing Asterisk (doctor), list and replay dead
+letters, write the review report;
 plus the sub-commands that installed plugins add through the `linkage.cli` entry points (the repository's lab
 tooling adds `lab`, `scenario` and `demo`)."""
 
@@ -54,6 +55,17 @@ def _port_range(text: str) -> tuple[int, int]:
     if not (sep and start.isdigit() and end.isdigit() and 1024 <= int(start) < int(end) <= 65535):
         raise argparse.ArgumentTypeError(f"{text!r} is not START-END with 1024 <= START < END <= 65535")
     return int(start), int(end)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from telephony.config import load_site_config
+    from telephony.doctor import diagnose
+
+    config = load_site_config(args.config)
+    report = diagnose(Path(args.asterisk_etc), config, version=args.asterisk_version, binary=args.asterisk_bin,
+                      root=Path(args.root) if args.root else None, controller=args.controller_address)
+    print(report.to_json() if args.json else report.to_text())
+    return 0 if report.ok else 1
 
 
 def _dead(args: argparse.Namespace) -> int:
@@ -180,6 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rtp-ports", type=_port_range, default=(30000, 30998), metavar="START-END",
                    help="the PBX's RTP port range (rtp.conf; default 30000-30998): sites sharing a host need their own")
     p.set_defaults(func=_config)
+
+    p = sub.add_parser("doctor", help="check an existing Asterisk configuration for what stands in Linkage's way")
+    p.add_argument("--asterisk-etc", required=True, help="Asterisk's etc directory (read only, never changed)")
+    p.add_argument("--config", required=True, help="the site's YAML config file (keys, agents, trunks, AMI user)")
+    p.add_argument("--asterisk-version", help="the PBX's Asterisk version, when it cannot be read here")
+    p.add_argument("--asterisk-bin", help="an asterisk binary to ask (`-V`); default: asterisk on PATH")
+    p.add_argument("--root", help="the PBX's root filesystem: its usr/sbin/asterisk gives the version, and "
+                   "absolute #include paths are read under it")
+    p.add_argument("--controller-address", help="the address the controller connects to AMI from")
+    p.add_argument("--json", action="store_true", help="findings as JSON")
+    p.set_defaults(func=_doctor)
 
     p = sub.add_parser("dead", help="list, replay or drop the messages a peer refused for good")
     p.add_argument("dead_cmd", choices=["list", "replay", "drop"])

@@ -326,6 +326,10 @@ class Lab:
         self._save(procs)
         self._wait(lambda: self._redis_up(plan), 20, f"Redis of {site} did not come back")
 
+    def stop_redis(self, site: str) -> None:
+        """Readiness drills: stop one site's Redis by pid (restart_redis brings it back on its file)."""
+        self._stop_named(f"redis-{site}")
+
     @staticmethod
     def _redis_up(plan: SitePlan) -> bool:
         try:

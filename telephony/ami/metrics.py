@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from telephony.metrics import LATENCY_BUCKETS
 
@@ -17,3 +17,6 @@ class AmiMetrics:
         self.event_lag = Histogram("linkage_ami_event_lag_seconds",
                                    "Seconds from Asterisk stamping an AMI event to the controller handling it.",
                                    registry=registry, buckets=LATENCY_BUCKETS)
+        # 1 while logged in to the PBX (the readiness route's AMI half; alert rules watch it)
+        self.connected = Gauge("linkage_ami_connected", "1 while the controller is logged in to its PBX's AMI.",
+                               registry=registry)

@@ -100,6 +100,7 @@ class AmiSession:
         log.info("ami.logged_in", host=self.config.host, port=self.config.port)
         self.attempt = 0
         self.logged_in.set()
+        self.metrics.connected.set(1)
         self.resync_needed.set()  # the calls that live now are Asterisk's to tell, not our memory's
         for login in self.logins:
             login.set()
@@ -107,6 +108,7 @@ class AmiSession:
     def _on_disconnect(self, manager: Any, exc: Exception | None) -> None:
         log.warning("ami.disconnected", error=str(exc) if exc else "")
         self.logged_in.clear()
+        self.metrics.connected.set(0)
         self.calls.live = False  # events are being missed: key presses take the AGI's word for the call
         self._schedule_reconnect()
 

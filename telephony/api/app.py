@@ -56,7 +56,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     `stats` the statistics page's figures (none: 404)."""
     inbox = Inbox(config, tickets, ReplayMemory(redis, config.security.replay_window),
                   lambda exc: refused(metrics, exc))
-    ops = Ops(config, health, metrics, redis)
+    ops = Ops(config, health, metrics, redis, sealer)
     delivery = DeliveryHttp(config, inbox, redis, sealer, wake)
     # the console's countdown reads the supervision rule; passed in here because supervision imports tickets
     console = TicketsHttp(config, tickets, ExportAudit(redis), lambda t: deadline(t, config.supervision))
@@ -73,6 +73,7 @@ def build_app(config: SiteConfig, *, tickets: TicketService, transfers: SendingS
     # The order matters where paths overlap: /v1/tickets/export before /v1/tickets/{id}.
     app.add_routes([
         web.get("/v1/health", ops.health),
+        web.get("/v1/ready", ops.ready),
         web.get("/metrics", ops.prometheus),
         web.get("/v1/whoami", ops.whoami),
         web.post("/v1/tickets", delivery.receive_ticket),

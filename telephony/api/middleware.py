@@ -28,7 +28,7 @@ from telephony.tickets.store import STORE_ERRORS, STORE_UNAVAILABLE
 log = structlog.get_logger("http")
 PEER_ROUTE = re.compile(r"^/v1/(batch|tickets(/[0-9]{20,32}/events)?)$")
 TICKET_ROUTE = re.compile(r"^/v1/tickets/[0-9]{20,32}$")
-PUBLIC = {"/v1/health", "/metrics"}
+PUBLIC = {"/v1/health", "/v1/ready", "/metrics"}
 CONSOLE = re.compile(r"^/console(/[a-z]+\.[a-z]+)?$")  # the console's static files: the token is typed in the page
 
 

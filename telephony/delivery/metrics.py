@@ -22,3 +22,11 @@ class DeliveryMetrics:
         # Set when /metrics is scraped: the CLI replays and drops dead letters without the controller.
         self.dead_letters = Gauge("linkage_delivery_dead_letters", "Messages in the dead-letter list, by peer.",
                                   ["peer"], registry=registry)
+        # Also set at scrape time, from the outbox itself: what waits for each peer, and for how long the
+        # oldest message has waited (0 when nothing waits) — the delivery lag alert's input.
+        self.queued = Gauge("linkage_delivery_queued", "Messages waiting in a peer's outbox.", ["peer"],
+                            registry=registry)
+        self.oldest_age = Gauge("linkage_delivery_oldest_age_seconds",
+                                "Seconds the oldest message in a peer's outbox has waited (0: none waits).",
+                                ["peer"], registry=registry)
+        self.redis_up = Gauge("linkage_redis_up", "1 when the last scrape could read Redis.", registry=registry)

@@ -32,7 +32,8 @@ REDIS_DB = 14  # the unit conftest's `redis` fixture gives this database, emptie
 ROOT = Path(__file__).parents[2]
 TID = "37080020260101120000123456"
 # The table as the single router had it: order matters where paths overlap (export before {id}).
-ROUTES = [("GET", "/v1/health"), ("GET", "/metrics"), ("GET", "/v1/whoami"), ("POST", "/v1/tickets"),
+ROUTES = [("GET", "/v1/health"), ("GET", "/v1/ready"), ("GET", "/metrics"), ("GET", "/v1/whoami"),
+          ("POST", "/v1/tickets"),
           ("POST", "/v1/batch"),
           ("GET", "/v1/tickets"), ("GET", "/v1/tickets/export"), ("GET", "/v1/tickets/{id}"),
           ("PATCH", "/v1/tickets/{id}"), ("POST", "/v1/tickets/{id}/events"),
