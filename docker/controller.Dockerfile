@@ -59,8 +59,9 @@ ARG HTTP_PORT=8080
 ARG AGI_PORT=4573
 EXPOSE ${HTTP_PORT}/tcp ${AGI_PORT}/tcp
 
-# Asks /v1/health on the address and port the site's YAML (plus LINKAGE_* overrides) gives; 503 or no answer fails.
+# Asks /v1/ready (Redis and AMI reachable; /v1/health is liveness only) on the address and port the site's YAML
+# (plus LINKAGE_* overrides) gives; 503 or no answer fails.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["/opt/linkage/bin/python", "-c", "import urllib.request as u; from telephony.config import load_site_config as load; c = load('/etc/linkage/site.yaml'); h = c.controller.http.host; h = {'0.0.0.0': '127.0.0.1', '::': '::1'}.get(h, h); h = f'[{h}]' if ':' in h else h; u.urlopen(f'http://{h}:{c.controller.http.port}/v1/health', timeout=4)"]
+  CMD ["/opt/linkage/bin/python", "-c", "import urllib.request as u; from telephony.config import load_site_config as load; c = load('/etc/linkage/site.yaml'); h = c.controller.http.host; h = {'0.0.0.0': '127.0.0.1', '::': '::1'}.get(h, h); h = f'[{h}]' if ':' in h else h; u.urlopen(f'http://{h}:{c.controller.http.port}/v1/ready', timeout=4)"]
 
 ENTRYPOINT ["linkage", "serve", "--config", "/etc/linkage/site.yaml"]
