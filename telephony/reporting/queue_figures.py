@@ -9,6 +9,7 @@ took the call, then perhaps transferred it: the one-key transfer does)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -68,15 +69,18 @@ class Cell:
 
 
 def segments(start: float, end: float, zone: ZoneInfo) -> list[tuple[int, int, int]]:
-    """[start, end) cut where the zone's UTC offset changes (on a whole hour): (from, to, offset seconds)."""
+    """[start, end) cut where the zone's UTC offset changes (on a whole hour): (from, to, offset seconds).
+    Queue times are whole seconds, so the bounds are rounded up to whole seconds first: [⌈start⌉, ⌈end⌉) holds the
+    same seconds as [start, end), and the loop only ever steps on integers (with a fractional end, `int(end)`
+    would stop short of it for ever)."""
     out: list[tuple[int, int, int]] = []
-    t = int(start)
-    while t < end:
+    t, last = math.ceil(start), math.ceil(end)
+    while t < last:
         offset = _offset(t, zone)
         step = t - t % 3600 + 3600
-        while step < end and _offset(step, zone) == offset:
+        while step < last and _offset(step, zone) == offset:
             step += 3600
-        stop = min(int(end), step)
+        stop = min(last, step)
         out.append((t, stop, offset))
         t = stop
     return out

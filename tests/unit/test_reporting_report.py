@@ -206,3 +206,21 @@ def test_hours_of_day_follow_a_dst_change(tmp_path: Path) -> None:
     start, end = period("2026-03-29", "2026-03-29", "Europe/Berlin")
     [*_, by_hour] = collect(url, Period(start, end, "Europe/Berlin"))[1]
     assert [r[1] for r in by_hour.table] == ["01:00", "03:00"]  # 01:30 CET, then 03:30 CEST
+
+
+def test_a_window_of_fractional_seconds_counts_the_whole_seconds_inside_it(tmp_path: Path) -> None:
+    """A period need not be whole days (a test's own window, `time.time()`): queue times are whole seconds, so
+    [start, end) holds the calls that entered at a second s with start ≤ s < end — and the count ends."""
+    url = f"sqlite:///{tmp_path}/window.sqlite3"
+    db = connect(url)
+    migrate(db)
+    t0 = 1790812800
+    with db.transaction() as tx:
+        write_lines(tx, "110", [parse(f"{t0}|c1|q|NONE|ENTERQUEUE||x|1"),
+                                parse(f"{t0 + 10}|c2|q|NONE|ENTERQUEUE||x|1")])
+    db.close()
+    for start, end, entered in ((t0 - 0.5, t0 + 10.5, 2), (t0 + 0.5, t0 + 10.5, 1), (t0 - 0.5, t0 + 9.9, 1),
+                                (t0 + 0.25, t0 + 0.75, 0)):
+        shown = {f.key: f for f in collect(url, Period(start, end, "Asia/Shanghai", "110"))[1]}
+        assert shown["queue_answered"].rate is not None
+        assert shown["queue_answered"].rate.den == entered, (start, end)
