@@ -7,8 +7,8 @@ call came from, or the console's return button, returns it: the ticket the call 
 
 Sending side: when that event lands on the ticket this site sent, the controller takes its own caller back over
 AMI: the caller's channel (still here, bridged to the trunk) is redirected to the agent who sent it when that
-agent is free, else to every agent of the site (linkage-ring). The trunk legs on both PBXes are released by
-that redirect, so no media runs through the other platform afterwards.
+agent is free, else to the site's queue ahead of fresh calls, then every agent (linkage-ring). The trunk legs
+on both PBXes are released by that redirect, so no media runs through the other platform afterwards.
 
 No ping-pong: pressing toward a platform that already returned this matter is not a transfer but the three-way
 call with both platforms (the plan's rule for unclear responsibility: a decision, or the first receiver keeps
@@ -102,8 +102,8 @@ class ReturnService:
 
     async def take_back(self, ticket: Ticket) -> str | None:
         """Redirect the caller (still on this PBX, bridged to the trunk) to the agent who sent the ticket when
-        that agent is free, else to all agents. Returns the Dial string rung ('' = all), None when there is no
-        caller on the trunk to take back (hung up, or already back)."""
+        that agent is free, else to the site's queue (linkage-ring). Returns the Dial string rung ('' = the
+        queue), None when there is no caller on the trunk to take back (hung up, or already back)."""
         structlog.contextvars.bind_contextvars(ticket_id=ticket.id, call_id=ticket.linkedid)
         call = self.calls.get(ticket.linkedid)
         caller = call.legs.get(ticket.linkedid) if call is not None else None
@@ -122,7 +122,7 @@ class ReturnService:
         if getattr(reply, "success", True) is False:
             log.warning("return.redirect_refused")
             return None
-        log.info("return.taken_back", to=f"agent {agent}" if agent else "all agents")
+        log.info("return.taken_back", to=f"agent {agent}" if agent else "the queue")
         return dial
 
     def close(self) -> None:

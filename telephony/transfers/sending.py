@@ -192,7 +192,7 @@ class SendingService:
 
     async def failed(self, ticket_id: str, dial_status: str, linkedid: str) -> str:
         """The caller's Dial to the target ended without an answer: the ticket becomes transfer_failed with a
-        discrepancy record. Returns the agent who gets the caller back ('' = all agents): the one who pressed,
+        discrepancy record. Returns the agent who gets the caller back ('' = the site's queue): the one who pressed,
         if still free."""
         call = self.calls.get(linkedid) if UNIQUEID.match(linkedid) else None
         if call is not None:
@@ -205,7 +205,7 @@ class SendingService:
         busy = self.calls.busy()
         agent = ticket.agent_id if ticket.agent_id and f"agent{ticket.agent_id}" not in busy else ""
         payload = {"reason": reason, "dial_status": dial_status.lower()[:32], "target": ticket.target.site,
-                   "recalled_to": f"agent {agent}" if agent else "all agents",
+                   "recalled_to": f"agent {agent}" if agent else "the queue",
                    "discrepancy": f"transfer to {ticket.target.site} failed ({reason}); caller recalled"}
         try:
             await self.tickets.record(ticket_id, "transfer_failed", "", payload)

@@ -147,7 +147,7 @@ async def test_a_busy_sender_gets_all_agents_and_a_caller_gone_gets_nothing(tmp_
     near.channel("1795934017.50", "1795934017.50", "PJSIP/citizen-00000009")  # 1001 took another call
     near.channel("1795934017.51", "1795934017.50", "PJSIP/agent1001-0000000a")
     assert await near.returns.take_back(ticket) == ""
-    assert near.actions[0]["Value"] == ""  # linkage-ring rings every agent
+    assert near.actions[0]["Value"] == ""  # linkage-ring: the queue, then every agent
     near.actions.clear()
     near.calls.on_event({"Event": "Hangup", "Uniqueid": OUT_UID, "Linkedid": CITIZEN_UID})  # the trunk is gone
     assert await near.returns.take_back(ticket) is None and near.actions == []
