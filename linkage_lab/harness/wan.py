@@ -34,11 +34,27 @@ def _ip(*args: str, netns: str | None = None) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=10)
 
 
+def sweep_stale() -> list[str]:
+    """Remove the namespaces (and their veth pairs) that a drill killed before its `close()` left behind: a name
+    whose pid no longer runs. A left-over pair would hold 10.231.0.1 and fail the next drill's `open()`."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=False)
+    swept = []
+    for line in listed.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        tag = name.removeprefix("linkage-wan-")
+        if tag == name or not tag.isdigit() or Path(f"/proc/{tag}").exists():
+            continue
+        subprocess.run(["ip", "link", "del", f"lkw{tag}a"], capture_output=True, timeout=10, check=False)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+        swept.append(name)
+    return swept
+
+
 class Wan:
     def __init__(self, ports: list[int], log_dir: Path) -> None:
         self.ports = ports
         self.log_dir = log_dir
-        self.tag = f"{os.getpid() % 100000}"
+        self.tag = str(os.getpid())  # whole, so sweep_stale can tell a live drill from a dead one
         self.netns = f"linkage-wan-{self.tag}"
         self.veth = (f"lkw{self.tag}a", f"lkw{self.tag}b")
         self.relay: Proc | None = None
@@ -50,6 +66,7 @@ class Wan:
 
     def open(self) -> Wan:
         a, b = self.veth
+        sweep_stale()
         _ip("ip", "netns", "add", self.netns)
         try:
             _ip("ip", "link", "add", a, "type", "veth", "peer", "name", b)
