@@ -18,7 +18,7 @@ from linkage_lab.harness.actions import act, act_after
 from linkage_lab.harness.ami import AmiWatcher
 from linkage_lab.harness.callers import check_suggestions, flag_before, unflag_after
 from linkage_lab.harness.checks import check_ami, check_media, check_tickets, epoch, iso
-from linkage_lab.harness.drain import Pbxes, drain
+from linkage_lab.harness.drain import IN_FLIGHT, Pbxes, drain
 from linkage_lab.harness.http import SiteHttp
 from linkage_lab.harness.media import RtpSniffer
 from linkage_lab.harness.queues import check_queue, queue_action, queue_after, queue_before
@@ -29,7 +29,7 @@ from linkage_lab.lab.lab import Lab
 
 __all__ = ["MEDIA_BASE", "Result", "run_files", "run_scenario", "run_scenario_async", "write_junit"]
 
-DRAIN_TIMEOUT = 10.0  # Timer B/F of the lab's PBXes (6.4 s) and the hangups before it, with room
+DRAIN_TIMEOUT = 10.0  # the hangups at the end of a scenario (and a PBX's Timer F of their BYEs), with room
 
 
 async def _wait_quiet(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, timeout: float) -> None:
@@ -57,10 +57,24 @@ async def _wait_quiet(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, 
 async def _drain(lab: Pbxes, desc: dict[str, Any], scenario: Scenario, result: Result, when: str,
                  watchers: dict[str, AmiWatcher] | None = None) -> None:
     sites = [name for name in desc["sites"] if f"asterisk:{name}" not in scenario.down]
-    events = sorted((e for w in (watchers or {}).values() for e in w.events), key=lambda x: x[0])
-    note = (await drain(lab, sites, DRAIN_TIMEOUT, events)).note(when)
+    events = {name: list(w.events) for name, w in (watchers or {}).items()}
+    note = (await drain(lab, sites, DRAIN_TIMEOUT, events, desc)).note(when)
     if note:
         result.timeline.append((time.time(), "-", note))
+
+
+async def _clear_addresses(desc: dict[str, Any], scenario: Scenario, result: Result) -> None:
+    """The scenario's SIPp take their accounts' addresses only once no INVITE of an earlier unanswered leg can
+    still reach them (drain.py: the drain after a scenario leaves that wait to whoever binds the address)."""
+    addresses = {}
+    for role in scenario.roles:
+        acc = account(desc["sites"][role.site], role)
+        addresses[(str(acc["host"]), int(acc["port"]))] = role.name
+    waited, pending = await IN_FLIGHT.wait(addresses)
+    if pending:
+        result.timeline.append((time.time(), "-", f"lab before the scenario: waited {waited:.1f}s for Timer B of "
+                                "an earlier unanswered INVITE to " + ", ".join(
+                                    f"{host}:{port} ({addresses[(host, port)]})" for host, port in sorted(pending))))
 
 
 async def _fetch_tickets(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, result: Result,
@@ -144,6 +158,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Pbxe
         http = SiteHttp(session)
         await _wait_quiet(http, desc, scenario, 30.0)
         await _drain(lab, desc, scenario, result, "before the scenario")
+        await _clear_addresses(desc, scenario, result)
         begin = time.time()
         watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()
                     if f"asterisk:{name}" not in scenario.down and scenario.watch_ami}
@@ -241,6 +256,8 @@ def run_files(files: list[str], junit: str, keep_lab: bool = False) -> int:
     finally:
         if not (keep_lab or was_up):
             lab.down(quiet=True)
+        else:  # the next command's SIPp may take any account's address at once
+            IN_FLIGHT.wait_all()
     write_junit(results, junit)
     passed = sum(1 for r in results if r.ok)
     print(f"{passed} passed, {len(results) - passed} failed")
