@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from linkage_lab.harness.queues import check_queue, queue_action, queue_after, q
 from linkage_lab.harness.report import TIMELINE_EVENTS, Result, describe_ami, write_junit
 from linkage_lab.harness.roles import MEDIA_BASE, account, media_port, run_role, wait_bound
 from linkage_lab.harness.scenario import Scenario, load
-from linkage_lab.lab.lab import Lab
+from linkage_lab.lab.lab import SITES, Lab
 
 __all__ = ["MEDIA_BASE", "Result", "run_files", "run_scenario", "run_scenario_async", "write_junit"]
 
@@ -221,6 +222,27 @@ def _timeline(result: Result, watchers: dict[str, AmiWatcher], checked: dict[str
     result.timeline.sort(key=lambda x: x[0])
 
 
+def _wait_trunks_unavailable(lab: Lab, stopped: list[str], timeout: float = 10.0) -> None:
+    """Until the running PBXes' qualify has marked their trunks to the stopped ones unavailable (qualify every 2 s,
+    1 s timeout: about 3 s), as a PBX gone for a while would be: a transfer to it then fails at once."""
+    running = [p.name for p in SITES if p.name not in stopped]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = False
+        for site in running:
+            try:
+                out = subprocess.run(lab.rx_argv(site, "pjsip show contacts"), capture_output=True, text=True,
+                                     timeout=5, check=False).stdout
+            except subprocess.TimeoutExpired:
+                out = ""
+            # "Contact:  trunk-110/sip:127.0.0.1:25060   79d534d378 Avail   0.685"
+            pending = pending or any(f"trunk-{down}/" in line and " Unavail " not in f"{line} "
+                                     for line in out.splitlines() for down in stopped)
+        if not pending:
+            return
+        time.sleep(0.2)
+
+
 def run_scenario(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = None) -> Result:
     """Run one scenario; controllers named in `controller_env` run with those overrides meanwhile."""
     lab = lab or Lab()
@@ -230,7 +252,7 @@ def run_scenario(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = Non
         kind, site = item.split(":", 1)
         lab.stop_asterisk(site) if kind == "asterisk" else lab.stop_controller(site)
     if any(d.startswith("asterisk:") for d in scenario.down):
-        time.sleep(4)  # let the peers' qualify notice the PBX is gone
+        _wait_trunks_unavailable(lab, [d.split(":", 1)[1] for d in scenario.down if d.startswith("asterisk:")])
     try:
         return asyncio.run(run_scenario_async(scenario, desc, lab))
     finally:
