@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The test command behind `make test`: lint, types, then every test under tests/: the production images in Podman
 # (tests/images: two container sites, builds cached by scripts/images.sh), the lab tests against real Asterisk, units.
-# pytest's exit code 5 (no tests collected) is a failure here: a suite that runs nothing proves nothing.
+# The unit tests (no lab, no containers, only throwaway servers on ports outside every block the lab and the images
+# bind) run beside the image tests, at a lower priority, and are done before the lab comes up; the lab tests run
+# alone. One JUnit file for the three runs: reports/pytest.xml (each run's own beside it).
+# pytest's exit code 5 (no tests collected) is a failure here when no run collected anything: a suite that runs
+# nothing proves nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -10,15 +14,61 @@ mkdir -p reports
 "$VENV/bin/ruff" check telephony linkage_lab tests || exit 1
 "$VENV/bin/mypy" || exit 1
 
-rm -f reports/retried-scenarios.txt
-"$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest.xml "$@" tests
-rc=$?
+rm -f reports/retried-scenarios.txt reports/pytest-*.xml reports/pytest-unit.log
+# the port blocks of the lab and of the image sites, kept from ephemeral use before anything binds
+"$VENV/bin/python" -c 'from linkage_lab.lab.lab import reserve_ports; reserve_ports(("45000-45999", "55000-55999"))'
+
+nice -n 10 "$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest-unit.xml "$@" tests/unit \
+  > reports/pytest-unit.log 2>&1 &
+unit_pid=$!
+"$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest-images.xml "$@" tests/images
+images_rc=$?
+wait "$unit_pid"
+unit_rc=$?
+echo "test.sh: the unit tests (run beside the image tests, output in reports/pytest-unit.log):"
+tail -n 30 reports/pytest-unit.log
+"$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest-lab.xml "$@" tests/lab
+lab_rc=$?
+
+"$VENV/bin/python" - reports/pytest.xml reports/pytest-images.xml reports/pytest-lab.xml reports/pytest-unit.xml <<'EOF'
+"""One JUnit file of the three runs, in the order a single run over tests/ had them (images, lab, unit)."""
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+out, parts = sys.argv[1], [p for p in sys.argv[2:] if Path(p).exists()]
+merged = ET.Element("testsuite", name="pytest")
+totals = {"errors": 0, "failures": 0, "skipped": 0, "tests": 0}
+time = 0.0
+for path in parts:
+    for suite in ET.parse(path).getroot().iter("testsuite"):
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+        time += float(suite.get("time", "0"))
+        merged.get("timestamp") or merged.set("timestamp", suite.get("timestamp", ""))
+        merged.get("hostname") or merged.set("hostname", suite.get("hostname", ""))
+        merged.extend(list(suite))
+for key, value in totals.items():
+    merged.set(key, str(value))
+merged.set("time", f"{time:.3f}")
+root = ET.Element("testsuites", name="pytest tests")
+root.append(merged)
+ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
+print(f"test.sh: {totals['tests']} tests in {out} ({', '.join(parts)})")
+EOF
+
 if [ -s reports/retried-scenarios.txt ]; then
   echo "test.sh: these scenarios failed once and were retried:" >&2
   grep -E '^scenario ' reports/retried-scenarios.txt >&2
 fi
-if [ "$rc" -eq 5 ]; then
+echo "test.sh: exit codes: images $images_rc, unit $unit_rc, lab $lab_rc"
+if [ "$images_rc" -eq 5 ] && [ "$unit_rc" -eq 5 ] && [ "$lab_rc" -eq 5 ]; then
   echo "test.sh: pytest collected no tests; failing" >&2
   exit 1
 fi
-exit "$rc"
+for rc in "$images_rc" "$unit_rc" "$lab_rc"; do
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then
+    exit "$rc"
+  fi
+done
+exit 0

@@ -216,6 +216,7 @@ class Controller:
         self.threeway.close()
         self.returns.close()
         self.followup.close()
+        self.hub.close()  # the consoles' streams end, so the HTTP server's cleanup does not wait for them
         await self.agi.stop()
         if runner is not None:
             await runner.cleanup()

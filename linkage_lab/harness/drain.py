@@ -8,15 +8,26 @@ channel is gone. Landing in the next scenario's SIPp on that port, it is taken f
 channels is therefore not enough: after the channels, the drain waits out Timer B of every outgoing leg whose
 far end never answered anything, from the AMI events the scenario recorded. (Asterisk has no command that lists
 PJSIP transactions: `pjsip dump endpt` shows pools and timers, not which request they belong to.)
+
+The wait belongs to whoever binds that port next, not to every scenario after such a leg: most scenarios leave
+agent 1002 ringing unanswered (the queue rings every agent, few scenarios play 1002), and the next one rarely
+plays 1002. So the drain after a scenario records, for each unanswered leg whose address it knows (the lab's
+accounts in `desc`), until when the PBX may still send to that host:port (`IN_FLIGHT`); everything that starts
+a SIPp on a lab account waits for its own addresses first (`IN_FLIGHT.wait`, `wait_sync`): the runner before
+a scenario, the fault drills' traffic, the forged-trunk test. A leg whose address is not known is waited for
+at once, as before. The record lives in this process: a command that ends (`linkage scenario run`, a pytest
+session leaving the lab up) waits out what is left (`IN_FLIGHT.wait_all`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from linkage_lab.lab.lab import SIP_TIMER_T1
 
@@ -32,6 +43,29 @@ def channel_count(text: str) -> int | None:
     """From `core show channels count`; None when the PBX did not answer (not running: nothing to drain)."""
     found = _CHANNELS.search(text)
     return int(found.group(1)) if found else None
+
+
+Address = tuple[str, int]
+
+
+def leg_address(site: dict[str, Any], channel: str) -> Address | None:
+    """Where a site's PBX sends the INVITE of an outgoing leg, from its channel's endpoint (pbx/render.py names
+    them agent<id>, citizen, target-<name>, followup-out) and the site's accounts as `lab describe` gives them;
+    None for an endpoint the description does not place."""
+    endpoint = channel.removeprefix("PJSIP/").rsplit("-", 1)[0]
+    place: dict[str, Any] | None = None
+    accounts = site.get("accounts", {})
+    if endpoint == "citizen":
+        place = accounts.get("citizen")
+    elif endpoint == "followup-out":
+        place = site.get("followup", {}).get("gateway")
+    elif endpoint.startswith("target-"):
+        place = site.get("targets", {}).get(endpoint[len("target-"):], {}).get("phone")
+    elif endpoint.startswith("agent"):
+        place = next((a for a in accounts.get("agents", []) if f"agent{a.get('id')}" == endpoint), None)
+    if not place or "host" not in place or "port" not in place:
+        return None
+    return str(place["host"]), int(place["port"])
 
 
 def unanswered_legs(events: list[tuple[float, dict[str, str]]]) -> dict[str, float]:
@@ -59,6 +93,52 @@ class Pbxes(Protocol):
     def rx_argv(self, site: str, command: str) -> list[str]: ...
 
 
+@dataclass
+class InFlight:
+    """Addresses a PBX of this process's lab may still send an unanswered INVITE to, each with the time (epoch)
+    its last such INVITE's Timer B runs out. Whoever binds one of them waits until then."""
+
+    until: dict[Address, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # tests run scenarios in worker threads too
+
+    def add(self, address: Address, first_sent: float) -> float:
+        end = first_sent + TIMER_B + MARGIN
+        with self.lock:
+            self.until[address] = max(self.until.get(address, 0.0), end)
+        return end
+
+    def pending(self, addresses: Iterable[Address] | None = None) -> dict[Address, float]:
+        """Of `addresses` (default: all), those still in flight, with their end; the ended are forgotten."""
+        now = time.time()
+        wanted = None if addresses is None else set(addresses)
+        with self.lock:
+            for address in [a for a, end in self.until.items() if end <= now]:
+                del self.until[address]
+            return {a: end for a, end in self.until.items() if wanted is None or a in wanted}
+
+    async def wait(self, addresses: Iterable[Address]) -> tuple[float, dict[Address, float]]:
+        """Sleep until no INVITE can still reach any of `addresses`: the seconds slept and what was waited for."""
+        pending = self.pending(addresses)
+        pause = max(pending.values(), default=0.0) - time.time()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        return max(0.0, pause), pending
+
+    def wait_sync(self, addresses: Iterable[Address] | None = None) -> tuple[float, dict[Address, float]]:
+        """As `wait`, for callers without an event loop; all addresses when `addresses` is None."""
+        pending = self.pending(addresses)
+        pause = max(pending.values(), default=0.0) - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        return max(0.0, pause), pending
+
+    def wait_all(self) -> float:
+        return self.wait_sync()[0]
+
+
+IN_FLIGHT = InFlight()
+
+
 @dataclass(frozen=True)
 class Drained:
     channels: dict[str, int]  # what each busy PBX had at the first look
@@ -66,6 +146,7 @@ class Drained:
     left: dict[str, int]  # still there when the wait ran out (empty: drained)
     legs: dict[str, float]  # unanswered legs whose Timer B had not run out yet, with their first INVITE
     waited_legs: float = 0.0
+    deferred: dict[str, Address] = field(default_factory=dict)  # of `legs`: left to whoever binds the address
 
     def note(self, when: str) -> str | None:
         """A timeline line when the drain had to wait."""
@@ -74,9 +155,13 @@ class Drained:
             parts.append("channels " + ", ".join(f"{s}: {n}" for s, n in self.channels.items())
                          + (f", still {self.left} after {self.waited_channels:.1f}s" if self.left
                             else f", gone in {self.waited_channels:.1f}s"))
-        if self.legs:
-            parts.append(f"waited {self.waited_legs:.1f}s for Timer B of unanswered "
-                         + ", ".join(sorted(self.legs)))
+        waited = sorted(set(self.legs) - set(self.deferred))
+        if waited:
+            parts.append(f"waited {self.waited_legs:.1f}s for Timer B of unanswered " + ", ".join(waited))
+        if self.deferred:
+            parts.append("Timer B of unanswered " + ", ".join(
+                f"{leg} ({host}:{port})" for leg, (host, port) in sorted(self.deferred.items()))
+                + " left to whoever binds that address next")
         return f"lab {when}: " + "; ".join(parts) if parts else None
 
 
@@ -99,9 +184,12 @@ async def _channels(lab: Pbxes, sites: list[str]) -> dict[str, int]:
 
 
 async def drain(lab: Pbxes, sites: list[str], timeout: float,
-                events: list[tuple[float, dict[str, str]]] | None = None) -> Drained:
+                events: list[tuple[float, dict[str, str]]] | dict[str, list[tuple[float, dict[str, str]]]]
+                | None = None, desc: dict[str, Any] | None = None) -> Drained:
     """Wait, at most `timeout` seconds, until no PBX of `sites` has a channel; then, with the AMI `events` of the
-    scenario (recorded until now), until Timer B of every unanswered leg has run out."""
+    scenario (recorded until now; by site, or all sites in one list), see to Timer B of every unanswered leg:
+    a leg whose address `desc` (shaped like `lab describe`) gives is recorded in IN_FLIGHT for whoever binds
+    that address next, any other is waited for here."""
     start = time.monotonic()
     first: dict[str, int] | None = None
     while True:
@@ -111,9 +199,22 @@ async def drain(lab: Pbxes, sites: list[str], timeout: float,
             break
         await asyncio.sleep(POLL)
     waited = time.monotonic() - start
-    legs = {c: at for c, at in unanswered_legs(events or []).items() if at + TIMER_B + MARGIN > time.time()}
+    by_site = events if isinstance(events, dict) else {"": events or []}
+    legs: dict[str, float] = {}
+    deferred: dict[str, Address] = {}
+    for site, recorded in by_site.items():
+        for chan, at in unanswered_legs(sorted(recorded, key=lambda x: x[0])).items():
+            if at + TIMER_B + MARGIN <= time.time():
+                continue
+            legs[chan] = at
+            address = leg_address(desc["sites"][site], chan) if desc and site in desc.get("sites", {}) else None
+            if address is not None:
+                IN_FLIGHT.add(address, at)
+                deferred[chan] = address
     if not legs:
         return Drained(first, waited, now, {})
-    pause = max(legs.values()) + TIMER_B + MARGIN - time.time()
-    await asyncio.sleep(max(0.0, pause))
-    return Drained(first, waited, now, legs, max(0.0, pause))
+    here = [at for chan, at in legs.items() if chan not in deferred]
+    pause = max(here) + TIMER_B + MARGIN - time.time() if here else 0.0
+    if pause > 0:
+        await asyncio.sleep(pause)
+    return Drained(first, waited, now, legs, max(0.0, pause), deferred)

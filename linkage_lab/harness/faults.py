@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from linkage_lab.harness.drain import IN_FLIGHT
 from linkage_lab.harness.dtmf import write_pcap
 from linkage_lab.harness.scenario import fill_sipp
 
@@ -46,6 +47,8 @@ class Traffic:
         if self.procs:
             return self  # already running (`with traffic.start():` enters a started stream)
         s12345, s110 = self.desc["sites"]["12345"], self.desc["sites"]["110"]
+        mine = [*s110["accounts"]["agents"], s12345["accounts"]["agents"][0], s12345["accounts"]["citizen"]]
+        IN_FLIGHT.wait_sync((a["host"], int(a["port"])) for a in mine)  # no INVITE of an earlier call still on its way
         wd = self.workdir
         wd.mkdir(parents=True, exist_ok=True)
         for n in range(1, 7):  # one file per press, each later in RTP time than the one before

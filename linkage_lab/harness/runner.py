@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -18,18 +19,18 @@ from linkage_lab.harness.actions import act, act_after
 from linkage_lab.harness.ami import AmiWatcher
 from linkage_lab.harness.callers import check_suggestions, flag_before, unflag_after
 from linkage_lab.harness.checks import check_ami, check_media, check_tickets, epoch, iso
-from linkage_lab.harness.drain import Pbxes, drain
+from linkage_lab.harness.drain import IN_FLIGHT, Pbxes, drain
 from linkage_lab.harness.http import SiteHttp
 from linkage_lab.harness.media import RtpSniffer
 from linkage_lab.harness.queues import check_queue, queue_action, queue_after, queue_before
 from linkage_lab.harness.report import TIMELINE_EVENTS, Result, describe_ami, write_junit
 from linkage_lab.harness.roles import MEDIA_BASE, account, media_port, run_role, wait_bound
 from linkage_lab.harness.scenario import Scenario, load
-from linkage_lab.lab.lab import Lab
+from linkage_lab.lab.lab import SITES, Lab
 
 __all__ = ["MEDIA_BASE", "Result", "run_files", "run_scenario", "run_scenario_async", "write_junit"]
 
-DRAIN_TIMEOUT = 10.0  # Timer B/F of the lab's PBXes (6.4 s) and the hangups before it, with room
+DRAIN_TIMEOUT = 10.0  # the hangups at the end of a scenario (and a PBX's Timer F of their BYEs), with room
 
 
 async def _wait_quiet(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, timeout: float) -> None:
@@ -57,10 +58,24 @@ async def _wait_quiet(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, 
 async def _drain(lab: Pbxes, desc: dict[str, Any], scenario: Scenario, result: Result, when: str,
                  watchers: dict[str, AmiWatcher] | None = None) -> None:
     sites = [name for name in desc["sites"] if f"asterisk:{name}" not in scenario.down]
-    events = sorted((e for w in (watchers or {}).values() for e in w.events), key=lambda x: x[0])
-    note = (await drain(lab, sites, DRAIN_TIMEOUT, events)).note(when)
+    events = {name: list(w.events) for name, w in (watchers or {}).items()}
+    note = (await drain(lab, sites, DRAIN_TIMEOUT, events, desc)).note(when)
     if note:
         result.timeline.append((time.time(), "-", note))
+
+
+async def _clear_addresses(desc: dict[str, Any], scenario: Scenario, result: Result) -> None:
+    """The scenario's SIPp take their accounts' addresses only once no INVITE of an earlier unanswered leg can
+    still reach them (drain.py: the drain after a scenario leaves that wait to whoever binds the address)."""
+    addresses = {}
+    for role in scenario.roles:
+        acc = account(desc["sites"][role.site], role)
+        addresses[(str(acc["host"]), int(acc["port"]))] = role.name
+    waited, pending = await IN_FLIGHT.wait(addresses)
+    if pending:
+        result.timeline.append((time.time(), "-", f"lab before the scenario: waited {waited:.1f}s for Timer B of "
+                                "an earlier unanswered INVITE to " + ", ".join(
+                                    f"{host}:{port} ({addresses[(host, port)]})" for host, port in sorted(pending))))
 
 
 async def _fetch_tickets(http: SiteHttp, desc: dict[str, Any], scenario: Scenario, result: Result,
@@ -144,6 +159,7 @@ async def run_scenario_async(scenario: Scenario, desc: dict[str, Any], lab: Pbxe
         http = SiteHttp(session)
         await _wait_quiet(http, desc, scenario, 30.0)
         await _drain(lab, desc, scenario, result, "before the scenario")
+        await _clear_addresses(desc, scenario, result)
         begin = time.time()
         watchers = {name: AmiWatcher(name, site["ami"]) for name, site in desc["sites"].items()
                     if f"asterisk:{name}" not in scenario.down and scenario.watch_ami}
@@ -206,6 +222,27 @@ def _timeline(result: Result, watchers: dict[str, AmiWatcher], checked: dict[str
     result.timeline.sort(key=lambda x: x[0])
 
 
+def _wait_trunks_unavailable(lab: Lab, stopped: list[str], timeout: float = 10.0) -> None:
+    """Until the running PBXes' qualify has marked their trunks to the stopped ones unavailable (qualify every 2 s,
+    1 s timeout: about 3 s), as a PBX gone for a while would be: a transfer to it then fails at once."""
+    running = [p.name for p in SITES if p.name not in stopped]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = False
+        for site in running:
+            try:
+                out = subprocess.run(lab.rx_argv(site, "pjsip show contacts"), capture_output=True, text=True,
+                                     timeout=5, check=False).stdout
+            except subprocess.TimeoutExpired:
+                out = ""
+            # "Contact:  trunk-110/sip:127.0.0.1:25060   79d534d378 Avail   0.685"
+            pending = pending or any(f"trunk-{down}/" in line and " Unavail " not in f"{line} "
+                                     for line in out.splitlines() for down in stopped)
+        if not pending:
+            return
+        time.sleep(0.2)
+
+
 def run_scenario(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = None) -> Result:
     """Run one scenario; controllers named in `controller_env` run with those overrides meanwhile."""
     lab = lab or Lab()
@@ -215,7 +252,7 @@ def run_scenario(scenario: Scenario, desc: dict[str, Any], lab: Lab | None = Non
         kind, site = item.split(":", 1)
         lab.stop_asterisk(site) if kind == "asterisk" else lab.stop_controller(site)
     if any(d.startswith("asterisk:") for d in scenario.down):
-        time.sleep(4)  # let the peers' qualify notice the PBX is gone
+        _wait_trunks_unavailable(lab, [d.split(":", 1)[1] for d in scenario.down if d.startswith("asterisk:")])
     try:
         return asyncio.run(run_scenario_async(scenario, desc, lab))
     finally:
@@ -241,6 +278,8 @@ def run_files(files: list[str], junit: str, keep_lab: bool = False) -> int:
     finally:
         if not (keep_lab or was_up):
             lab.down(quiet=True)
+        else:  # the next command's SIPp may take any account's address at once
+            IN_FLIGHT.wait_all()
     write_junit(results, junit)
     passed = sum(1 for r in results if r.ok)
     print(f"{passed} passed, {len(results) - passed} failed")

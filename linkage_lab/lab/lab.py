@@ -92,7 +92,10 @@ SITES = (
 PLANS = {p.name: p for p in SITES}
 
 
-def _reserve_ports() -> None:
+HARNESS_BLOCKS = ("42000-42999", "46000-47999")  # the SIPp media ports of the harness and of the drills
+
+
+def _reserve_ports(extra: tuple[str, ...] = ()) -> None:
     """The county site's ports (35000+) lie in the kernel's ephemeral range: an outgoing connection that happened
     to get local port 35080 once kept the county controller from binding it (`make test`, 2026-11-29). Reserve
     every site's port block from ephemeral use; values already reserved are kept. The SIPp media ports of the
@@ -101,12 +104,18 @@ def _reserve_ports() -> None:
     path = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
     try:
         current = path.read_text().strip()
-        ours = [f"{p.base}-{p.base + 999}" for p in SITES] + ["42000-42999", "46000-47999"]
+        ours = [f"{p.base}-{p.base + 999}" for p in SITES] + [*HARNESS_BLOCKS, *extra]
         missing = [r for r in ours if r not in current.split(",")]
         if missing:
             path.write_text(",".join([current, *missing] if current else missing))
     except OSError:
         pass  # not root or no such knob: the lab still runs, with the small chance above
+
+
+def reserve_ports(extra: tuple[str, ...] = ()) -> None:
+    """The lab's port blocks (and `extra` ones, "lo-hi") kept from ephemeral use before the lab is up: scripts/test.sh
+    runs the unit tests beside the image tests, and neither may take a port the lab binds later."""
+    _reserve_ports(extra)
 
 
 class Lab:

@@ -23,6 +23,7 @@ from telephony.tickets.models import Event, Ticket
 
 FlagOf = Callable[[str], "dict[str, Any] | None"]  # a caller's flag as consoles show it (callers/services.py)
 KEEP_ALIVE = 15.0  # seconds without an event before a comment line keeps proxies from closing the stream
+_END: dict[str, Any] = {"type": "end"}  # put by StreamHub.close: the stream's handler returns (compared by identity)
 
 
 @dataclass(eq=False)
@@ -43,6 +44,15 @@ class StreamHub:
         self.site = site
         self.flag_of = flag_of or (lambda _: None)
         self.subscribers: set[Subscriber] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """The controller is stopping: every stream ends now. A handler waiting for its console's next event (a
+        console gone meanwhile is only noticed at the next write) would otherwise hold the HTTP server's graceful
+        shutdown for up to KEEP_ALIVE, past the controller's own shutdown timeout."""
+        self.closed = True
+        for sub in list(self.subscribers):
+            self._put(sub, _END)
 
     def publish(self, ticket: Ticket, event: Event) -> None:
         if not self.subscribers:
@@ -104,13 +114,15 @@ class StreamHub:
         counter = 0
         try:
             await response.write(b": connected\n\n")
-            while True:
+            while not self.closed:
                 try:
                     async with asyncio.timeout(KEEP_ALIVE):  # not wait_for: see telephony/waits.py
                         message = await sub.queue.get()
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
+                if message is _END:
+                    break
                 counter += 1
                 if sub.dropped:  # too slow to read: say how many it lost, then carry on
                     await response.write(f"event: dropped\ndata: {sub.dropped}\n\n".encode())

@@ -22,6 +22,7 @@ from telephony.callers.repeats import RepeatCounter, Suggestion
 from telephony.config import SiteConfig
 from telephony.errors import NotFound
 from telephony.tickets.store import STORE_ERRORS
+from telephony.waits import raise_if_cancelled
 
 log = structlog.get_logger("callers")
 
@@ -133,6 +134,7 @@ class CallerService:
                 log.warning("callers.load_failed", error=exc.__class__.__name__)
                 await asyncio.sleep(1.0)
         while True:
+            raise_if_cancelled()  # a stop swallowed by redis-py in the load or the resync (telephony/waits.py)
             await login.wait()
             login.clear()
             if not await self.pbx.resync(list(self.by_number)):

@@ -33,6 +33,7 @@ from telephony.ids import CALLER_NUMBER, TICKET_ID
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
+from telephony.waits import wait_event
 
 log = structlog.get_logger("followup")
 DUE, JOB, MANUAL = "linkage:followup:due", "linkage:followup:job:", "linkage:followup:manual"
@@ -111,11 +112,9 @@ class FollowupService:
                 log.warning("followup.store_unavailable", error=exc.__class__.__name__)
                 pause = 1.0
             self.wake.clear()
-            try:
-                async with asyncio.timeout(pause):
-                    await self.wake.wait()
-            except TimeoutError:
-                pass
+            # a stop that redis-py swallowed during the round is raised here (telephony/waits.py): the
+            # controller's SIGTERM once waited on this loop for ten minutes
+            await wait_event(self.wake, pause)
 
     async def _round(self) -> float:
         """Act on the jobs due now; the seconds until the next one."""

@@ -25,6 +25,7 @@ from telephony.reporting.migrations import migrate
 from telephony.reporting.rows import EVENT_COLUMNS, TICKET_COLUMNS, event_row, ticket_row
 from telephony.tickets.models import Event, Ticket
 from telephony.tickets.store import TicketStore
+from telephony.waits import raise_if_cancelled
 
 log = structlog.get_logger("reporting")
 FINAL = ("closed", "cancelled")
@@ -107,6 +108,7 @@ class Ingest:
                         log.info("reporting.connected", backlog=self.backlog)
                     attempt = 0
                     await self._drain(self.db)
+                    raise_if_cancelled()  # a stop redis-py swallowed in the catch-up (telephony/waits.py)
                     await self._wake.wait()
                 except Exception as exc:
                     attempt += 1

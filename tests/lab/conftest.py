@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from linkage_lab.harness.drain import IN_FLIGHT
 from linkage_lab.lab.lab import SITES, Lab
 
 
@@ -38,6 +39,8 @@ def lab() -> Iterator[Lab]:
         lab.down(quiet=True)
         left = [p for p in lab_ports() if listening(p)]
         assert not left, f"lab down left listeners on {left}"
+    else:  # left up: the next command's SIPp may take any account's address at once (harness/drain.py)
+        IN_FLIGHT.wait_all()
 
 
 @pytest.fixture(scope="session")

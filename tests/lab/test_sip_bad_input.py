@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from test_bad_input import call
 
+from linkage_lab.harness.drain import IN_FLIGHT
 from linkage_lab.harness.roles import _udp_bound
 from linkage_lab.harness.runner import run_scenario
 from linkage_lab.harness.scenario import Role, TicketExpectation, load
@@ -125,6 +126,7 @@ def test_forged_linked_calls_on_the_trunk(lab: Lab, desc: dict[str, Any], tmp_pa
     status, before = call("GET", f"{s110['http']}/v1/tickets?page_size=1", s110["token"])
     log = s110["logs"]["controller"]
     size = Path(log).stat().st_size
+    IN_FLIGHT.wait_sync((a["host"], int(a["port"])) for a in s110["accounts"]["agents"])  # harness/drain.py
     agents = [subprocess.Popen(["sipp", "-sf", "agent_answer.xml", "-i", a["host"], "-p", str(a["port"]),
                                 "-mp", str(47000 + 10 * i), "-m", "100", "-timeout", "60s", "-nostdin",
                                 "-trace_stat", "-stf", f"agent{i}.csv"], cwd=tmp_path,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from telephony.api.stream import StreamHub, Subscriber, sse
+import aiohttp
+from aiohttp import web
+from throwaway import free_port
+
+from telephony.api.stream import KEEP_ALIVE, StreamHub, Subscriber, sse
 from telephony.tickets.models import Event, Party, Ticket
 
 TID = "37080020260101120000123456"
@@ -112,3 +117,31 @@ def test_a_referral_nobody_took_yet_reaches_every_agent_of_the_receiving_site() 
     assert [len(drain(subs["2001"])), len(drain(subs["2002"]))] == [1, 0]  # taken: its agent's from now on
     hub.publish(ticket(), event("delivered"))  # a call's ticket waits for its phone to ring
     assert [len(drain(s)) for s in subs.values()] == [0, 0]
+
+
+async def test_close_ends_every_stream_so_the_http_server_stops_at_once() -> None:
+    """A stream's handler waits for the next event; a console gone meanwhile is only noticed at the next write.
+    Stopping the controller closes the hub first, so the HTTP server's graceful cleanup has nothing to wait for
+    (it waited for the keep-alive: a SIGTERM then took the controller's whole shutdown timeout)."""
+    hub = StreamHub("110")
+    app = web.Application()
+    app.router.add_get("/v1/stream", hub.serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    cleaned = False
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/v1/stream") as r:
+            assert await r.content.readline() == b": connected\n"
+            while not hub.subscribers:  # the handler subscribes once the response is prepared
+                await asyncio.sleep(0.01)
+            hub.close()
+            assert await r.content.read() == b"\n"  # the rest of ": connected\n\n", then the end of the stream
+            assert hub.subscribers == set()
+            async with asyncio.timeout(KEEP_ALIVE / 2):  # not the keep-alive: the handler has returned
+                await runner.cleanup()
+            cleaned = True
+    finally:
+        if not cleaned:
+            await runner.cleanup()

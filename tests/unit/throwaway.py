@@ -1,5 +1,7 @@
 """A Redis server a test may stop and start again (same port, same append-only file), and free loopback ports
-above the range the lab uses (15000-35999), so a unit test never takes a port the lab is about to bind."""
+above the range the lab's sites use (15000-35999) and outside every block the lab, its harness and the image
+tests bind (the kernel's reserved ports, which they reserve, and those blocks by name): scripts/test.sh runs the
+unit tests beside the image tests, so a unit test must never take a port they are about to bind."""
 
 from __future__ import annotations
 
@@ -9,10 +11,27 @@ import subprocess
 import time
 from pathlib import Path
 
+BLOCKS = ((42000, 42999), (45000, 45999), (46000, 47999), (55000, 55999))  # harness, images 12345, drills, images 110
+
+
+def _reserved() -> list[tuple[int, int]]:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_reserved_ports").read_text().strip()
+    except OSError:
+        return []
+    spans = []
+    for item in filter(None, text.split(",")):
+        lo, _, hi = item.partition("-")
+        spans.append((int(lo), int(hi or lo)))
+    return spans
+
 
 def free_port() -> int:
+    taken = [*BLOCKS, *_reserved()]
     for _ in range(200):
         port = random.randint(40000, 60999)
+        if any(lo <= port <= hi for lo, hi in taken):
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
