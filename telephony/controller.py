@@ -2,7 +2,9 @@
 reverse order on SIGTERM/SIGINT. Every hook between contexts is subscribed here and nowhere else, so this file
 is the map of who hears what:
 
-    AMI events ──▶ CallRegistry ──▶ transfers (dial outcomes), threeway (conference and consult)
+    AMI events ──▶ CallRegistry ──▶ transfers (dial outcomes; prepared transfers: an agent's leg bridged
+                   reserves the ticket, the dialplan's press event makes it), threeway (conference and consult)
+    AMI login ──▶ prepared transfers' resync (presses recorded in AstDB while nobody listened)
     an agent's call rang / was answered / ended ──▶ console stream   (CallRegistry on_change)
     FastAGI    ──▶ transfers (onekey, route_in, transfer_failed, overflow), threeway (threeway, conf_key, …)
     HTTP /v1   ──▶ delivery inbox (peers), calls/transfers/threeway/tickets (console), ops
@@ -65,11 +67,13 @@ from telephony.tickets.metrics import TicketMetrics
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import Head, TicketStore, connect
 from telephony.transfers.agi import TransferAgi
-from telephony.transfers.ami import TransferAmi
+from telephony.transfers.ami import PreparedAmi, TransferAmi
 from telephony.transfers.arrivals import Arrivals
 from telephony.transfers.drafts import DraftStore
 from telephony.transfers.metrics import TransferMetrics
+from telephony.transfers.prepared import PreparedService
 from telephony.transfers.receiving import ReceivingService
+from telephony.transfers.reservations import ReservationStore, Reserved
 from telephony.transfers.returns import ReturnService
 from telephony.transfers.sending import SendingService
 
@@ -125,8 +129,13 @@ class Controller:
         self.supervisor = Supervisor(config, self.tickets, self.alarm, SupervisionMetrics(self.registry))
         self.returns = ReturnService(config, self.calls, self.tickets, self.ami.send)
         self.advice = AdviceService.build(config_path(config, config.advice.catalogue))  # loads jieba: ~1 s
+        reserved, reservations = Reserved(), ReservationStore(self.redis, sealer)
         self.sending = SendingService(config, self.calls, self.tickets, self.ami.send,
-                                      DraftStore(self.redis, sealer), self.returns, advisor=self.advice)
+                                      DraftStore(self.redis, sealer), self.returns, advisor=self.advice,
+                                      reserved=reserved, reservations=reservations)
+        self.prepared = PreparedService(config, self.calls, self.sending, reservations, reserved, self.ami.send,
+                                        self.ami.send_list)
+        self.prepared_login = self.ami.login_event()
         self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
         self.followup = FollowupService(config, self.tickets, self.ami.send)
@@ -139,9 +148,10 @@ class Controller:
         self.transfer_metrics = TransferMetrics(self.registry)
         self.ami_handlers = (ThreewayAmi(self.threeway).on_event, FollowupAmi(self.followup).on_event,
                              TransferAmi(self.receiving, self.transfer_metrics).on_event,
+                             PreparedAmi(self.prepared).on_event,
                              CallerAmi(config, self.callers).on_event,
                              QueueAmi(self.queue, self.hub.publish_supervisor).on_event)
-        for name, handler in {**TransferAgi(self.sending, self.receiving).routes(),
+        for name, handler in {**TransferAgi(self.sending, self.receiving, self.prepared).routes(),
                               **ThreewayAgi(self.threeway).routes(), **FollowupAgi(self.followup).routes(),
                               **QueueAgi(self.queue).routes(),
                               **self._bench_routes()}.items():
@@ -197,7 +207,8 @@ class Controller:
                          group.create_task(self.supervisor.run()), group.create_task(self.followup.run()),
                          group.create_task(self.ami.resync()), group.create_task(self.ami.watchdog()),
                          group.create_task(self.callers.run(self.pbx_login)),
-                         group.create_task(self.queue.run(self.queue_login))]
+                         group.create_task(self.queue.run(self.queue_login)),
+                         group.create_task(self.prepared.run(self.prepared_login))]
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
                 if self.reporting is not None:
                     tasks.append(group.create_task(self.reporting.run()))
@@ -215,6 +226,7 @@ class Controller:
         """In reverse order of use: no new calls or requests, then the PBX link, then the clients."""
         self.threeway.close()
         self.returns.close()
+        self.prepared.close()
         self.followup.close()
         await self.agi.stop()
         if runner is not None:

@@ -27,6 +27,7 @@ log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
 INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter", "ConfbridgeJoin",
                "ConfbridgeLeave", "AttendedTransfer", "OriginateResponse",
+               "UserEvent",  # the dialplan's press of a prepared transfer (transfers/prepared.py)
                "Newchannel",  # Newchannel: the hotline's calls counted (callers/)
                "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueCallerJoin",
                "QueueCallerLeave", "QueueCallerAbandon"}  # the queue (queues/)

@@ -1,6 +1,8 @@
 """AMI adapter of the transfers context: the dial outcomes of a linked call on the receiving side.
 DialBegin on the trunk channel is `offered`, DialEnd ANSWER is `signed_for` (签收), an unanswered end is
-`abandoned`; a Hangup before any outcome forgets the call."""
+`abandoned`; a Hangup before any outcome forgets the call. The prepared transfers (sending side) hear an agent's
+leg bridged, the dialplan's press (UserEvent LinkagePress, or LinkagePressFailed when Asterisk refused the
+BlindTransfer) and the call's end."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import structlog
 
 from telephony.calls.registry import endpoint_of
 from telephony.transfers.metrics import TransferMetrics
+from telephony.transfers.prepared import PreparedService
 from telephony.transfers.receiving import ReceivingService
 
 
@@ -38,3 +41,20 @@ class TransferAmi:
             self.metrics.screen_pop.observe(time.monotonic() - began)
         else:
             await self.receiving.dial_ended(uniqueid, ticket_id, agent, event.get("DialStatus", ""))
+
+
+class PreparedAmi:
+    def __init__(self, prepared: PreparedService) -> None:
+        self.prepared = prepared
+
+    async def on_event(self, event: dict[str, str]) -> None:
+        name = event.get("Event")
+        if name == "BridgeEnter":
+            await self.prepared.bridged(event.get("Linkedid", ""), event.get("Uniqueid", ""))
+        elif name == "Hangup":
+            await self.prepared.hung_up(event.get("Linkedid", ""))
+        elif name == "UserEvent" and event.get("UserEvent") == "LinkagePress":
+            structlog.contextvars.bind_contextvars(ticket_id=event.get("Ticket", "")[:32])
+            await self.prepared.pressed(event.get("Ticket", ""), event.get("Target", ""))
+        elif name == "UserEvent" and event.get("UserEvent") == "LinkagePressFailed":
+            await self.prepared.failed(event.get("Ticket", "")[:32], event.get("Linkedid", ""))

@@ -65,6 +65,10 @@ class ReceivingService:
         if not route.relay and ticket is not None:
             self.inbound[trunk_uniqueid] = ticket.id
             self.calls.arrived(linkedid or trunk_uniqueid, ticket.id)
+        elif ticket is None and TICKET_ID.match(ticket_id):
+            # the sender could not push it (its controller was down at the key press): what happens to the
+            # call is kept against the header's id and put on the ticket once it lands (TicketService.observe)
+            self.inbound[trunk_uniqueid] = ticket_id
         return route
 
     async def _route(self, ticket: Ticket | None) -> Route:
@@ -166,6 +170,6 @@ class ReceivingService:
     async def _record(self, ticket_id: str, event_type: str, agent: str,
                       payload: dict[str, str] | None = None) -> None:
         try:
-            await self.tickets.record(ticket_id, event_type, agent, payload)
+            await self.tickets.observe(ticket_id, event_type, agent, payload)
         except LinkageError as exc:
             log.warning("transfer.record_failed", error=exc.message)
