@@ -31,9 +31,9 @@ class Traffic:
     """`calls` citizen calls to 12345 at `rate` per second, each transferred to 110 with the one-key code."""
 
     def __init__(self, desc: dict[str, Any], workdir: Path, calls: int, rate: float = 1.0, hold_ms: int = 9000,
-                 retry_ms: int = 2000, caller: str = "13900000000") -> None:
+                 retry_ms: int = 2000, caller: str = "13900000000", talk_ms: int = 500) -> None:
         self.desc, self.workdir, self.calls, self.rate = desc, workdir, calls, rate
-        self.hold_ms, self.retry_ms, self.caller = hold_ms, retry_ms, caller
+        self.hold_ms, self.retry_ms, self.caller, self.talk_ms = hold_ms, retry_ms, caller, talk_ms
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.begin = 0.0
         self.citizen_exit: int | None = None
@@ -60,7 +60,7 @@ class Traffic:
         agent = s12345["accounts"]["agents"][0]
         self.procs["agent"] = subprocess.Popen(
             ["sipp", "-sf", str(fill_sipp(SIPP / "agent_onekey_retry.xml",
-                                          {"talk": "500", "retry": str(self.retry_ms)}, wd)),
+                                          {"talk": str(self.talk_ms), "retry": str(self.retry_ms)}, wd)),
              "-i", agent["host"], "-p", str(agent["port"]), "-mp", "46100", "-m", "100000", "-stf", "agent.csv",
              *limit], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)

@@ -113,6 +113,30 @@ def test_controller_killed_at_random_points(lab: Lab, desc: dict[str, Any], work
     _check(tally)
 
 
+def test_controller_killed_between_reservation_and_press(lab: Lab, desc: dict[str, Any], workdir: Path,
+                                                         healthy_after: None) -> None:
+    """Prepared transfers: each call is bridged (its ticket reserved), then the 12345 controller is SIGKILLed
+    before the agent presses and started again after the press. The key works without it (pure dialplan: the
+    caller goes at once), and the restarted controller makes each ticket from its reservation and the press
+    that Asterisk recorded in AstDB: every call sent and delivered once."""
+    calls, every = 6, 5.0
+    schedule: list[tuple[float, Callable[[], None]]] = []
+    for i in range(calls):  # call i starts at i * every, is bridged by +0.5 s, pressed at about +2.6 s
+        schedule += [(i * every + 1.3, lambda: lab.kill_controller("12345")),
+                     (i * every + 3.2, lambda: lab.restart_controller("12345"))]
+    traffic = Traffic(desc, workdir, calls=calls, rate=1 / every, hold_ms=9000, talk_ms=2000, retry_ms=3000)
+    with traffic.start():
+        killer = _at(schedule, traffic.begin)
+        traffic.wait()
+        killer.join()
+    tally = settle(desc, "killed_before_press", calls, traffic.begin - 1, timeout=60, expect_sent=calls)
+    _record(tally, f"12345 SIGKILLed 1.3 s into each of {calls} calls (after the reservation), started again at "
+                   "3.2 s (after the press at about 2.6 s)")
+    _check(tally)
+    log = Path(desc["sites"]["12345"]["logs"]["controller"]).read_text()
+    assert '"press.found_in_resync"' in log
+
+
 def test_redis_restarted(lab: Lab, desc: dict[str, Any], workdir: Path, healthy_after: None) -> None:
     """Each site's Redis is SIGKILLed mid-stream and started again on its append-only file (fsync always)."""
     calls = 16
