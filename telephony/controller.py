@@ -11,6 +11,7 @@ is the map of who hears what:
     ticket changed ──▶ console stream, metrics, supervision alarm, reporting database (TicketHooks.changed)
     app_queue's queue_log file ──▶ reporting database (QueueLogTailer polls it)
     peer ticket landed ──▶ transfers' arrivals (a waiting call rings)   (TicketHooks.landed)
+    peer ticket stored here ──▶ its route published to the PBX (receiving's fast path, TicketHooks.changed)
     message queued ──▶ that peer's outbox worker                        (TicketHooks.queued)
     ticket written ──▶ its next deadline, in the same atomic write     (TicketHooks.deadline_of)
     hotline Newchannel ──▶ callers (repeat counts); flags ──▶ PBX globals, pops, supervisor's stream
@@ -116,7 +117,8 @@ class Controller:
         hooks = TicketHooks(changed=(self.hub.publish, self.ticket_metrics.on_ticket_change, self.alarm.on_change,
                                      lambda ticket, event: self.returns.on_change(ticket, event),
                                      lambda ticket, event: self.followup.on_change(ticket, event),
-                                     lambda ticket, event: self.reporting_ingest(ticket, event)),
+                                     lambda ticket, event: self.reporting_ingest(ticket, event),
+                                     lambda ticket, event: self.receiving.on_change(ticket, event)),
                             landed=(self.arrivals.land,), queued=self._wake, deadline_of=self.alarm.rule)
         # the contexts
         self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
@@ -136,7 +138,8 @@ class Controller:
         self.prepared = PreparedService(config, self.calls, self.sending, reservations, reserved, self.ami.send,
                                         self.ami.send_list)
         self.prepared_login = self.ami.login_event()
-        self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
+        self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals,
+                                          self.ami.send)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
         self.followup = FollowupService(config, self.tickets, self.ami.send)
         self.queue = QueueService(config, self.redis, self.ami.send, self.ami.send_list, self.tickets,
@@ -227,6 +230,7 @@ class Controller:
         self.threeway.close()
         self.returns.close()
         self.prepared.close()
+        self.receiving.close()
         self.followup.close()
         await self.agi.stop()
         if runner is not None:

@@ -27,6 +27,9 @@ class TransferAmi:
         if name == "Hangup":
             self.receiving.hung_up(uniqueid)
             return
+        if name == "UserEvent" and event.get("UserEvent") == "LinkageArrived":
+            self.receiving.fast_arrived(event.get("Ticket", ""), uniqueid, event.get("Linkedid", ""))
+            return
         if name not in ("DialBegin", "DialEnd"):
             return
         ticket_id = self.receiving.ticket_of(uniqueid)

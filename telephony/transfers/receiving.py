@@ -6,23 +6,34 @@ means for the ticket.
 county site that owns the ticket's division (市级互转), or up towards the target of a county's ticket. The dial
 outcomes on the trunk channel (transfers/ami.py) become offered, signed_for (签收) and abandoned.
 `overflow` sends an unanswered emergency on to the overflow site (county seats), once.
+
+Fast path: when a pushed ticket for this site is stored (its `delivered`), `on_change` picks the agent at once and
+publishes the route to the PBX as the global `LINKAGE_ROUTE_<ticket id>` (AMI Setvar). A call that finds it
+dials without a FastAGI round trip (and tells us with the UserEvent LinkageArrived, `fast_arrived`); one that
+finds nothing (its push has not landed yet, or the route is a relay or the queue) asks `route_in` as before.
+Either way the ticket is stored here before the agent's phone rings. A route no call took is cleared after
+ROUTE_TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
+from telephony.ami import AmiSend
 from telephony.calls.registry import CallRegistry
 from telephony.config import SiteConfig
 from telephony.delivery.client import PeerClient, PeerError
 from telephony.errors import LinkageError
 from telephony.ids import TICKET_ID
-from telephony.tickets.models import Ticket, parse_ticket
+from telephony.tickets.models import Event, Ticket, parse_ticket
 from telephony.tickets.services import TicketService
 from telephony.transfers.arrivals import Arrivals
 
@@ -30,6 +41,8 @@ log = structlog.get_logger("transfers")
 CALL_INFO = re.compile(r"<(https?://[^>\s]{1,300})>")
 UNANSWERED = ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION")
 QUEUE = "queue"  # LINKAGE_DEST: no agent free, the call waits in the site's queue (linkage.conf)
+ROUTE_VAR = "LINKAGE_ROUTE_"  # + ticket id: the PBX global of a landed ticket's route (the fast path)
+ROUTE_TTL = 30.0  # seconds a published route waits for its call before it is cleared
 
 
 @dataclass(frozen=True)
@@ -40,12 +53,16 @@ class Route:
 
 class ReceivingService:
     def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService,
-                 peers: Mapping[str, PeerClient], arrivals: Arrivals) -> None:
+                 peers: Mapping[str, PeerClient], arrivals: Arrivals, ami_send: AmiSend | None = None) -> None:
+        """Without `ami_send` no route is published (every linked call asks route_in)."""
         self.config = config
         self.calls = calls
         self.tickets = tickets
         self.peers = peers
         self.arrivals = arrivals
+        self.ami_send = ami_send
+        self.published: OrderedDict[str, float] = OrderedDict()  # ticket id -> when its route was published
+        self.tasks: set[asyncio.Task[Any]] = set()
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, while its dial is open
         self.available: Callable[[str], bool] = lambda _: True  # in the queue and not paused (queues/)
 
@@ -70,6 +87,52 @@ class ReceivingService:
             # call is kept against the header's id and put on the ticket once it lands (TicketService.observe)
             self.inbound[trunk_uniqueid] = ticket_id
         return route
+
+    # ---- fast path: the route published when the ticket lands -------------------------------------
+    def on_change(self, ticket: Ticket, event: Event) -> None:
+        """TicketHooks.changed: a pushed ticket for this site is stored (its `delivered` here): publish where
+        its call goes, when that is an agent of this site."""
+        if (self.ami_send is None or event.type != "delivered" or ticket.target.site != self.config.site.name
+                or event.actor.get("site") != self.config.site.name or not ticket.linkedid
+                or not TICKET_ID.match(ticket.id) or self._goes_down(ticket)):
+            return
+        agent = self._pick_agent()
+        if not agent:
+            return  # the queue: route_in decides when the call comes
+        task = asyncio.get_running_loop().create_task(self._publish(ticket.id, f"PJSIP/agent{agent}"))
+        self.tasks.add(task)  # owned until done; cancelled by close()
+        task.add_done_callback(self.tasks.discard)
+
+    async def _publish(self, ticket_id: str, dest: str) -> None:
+        assert self.ami_send is not None
+        now = time.monotonic()
+        stale = [t for t, at in self.published.items() if now - at > ROUTE_TTL]
+        self.published[ticket_id] = now
+        try:
+            await self.ami_send({"Action": "Setvar", "Variable": ROUTE_VAR + ticket_id, "Value": dest})
+            for old in stale:  # routes no call took (the call failed before it reached us)
+                self.published.pop(old, None)
+                await self.ami_send({"Action": "Setvar", "Variable": ROUTE_VAR + old, "Value": ""})
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("route.not_published", error=str(exc))
+
+    def fast_arrived(self, ticket_id: str, trunk_uniqueid: str, linkedid: str) -> None:
+        """UserEvent LinkageArrived: a linked call took its published route (the dialplan cleared it)."""
+        if not TICKET_ID.match(ticket_id):
+            return
+        self.published.pop(ticket_id, None)
+        self.inbound[trunk_uniqueid] = ticket_id
+        self.calls.arrived(linkedid or trunk_uniqueid, ticket_id)
+
+    def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+    def _goes_down(self, ticket: Ticket) -> bool:
+        """A city site passes this ticket down to the county that owns its division (route_in does that)."""
+        return self.config.site.level == "city" and bool(ticket.division) and any(
+            p.level == "county" and p.division == ticket.division and p.platform == self.config.site.platform
+            for p in self.config.peers)
 
     async def _route(self, ticket: Ticket | None) -> Route:
         if ticket is not None and ticket.target.site != self.config.site.name:

@@ -17,8 +17,10 @@ from telephony.security.sealing import Sealer
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.services import TicketService, observed_key
 from telephony.tickets.store import PREFIX, TicketStore, outbox_key
+from telephony.transfers.arrivals import Arrivals
 from telephony.transfers.drafts import DraftStore, draft_key
 from telephony.transfers.prepared import PreparedService
+from telephony.transfers.receiving import ReceivingService
 from telephony.transfers.reservations import RESERVED, ReservationStore, Reserved
 from telephony.transfers.sending import SendingService
 
@@ -200,6 +202,38 @@ async def test_facts_before_the_ticket_land_on_it(tmp_path: Path, redis: aioredi
         assert [e.type for e in held.history] == ["created", "delivered", "offered", "signed_for"]
         assert held.offered_to == "2001" and held.signed_for_by == "2001" and held.status == "signed_for"
         assert not await far_redis.exists(observed_key(ticket_id))
+    finally:
+        await far_redis.flushdb()
+        await far_redis.aclose()
+
+
+async def test_a_stored_push_publishes_its_route(tmp_path: Path, redis: aioredis.Redis, redis_url: str) -> None:
+    """Far side's fast path: the ticket stored here names the agent for its call in a PBX global; the call that
+    takes it is then known by its trunk channel (for offered / signed_for)."""
+    calls, pbx = CallRegistry(), Pbx()
+    _events(calls)
+    sender = _build(tmp_path, redis, calls, pbx)
+    made = await sender.pressed(await _reserve(sender), "110")
+    assert made is not None
+    far_config = Lab(rootfs=str(tmp_path)).site_config(PLANS["110"])
+    far_redis = aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/14")
+    await far_redis.flushdb()
+    far_pbx, far_calls = Pbx(), CallRegistry()
+    receiving: ReceivingService | None = None
+    hooks = TicketHooks(changed=(lambda t, e: receiving.on_change(t, e) if receiving else None,))
+    try:
+        far = TicketService(far_config, TicketStore(far_redis), hooks)
+        receiving = ReceivingService(far_config, far_calls, far, {}, Arrivals(0.1), far_pbx.send)
+        await far.receive(made, via="push")
+        await asyncio.gather(*receiving.tasks)
+        first = far_config.accounts.agents[0].id
+        assert far_pbx.actions == [{"Action": "Setvar", "Variable": f"LINKAGE_ROUTE_{made.id}",
+                                    "Value": f"PJSIP/agent{first}"}]
+        receiving.fast_arrived(made.id, "1795935000.5", "1795935000.5")
+        assert receiving.ticket_of("1795935000.5") == made.id and made.id not in receiving.published
+        await receiving.dial_began(made.id, first)
+        held = await far.store.get(made.id)
+        assert held is not None and held.offered_to == first
     finally:
         await far_redis.flushdb()
         await far_redis.aclose()
