@@ -136,7 +136,7 @@ class Controller:
                                       DraftStore(self.redis, sealer), self.returns, advisor=self.advice,
                                       reserved=reserved, reservations=reservations)
         self.prepared = PreparedService(config, self.calls, self.sending, reservations, reserved, self.ami.send,
-                                        self.ami.send_list)
+                                        self.ami.ask)
         self.prepared_login = self.ami.login_event()
         self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals,
                                           self.ami.send)

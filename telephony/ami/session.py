@@ -227,6 +227,15 @@ class AmiSession:
         return [{str(k): str(v) for k, v in m.items() if isinstance(v, str)}
                 for m in (reply if isinstance(reply, list) else [reply])]
 
+    async def ask(self, action: dict[str, str]) -> list[dict[str, str]]:
+        """An action answered by one response or, when its response says "will follow", by a list of events
+        (DBGet: a list when the key exists, a lone Error when not — as_list=True would wait for a list that
+        never comes after the Error)."""
+        async with asyncio.timeout(ACTION_TIMEOUT):
+            reply = await self.manager.send_action(action, as_list=None)
+        return [{str(k): str(v) for k, v in m.items() if isinstance(v, str)}
+                for m in (reply if isinstance(reply, list) else [reply])]
+
     def close(self) -> None:
         self.closing = True
         if self.retry is not None:

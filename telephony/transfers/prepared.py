@@ -34,7 +34,7 @@ from telephony.transfers.sending import SendingService
 from telephony.waits import raise_if_cancelled, wait_event
 
 log = structlog.get_logger("transfers")
-AmiList = Callable[[dict[str, str]], Awaitable[list[dict[str, str]]]]  # AmiSession.send_list
+AmiList = Callable[[dict[str, str]], Awaitable[list[dict[str, str]]]]  # AmiSession.ask
 PRESS_FAMILY = "linkage-press"  # AstDB family the dialplan records presses in
 RETRY_EVERY = 1.0  # seconds between attempts to complete a press whose ticket could not be stored
 
@@ -42,7 +42,7 @@ RETRY_EVERY = 1.0  # seconds between attempts to complete a press whose ticket c
 class PreparedService:
     def __init__(self, config: SiteConfig, calls: CallRegistry, sending: SendingService, store: ReservationStore,
                  reserved: Reserved, ami_send: AmiSend, ami_list: AmiList | None = None) -> None:
-        """`ami_list` sends an action answered by a list of events (DBGet): AmiSession.send_list."""
+        """`ami_list` sends an action answered by a response or a list of events (DBGet): AmiSession.ask."""
         self.config = config
         self.calls = calls
         self.sending = sending
