@@ -151,10 +151,7 @@ class PreparedService:
             return None
         self.unstored.pop(res.ticket_id, None)
         self.reserved.pop(res.linkedid)
-        try:
-            await self.store.forget(res.linkedid)
-        except STORE_ERRORS:
-            pass  # a stale member: dropped by the next load
+        self.store.forget(res.linkedid)
         return ticket
 
     async def settled(self, ticket_id: str, wait: float = 1.0) -> None:
@@ -247,6 +244,10 @@ class PreparedService:
                         break
                     await asyncio.sleep(0.1)
                 await self.resync()
+            try:
+                await self.store.flush()
+            except STORE_ERRORS:
+                pass  # kept for the next round
             for ticket_id, target in list(self.unstored.items()):
                 res = self.reserved.of_ticket(ticket_id)
                 if res is None:

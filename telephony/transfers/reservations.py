@@ -64,6 +64,7 @@ class ReservationStore:
         self.sealer = sealer
         self.ttl = ttl
         self._reserve = redis.register_script(RESERVE_SCRIPT)
+        self.spent: set[str] = set()  # members of consumed reservations, removed by `flush`
 
     async def reserve(self, res: Reservation) -> int:
         """One durable write (fsync'd with appendfsync always); sets and returns the reservation's slot."""
@@ -95,9 +96,19 @@ class ReservationStore:
             pipe.srem(RESERVED, linkedid)
             await pipe.execute()
 
-    async def forget(self, linkedid: str) -> None:
-        """The ticket's write consumed the hash; only the set's member is left."""
-        await self.redis.srem(RESERVED, linkedid)
+    def forget(self, linkedid: str) -> None:
+        """The ticket's write consumed the hash; only the set's member is left. Removed by the next `flush`, in
+        one write for all (not a third fsync'd write on every transfer); until then it is only stale."""
+        self.spent.add(linkedid)
+
+    async def flush(self) -> None:
+        if self.spent:
+            spent, self.spent = self.spent, set()
+            try:
+                await self.redis.srem(RESERVED, *spent)
+            except BaseException:
+                self.spent |= spent
+                raise
 
 
 class Reserved:

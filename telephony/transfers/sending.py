@@ -106,10 +106,7 @@ class SendingService:
         """A reserved call's ticket was made by another path (the AGI key, the button, three-way, consult): the
         reservation is spent. An agent who stays on the call (three-way, consult) must not press it again."""
         self.reserved.pop(res.linkedid)
-        try:
-            await self.reservations.forget(res.linkedid)
-        except STORE_ERRORS:
-            pass  # a stale member of the set: dropped by the next load
+        self.reservations.forget(res.linkedid)
         if mode != "transfer" and CHANNEL.match(res.agent_channel):
             try:
                 await self.ami_send({"Action": "Setvar", "Channel": res.agent_channel, "Variable": "LINKAGE_RES",

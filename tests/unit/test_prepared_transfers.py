@@ -100,7 +100,9 @@ async def test_the_press_makes_the_ticket_with_the_draft_once(tmp_path: Path, re
     assert prepared.reserved.of_ticket(ticket_id) is None  # spent: a resync finds nothing to complete
     assert await redis.zcard(f"{PREFIX}tickets") == 1
     assert await redis.llen(outbox_key("110")) == 1  # one push
-    assert not await redis.exists(draft_key(LINKEDID)) and not await redis.sismember(RESERVED, LINKEDID)
+    assert not await redis.exists(draft_key(LINKEDID))
+    await prepared.store.flush()
+    assert not await redis.sismember(RESERVED, LINKEDID)
     call = calls.get(LINKEDID)
     assert call is not None and call.transferring and call.ticket_id == ticket_id
 
@@ -160,6 +162,7 @@ async def test_the_agi_key_on_a_reserved_call_uses_the_reserved_id(tmp_path: Pat
     ticket_id = await _reserve(prepared)
     exten = await prepared.sending.key(LINKEDID, "110", AGENT, "PJSIP/agent1001-00000002", _no_number)
     assert exten is not None and exten.endswith(f"*{ticket_id}")
+    await prepared.store.flush()
     assert prepared.reserved.of_call(LINKEDID) is None and not await redis.sismember(RESERVED, LINKEDID)
     assert await prepared.pressed(ticket_id, "110") is None  # a stray press event: no second ticket
     assert await redis.zcard(f"{PREFIX}tickets") == 1
