@@ -96,6 +96,8 @@ class ReceivingService:
                 or event.actor.get("site") != self.config.site.name or not ticket.linkedid
                 or not TICKET_ID.match(ticket.id) or self._goes_down(ticket)):
             return
+        if ticket.id in self.arrivals.waiting or event.payload.get("via") == "reference":
+            return  # its call is here already (route_in waits for this push, or fetched it): nothing to publish
         agent = self._pick_agent()
         if not agent:
             return  # the queue: route_in decides when the call comes
