@@ -43,6 +43,7 @@ UNANSWERED = ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION")
 QUEUE = "queue"  # LINKAGE_DEST: no agent free, the call waits in the site's queue (linkage.conf)
 ROUTE_VAR = "LINKAGE_ROUTE_"  # + ticket id: the PBX global of a landed ticket's route (the fast path)
 ROUTE_TTL = 30.0  # seconds a published route waits for its call before it is cleared
+RECENT_ROUTED = 256  # tickets remembered as routed by route_in (their call came before their push's write)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ReceivingService:
         self.arrivals = arrivals
         self.ami_send = ami_send
         self.published: OrderedDict[str, float] = OrderedDict()  # ticket id -> when its route was published
+        self.routed: OrderedDict[str, None] = OrderedDict()  # tickets whose call route_in routed, the latest
         self.tasks: set[asyncio.Task[Any]] = set()
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, while its dial is open
         self.available: Callable[[str], bool] = lambda _: True  # in the queue and not paused (queues/)
@@ -78,6 +80,10 @@ class ReceivingService:
                 ticket = await self._fetch_by_reference(ticket_id, await call_info())
         else:
             log.warning("route_in.no_ticket_header")
+        if ticket is not None:
+            self.routed[ticket.id] = None  # its call came first: no route to publish when the write is done
+            while len(self.routed) > RECENT_ROUTED:
+                self.routed.popitem(last=False)
         route = await self._route(ticket)
         if not route.relay and ticket is not None:
             self.inbound[trunk_uniqueid] = ticket.id
@@ -96,7 +102,7 @@ class ReceivingService:
                 or event.actor.get("site") != self.config.site.name or not ticket.linkedid
                 or not TICKET_ID.match(ticket.id) or self._goes_down(ticket)):
             return
-        if ticket.id in self.arrivals.waiting or event.payload.get("via") == "reference":
+        if ticket.id in self.arrivals.waiting or ticket.id in self.routed or event.payload.get("via") == "reference":
             return  # its call is here already (route_in waits for this push, or fetched it): nothing to publish
         agent = self._pick_agent()
         if not agent:
