@@ -7,9 +7,9 @@ Both paths feed the transcript (what Asterisk sent after login, banner first) to
 - controller: the real `Controller` composition (AmiSession -> CallRegistry -> queue -> the transfer and
   three-way handlers, as `Controller.run` wires them), with its Redis client pointed at a throwaway redis-server.
   No FastAGI request runs, so the handlers hold no tickets or rooms and return early: this is registry +
-  dispatch, not ticket recording. The Redis commands the run caused are counted and reported (expected 0: the
-  prepared transfers reserve a ticket when an agent's leg is bridged, but not for events stamped long ago, as the
-  transcripts' are — their back-pressure, transfers/prepared.py MAX_LAG).
+  dispatch, not ticket recording. The Redis commands the run caused are counted and reported: since the prepared
+  transfers (transfers/prepared.py), an agent's leg of a fresh call bridged is one reservation write and its
+  hang-up one drop (the Setvar that publishes it gets no answer from a transcript: it times out in the background).
   The bench appends one counting handler (an await per queued event) to know when the queue is drained.
 No lab, no Asterisk: only the transcripts in bench/transcripts/.
 """

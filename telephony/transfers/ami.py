@@ -46,14 +46,6 @@ class TransferAmi:
             await self.receiving.dial_ended(uniqueid, ticket_id, agent, event.get("DialStatus", ""))
 
 
-def lag_of(event: dict[str, str]) -> float:
-    """Seconds since Asterisk stamped the event (timestampevents = yes); 0 without a stamp."""
-    try:
-        return max(0.0, time.time() - float(event.get("Timestamp", "")))
-    except ValueError:
-        return 0.0
-
-
 class PreparedAmi:
     def __init__(self, prepared: PreparedService) -> None:
         self.prepared = prepared
@@ -61,7 +53,7 @@ class PreparedAmi:
     async def on_event(self, event: dict[str, str]) -> None:
         name = event.get("Event")
         if name == "BridgeEnter":
-            await self.prepared.bridged(event.get("Linkedid", ""), event.get("Uniqueid", ""), lag_of(event))
+            await self.prepared.bridged(event.get("Linkedid", ""), event.get("Uniqueid", ""))
         elif name == "Hangup":
             await self.prepared.hung_up(event.get("Linkedid", ""))
         elif name == "UserEvent" and event.get("UserEvent") == "LinkagePress":

@@ -37,10 +37,6 @@ log = structlog.get_logger("transfers")
 AmiList = Callable[[dict[str, str]], Awaitable[list[dict[str, str]]]]  # AmiSession.ask
 PRESS_FAMILY = "linkage-press"  # AstDB family the dialplan records presses in
 RETRY_EVERY = 1.0  # seconds between attempts to complete a press whose ticket could not be stored
-# Back-pressure: a call bridged while this controller handles AMI events later than this (seconds) is not
-# reserved, so its key waits for the ticket over FastAGI. A prepared press moves the caller at once; when the
-# controller lags, its INVITE would reach the far side long before the ticket (load bench, BENCHMARKS.md).
-MAX_LAG = 0.05
 
 
 class PreparedService:
@@ -69,13 +65,9 @@ class PreparedService:
         others = [g for g in call.legs.values() if g.uniqueid != uniqueid]
         return bool(others) and not any(g.endpoint.startswith(("trunk-", "agent")) for g in others)
 
-    async def bridged(self, linkedid: str, uniqueid: str, lag: float = 0.0) -> Reservation | None:
-        """`lag`: how late this event is handled (Asterisk's stamp to now); over MAX_LAG nothing is reserved."""
+    async def bridged(self, linkedid: str, uniqueid: str) -> Reservation | None:
         call = self.calls.get(linkedid)
         if call is None or not self._eligible(call, uniqueid):
-            return None
-        if lag > MAX_LAG:
-            log.info("reservation.skipped_lagging", lag=round(lag, 3), call_id=linkedid)
             return None
         leg = call.legs[uniqueid]
         caller = next(g for g in call.legs.values() if g.uniqueid != uniqueid)

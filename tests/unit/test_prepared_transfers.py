@@ -240,13 +240,3 @@ async def test_a_stored_push_publishes_its_route(tmp_path: Path, redis: aioredis
     finally:
         await far_redis.flushdb()
         await far_redis.aclose()
-
-
-async def test_no_reservation_while_the_controller_lags(tmp_path: Path, redis: aioredis.Redis) -> None:
-    """Back-pressure: an event handled late (the controller is behind) reserves nothing: the key asks FastAGI."""
-    calls, pbx = CallRegistry(), Pbx()
-    _events(calls)
-    prepared = _build(tmp_path, redis, calls, pbx)
-    assert await prepared.bridged(LINKEDID, AGENT, lag=0.2) is None
-    assert pbx.actions == [] and prepared.reserved.of_call(LINKEDID) is None
-    assert await prepared.bridged(LINKEDID, AGENT, lag=0.001) is not None
