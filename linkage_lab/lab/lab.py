@@ -95,11 +95,13 @@ PLANS = {p.name: p for p in SITES}
 def _reserve_ports() -> None:
     """The county site's ports (35000+) lie in the kernel's ephemeral range: an outgoing connection that happened
     to get local port 35080 once kept the county controller from binding it (`make test`, 2026-11-29). Reserve
-    every site's port block from ephemeral use; values already reserved are kept."""
+    every site's port block from ephemeral use; values already reserved are kept. The SIPp media ports of the
+    harness and the drills too (42000+, 46000-47999): the 110 PBX's PJSIP DNS socket once took 46000, a fault
+    drill's far agent could not bind it and the controller SIGKILL drill failed (`make test`, 2026-12-02)."""
     path = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
     try:
         current = path.read_text().strip()
-        ours = [f"{p.base}-{p.base + 999}" for p in SITES]
+        ours = [f"{p.base}-{p.base + 999}" for p in SITES] + ["42000-42999", "46000-47999"]
         missing = [r for r in ours if r not in current.split(",")]
         if missing:
             path.write_text(",".join([current, *missing] if current else missing))

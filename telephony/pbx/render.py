@@ -216,11 +216,11 @@ def _queue_pauses(config: SiteConfig) -> str:
     """The pause code alone (the first reason) and with a reason's digit: one extension each."""
     q = config.queue
     member = "PJSIP/${CHANNEL(endpoint)}"
-    lines = [f"exten => {q.pause_code},1,PauseQueueMember({queue_name(config)},{member},,{PAUSE_REASONS[0]})\n"
-             f" same => n,Goto(linkage-queue-done,s,1)"]
-    for digit, reason in enumerate(PAUSE_REASONS, start=1):
-        lines.append(f"exten => {q.pause_code}{digit},1,PauseQueueMember({queue_name(config)},{member},,{reason})\n"
-                     f" same => n,Goto(linkage-queue-done,s,1)")
+    codes = [(q.pause_code, PAUSE_REASONS[0])] + [(f"{q.pause_code}{digit}", reason)
+                                                  for digit, reason in enumerate(PAUSE_REASONS, start=1)]
+    lines = [f"exten => {code},1,Gosub(linkage-queue-agent,s,1)\n"
+             f" same => n,PauseQueueMember({queue_name(config)},{member},,{reason})\n"
+             f" same => n,Goto(linkage-queue-done,s,1)" for code, reason in codes]
     return "\n".join(lines)
 
 

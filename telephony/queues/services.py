@@ -244,9 +244,13 @@ class QueueService:
                 async with asyncio.timeout(1.0):
                     await login.wait()
                 login.clear()
-                await self.resync()
             except TimeoutError:
                 pass
+            else:
+                try:
+                    await self.resync()
+                except Exception:  # the PBX went away mid-resync (Unavailable) or Redis did: the next login retries
+                    log.exception("queue.resync_failed")
             self.metrics.oldest.set(self.oldest_wait())
             try:
                 await self.surge.check()

@@ -24,6 +24,7 @@ _EVENTS = ("SELECT e.site, e.ticket_id, e.type, e.at_ts, e.reason, e.detail FROM
            "WHERE t.created_ts >= %s AND t.created_ts < %s")
 _ORDER = " ORDER BY e.at_ts, e.seq"
 DONE = ("resolved", "followed_up", "closed")
+NONE = "（无）"  # a count's row whose value is empty (no category, no reason …)
 
 
 @dataclass
@@ -112,55 +113,55 @@ def percentile(values: list[float], p: float) -> float | None:
 
 
 def _counts(title: str, key: str, formula: str, counter: Counter[str]) -> Figure:
-    return Figure(key, title, formula, [(k or "(none)", v) for k, v in counter.most_common()])
+    return Figure(key, title, formula, [(k or NONE, v) for k, v in counter.most_common()])
 
 
 def compute(tickets: list[Facts], full: bool = False, tz: str = "Asia/Shanghai", top: int = 10) -> list[Figure]:
     delivered = [t for t in tickets if t.has("delivered") or t.has("signed_for")]
     figures = [
-        _counts("Volume by direction", "direction", "count of tickets created, by direction",
+        _counts("联动量（按方向）", "direction", "期间创建的联动单件数，按转办方向",
                 Counter(t.direction for t in tickets)),
-        _counts("Volume by channel (call / non-call)", "channel",
-                "count of tickets created, by channel (call, or a referral's network channel)",
+        _counts("联动量（电话 / 非电话渠道）", "channel",
+                "期间创建的联动单件数，按渠道（call 为电话转接，其余为网络渠道转办的渠道）",
                 Counter(t.channel for t in tickets)),
-        _counts("Volume by target", "target", "count of tickets created, by receiving site",
+        _counts("联动量（按接收方）", "target", "期间创建的联动单件数，按接收站点",
                 Counter(t.target for t in tickets)),
     ]
     to_sign = [t for t in tickets if t.mode != "referral" and (t.has("signed_for") or t.has("overdue", "signed_for"))]
     on_time = [t for t in to_sign if t.has("signed_for") and not t.has("overdue", "signed_for")]
-    figures.append(Figure("signed_on_time", "按时签收率 (signed for within its deadline)",
-                          "signed for, without an overdue(signed_for) event ÷ call tickets signed for or overdue "
-                          "for signing", rate=Rate(len(on_time), len(to_sign)), chart=False))
+    figures.append(Figure("signed_on_time", "按时签收率",
+                          "已签收且无签收超时（overdue(signed_for)）事件的联动单 ÷ 已签收或签收超时的电话联动单",
+                          rate=Rate(len(on_time), len(to_sign)), chart=False))
     accepted = [t for t in tickets if t.has("accepted")]
     fed_back = [t for t in accepted if t.has("resolved")
                 and not (t.has("overdue", "accepted") or t.has("overdue", "resolved"))]
-    figures.append(Figure("feedback_on_time", "按时反馈率 (resolved within its deadlines)",
-                          "accepted tickets resolved, without an overdue(accepted|resolved) event ÷ accepted tickets",
+    figures.append(Figure("feedback_on_time", "按时反馈率",
+                          "已受理且已办结、无受理或办结超时（overdue(accepted|resolved)）事件的联动单 ÷ 已受理的联动单",
                           rate=Rate(len(fed_back), len(accepted)), chart=False))
     returned = [t for t in delivered if t.has("returned")]
-    figures.append(Figure("returned", "退回率 (returned) and the reasons",
-                          "tickets with a returned event ÷ tickets delivered; reasons: the ticket's last return "
-                          "reason", [(r, n) for r, n in Counter(t.return_reason for t in returned).most_common()],
+    figures.append(Figure("returned", "退回率及退回原因",
+                          "有退回（returned）事件的联动单 ÷ 已送达的联动单；原因：联动单最后一次退回的原因",
+                          [(r, n) for r, n in Counter(t.return_reason for t in returned).most_common()],
                           rate=Rate(len(returned), len(delivered))))
     closed = [t for t in delivered if t.has("closed")]
-    figures.append(Figure("closed", "闭环率 (closed / transferred)", "tickets with a closed event ÷ tickets delivered",
+    figures.append(Figure("closed", "闭环率", "有办结归档（closed）事件的联动单 ÷ 已送达的联动单",
                           rate=Rate(len(closed), len(delivered)), chart=False))
     figures.append(_durations(tickets))
-    figures.append(_counts("Three-way outcomes by rule", "threeway",
-                           "count of three-way tickets by the rule of their first decided event (keeper in brackets)",
+    figures.append(_counts("三方通话结果（按规则）", "threeway",
+                           "三方通话联动单件数，按其第一个决定（decided）事件所依规则（括号内为留下来电的一方）",
                            Counter(f"{r} ({d})" for t in tickets for r, d in _first_decided(t))))
-    figures.append(_counts("Transfer failures by reason", "failures", "count of transfer_failed events by reason",
+    figures.append(_counts("转接失败（按原因）", "failures", "转接失败（transfer_failed）事件数，按原因",
                            Counter(r for t in tickets for k, _, r, _ in t.events if k == "transfer_failed")))
     figures.append(_overdue(delivered))
-    figures.append(_counts("Satisfaction from follow-ups (回访)", "satisfaction",
-                           "count of tickets by the satisfaction of their last followed_up event",
+    figures.append(_counts("回访满意度", "satisfaction",
+                           "联动单件数，按其最后一次回访（followed_up）事件的满意度",
                            Counter(_last(t, "followed_up") for t in tickets if t.has("followed_up"))))
     figures.append(_advice(tickets))
     disputed = Counter[str]()
     for t in tickets:
         disputed[t.category] += sum(1 for k, *_ in t.events if k in ("returned", "decided"))
-    figures.append(_counts("High-frequency disputed matters by category", "disputed",
-                           "returned + decided events of the category's tickets (the meeting's agenda)",
+    figures.append(_counts("高频争议事项（按类别）", "disputed",
+                           "该类别联动单的退回（returned）与三方决定（decided）事件数之和（会商议题）",
                            Counter({k: v for k, v in disputed.items() if v})))
     figures.append(_hotspots(tickets, ZoneInfo(tz), top))
     figures.append(_bouncing(tickets, full))
@@ -171,12 +172,11 @@ def _advice(tickets: list[Facts]) -> Figure:
     """智能转办: did the agent send the matter where the scope advisor said?"""
     advised = [t for t in tickets if t.advice_followed is not None]
     followed = [t for t in advised if t.advice_followed]
-    rows = Counter(f"followed: advised {t.advised or '?'}" if t.advice_followed else
-                   f"overridden: advised {t.advised or '?'} → sent to {t.target_platform}" for t in advised)
-    return Figure("advice", "智能转办 advice followed vs overridden",
-                  "tickets whose advice was followed (sent to the advised platform, or into the three-way call it "
-                  "suggested: advice.followed) ÷ tickets created with advice; overridden: advised platform → the "
-                  "platform it was sent to", [(k, v) for k, v in rows.most_common()],
+    rows = Counter(f"采纳：建议 {t.advised or '?'}" if t.advice_followed else
+                   f"改派：建议 {t.advised or '?'} → 实际转 {t.target_platform}" for t in advised)
+    return Figure("advice", "智能转办：采纳与改派",
+                  "采纳建议的联动单（转往建议的平台，或按建议进入三方通话：advice.followed）÷ 带建议创建的联动单；"
+                  "改派：建议的平台 → 实际转往的平台", [(k, v) for k, v in rows.most_common()],
                   rate=Rate(len(followed), len(advised)))
 
 
@@ -191,11 +191,10 @@ def _hotspots(tickets: list[Facts], zone: ZoneInfo, top: int) -> Figure:
     weeks = sorted({week(t) for t in tickets})
     cells = Counter((t.division or "-", t.category or "-", week(t)) for t in tickets)
     table: list[list[Value]] = [[d, c, pairs[(d, c)], *(cells[(d, c, w)] for w in weeks)] for d, c in chosen]
-    return Figure("hotspots", f"融合研判 hotspots: the top {top} division × category, by week",
-                  f"count of tickets created, per (division, category) and per week (Monday to Sunday in the "
-                  f"report's time zone); the {top} pairs with the most tickets in the period, most first",
-                  [(f"{d} · {c}", pairs[(d, c)]) for d, c in chosen],
-                  columns=["division", "category", "total", *(f"week of {w}" for w in weeks)], table=table)
+    return Figure("hotspots", "融合研判：热点（区划 × 类别，按周）",
+                  f"期间创建的联动单件数，按（区划，类别）与周（报告时区的周一至周日）；取件数最多的前 {top} 组，"
+                  "多者在前", [(f"{d} · {c}", pairs[(d, c)]) for d, c in chosen],
+                  columns=["区划", "类别", "合计", *(f"{w} 当周" for w in weeks)], table=table)
 
 
 def _first_decided(t: Facts) -> list[tuple[str, str]]:
@@ -216,15 +215,16 @@ def _durations(tickets: list[Facts]) -> Figure:
         if done is not None:
             close.append(done - t.created)
     rows: list[tuple[str, Value]] = []
-    for name, values in (("time to sign for (s)", sign), ("time to close (s)", close)):
+    for name, values in (("签收用时（秒）", sign), ("办结用时（秒）", close)):
         for p in (50, 90):
             v = percentile(values, p)
-            label = f"{name}, {'median' if p == 50 else 'p90'} of {len(values)}"
+            label = f"{name}，{'中位数' if p == 50 else 'p90'}（共 {len(values)} 件）"
             rows.append((label, "–" if v is None else round(v, 1)))
-    return Figure("durations", "Time to sign for and to close",
-                  "sign for: signed_for.at − first offered.at (delivered.at for a referral); close: closed.at − "
-                  "created_at; median = p50; pN = the value at rank ⌈N/100 × n⌉ of the sorted n values", rows,
-                  chart=False)
+    return Figure("durations", "签收用时与办结用时",
+                  "签收用时：签收（signed_for）时间 − 首次振铃（offered）时间（网络渠道转办取送达 delivered 时间）；"
+                  "办结用时：办结归档（closed）时间 − 创建时间；中位数 = p50；"
+                  "pN = n 个值升序排列后第 ⌈N/100 × n⌉ 位的值",
+                  rows, chart=False)
 
 
 def _overdue(delivered: list[Facts]) -> Figure:
@@ -235,8 +235,8 @@ def _overdue(delivered: list[Facts]) -> Figure:
         counts[0] += int(t.has("overdue"))
     rows: list[tuple[str, Value]] = [
         (unit, f"{n} / {d} = {100 * n / d:.1f}%") for unit, (n, d) in sorted(by_unit.items(), key=lambda i: -i[1][0])]
-    return Figure("overdue", "Overdue by receiving unit (联而不动)",
-                  "tickets with an overdue event ÷ tickets delivered, by receiving site", rows, chart=False)
+    return Figure("overdue", "超时（按承办单位，联而不动）",
+                  "有超时（overdue）事件的联动单 ÷ 已送达的联动单，按接收站点", rows, chart=False)
 
 
 def _bouncing(tickets: list[Facts], full: bool) -> Figure:
@@ -259,8 +259,9 @@ def _bouncing(tickets: list[Facts], full: bool) -> Figure:
         route = " → ".join(t.direction for t in chain)
         reasons = "; ".join(t.return_reason for t in chain if t.return_reason)
         rows.append((f"{root_id} [{chain[0].category or '-'} {chain[0].division or '-'}] {caller}",
-                     f"{len(chain)} tickets, {returns} returns: {route}" + (f" — {reasons}" if reasons else "")))
+                     f"联动单 {len(chain)} 件，退回 {returns} 次：{route}" + (f" — {reasons}" if reasons else "")))
     rows.sort(key=lambda r: str(r[1]), reverse=True)
-    return Figure("bouncing", "Matters that bounce (parent chains and returns)",
-                  "chains of tickets linked by parent with ≥ 2 tickets or ≥ 1 return; caller numbers masked "
-                  "unless the supervisor's full report", rows, chart=False)
+    return Figure("bouncing", "反复流转的事项",
+                  "以上级单（parent）相连、含 ≥ 2 件联动单或 ≥ 1 次退回的事项链；"
+                  "来电号码隐去（督办人员的完整报告除外）",
+                  rows, chart=False)

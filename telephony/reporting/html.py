@@ -23,7 +23,7 @@ def render(title: str, subtitle: str, figures: list[Figure]) -> str:
 
 def _figure(f: Figure) -> str:
     parts = [f'<section id="{escape(f.key)}"><h2>{escape(f.title)}</h2>',
-             f'<p class="formula">Formula: <code>{escape(f.formula)}</code></p>']
+             f'<p class="formula">公式：<code>{escape(f.formula)}</code></p>']
     if f.rate is not None:
         parts.append(f'<p class="rate">{escape(str(f.rate))}</p>')
     numeric = [(label, v) for label, v in f.rows if isinstance(v, int | float)]
@@ -37,7 +37,7 @@ def _figure(f: Figure) -> str:
         parts.append(f'<table class="grid"><tr>{head}</tr>' + "".join(
             "<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>" for row in f.table) + "</table>")
     if not f.rows and not f.table and f.rate is None:
-        parts.append("<p>(none in this period)</p>")
+        parts.append("<p>本期无数据</p>")
     parts.append("</section>")
     return "\n".join(parts)
 

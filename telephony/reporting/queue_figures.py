@@ -9,6 +9,7 @@ took the call, then perhaps transferred it: the one-key transfer does)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from telephony.reporting.db import Database
 from telephony.reporting.figures import Figure, Rate, Value
 
 SL_SECONDS = 15  # service level 80/15: the share answered within 15 s, against a target of 80 %
+ALL = "全部站点"  # the row of every site together
 ANSWERED = "outcome IN ('answered', 'transferred')"
 # hour of day = local hours since the epoch − whole local days × 24 (integer division on both engines; `%` would
 # be a placeholder to psycopg and MOD() is not in every SQLite)
@@ -67,15 +69,18 @@ class Cell:
 
 
 def segments(start: float, end: float, zone: ZoneInfo) -> list[tuple[int, int, int]]:
-    """[start, end) cut where the zone's UTC offset changes (on a whole hour): (from, to, offset seconds)."""
+    """[start, end) cut where the zone's UTC offset changes (on a whole hour): (from, to, offset seconds).
+    Queue times are whole seconds, so the bounds are rounded up to whole seconds first: [⌈start⌉, ⌈end⌉) holds the
+    same seconds as [start, end), and the loop only ever steps on integers (with a fractional end, `int(end)`
+    would stop short of it for ever)."""
     out: list[tuple[int, int, int]] = []
-    t = int(start)
-    while t < end:
+    t, last = math.ceil(start), math.ceil(end)
+    while t < last:
         offset = _offset(t, zone)
         step = t - t % 3600 + 3600
-        while step < end and _offset(step, zone) == offset:
+        while step < last and _offset(step, zone) == offset:
             step += 3600
-        stop = min(int(end), step)
+        stop = min(last, step)
         out.append((t, stop, offset))
         t = stop
     return out
@@ -117,36 +122,35 @@ def compute(cells: dict[tuple[str, int], Cell], early: int) -> list[Figure]:
 
     p90 = total.p90()
     figures = [
-        Figure("queue_answered", "接通率 answered rate", "calls answered (outcome answered or transferred) ÷ calls "
-               "that entered a queue", rates("answered", "entered"), rate=Rate(total.answered, total.entered),
-               chart=False),
-        Figure("queue_early", f"排队早释率 early release (hung up within {early} s in queue)",
-               f"calls abandoned with waittime ≤ {early} s (reporting.early_release_seconds) ÷ calls that entered "
-               "a queue", rates("early", "entered"), rate=Rate(total.early, total.entered), chart=False),
-        Figure("queue_wait", "Wait of answered calls: average and p90",
-               "over answered calls: average = Σ holdtime ÷ answered; p90 = the holdtime at rank ⌈0.9 × n⌉ of the "
-               "n sorted holdtimes (whole seconds, app_queue's CONNECT holdtime)",
-               [("all sites", f"average {total.average()} s, p90 {'–' if p90 is None else p90} s"),
-                *((s, f"average {c.average()} s, p90 {_p90(c)} s") for s, c in sites)], chart=False),
-        Figure("queue_sl", f"Service level 80/{SL_SECONDS}: SL and SL2",
-               f"SL = answered with holdtime ≤ {SL_SECONDS} s ÷ answered; SL2 = (answered with holdtime ≤ "
-               f"{SL_SECONDS} s + abandoned with waittime ≤ {SL_SECONDS} s) ÷ (answered + abandoned); target SL ≥ 80%",
-               [("SL, all sites", str(Rate(total.answered_sl, total.answered))), ("SL2, all sites", str(sl2(total))),
-                *((f"SL, {s}", str(Rate(c.answered_sl, c.answered))) for s, c in sites),
-                *((f"SL2, {s}", str(sl2(c))) for s, c in sites)],
+        Figure("queue_answered", "接通率", "接通的来电（结果为接通或接通后转出）÷ 进入排队的来电",
+               rates("answered", "entered"), rate=Rate(total.answered, total.entered), chart=False),
+        Figure("queue_early", "排队早释率",
+               f"排队等待 ≤ {early} 秒即放弃的来电（N = {early}，reporting.early_release_seconds）÷ 进入排队的来电",
+               rates("early", "entered"), rate=Rate(total.early, total.entered), chart=False),
+        Figure("queue_wait", "排队等待时长（平均与 p90）",
+               "接通来电的等待时长：平均 = Σ 等待时长 ÷ 接通数；p90 = n 个等待时长升序排列后第 ⌈0.9 × n⌉ 位的值"
+               "（整秒，app_queue 的 CONNECT holdtime）",
+               [(ALL, f"平均 {total.average()} 秒，p90 {'–' if p90 is None else p90} 秒"),
+                *((s, f"平均 {c.average()} 秒，p90 {_p90(c)} 秒") for s, c in sites)], chart=False),
+        Figure("queue_sl", f"服务水平 80/{SL_SECONDS}（SL 与 SL2）",
+               f"SL = 等待 ≤ {SL_SECONDS} 秒接通的来电 ÷ 接通的来电；SL2 = （等待 ≤ {SL_SECONDS} 秒接通的来电 + 等待 ≤ "
+               f"{SL_SECONDS} 秒放弃的来电）÷（接通的来电 + 放弃的来电）；目标 SL ≥ 80%",
+               [(f"SL，{ALL}", str(Rate(total.answered_sl, total.answered))), (f"SL2，{ALL}", str(sl2(total))),
+                *((f"SL，{s}", str(Rate(c.answered_sl, c.answered))) for s, c in sites),
+                *((f"SL2，{s}", str(sl2(c))) for s, c in sites)],
                rate=Rate(total.answered_sl, total.answered), chart=False),
     ]
     table: list[list[Value]] = []
     for (site, hour), c in sorted(cells.items()):
         table.append([site, f"{hour:02d}:00", c.entered, _pct(c.answered, c.entered), _pct(c.early, c.entered),
                       c.average(), _p90(c), _pct(c.answered_sl, c.answered), _pct(*_parts(sl2(c)))])
-    figures.append(Figure("queue_by_hour", "Queue figures by site and hour of day",
-                          "each cell as above, for the calls that entered in that hour of the day (report's time "
-                          "zone); 接通率 = answered ÷ entered; 早释率 = abandoned ≤ N s ÷ entered; SL = answered ≤ "
-                          f"{SL_SECONDS} s ÷ answered; SL2 = (answered ≤ {SL_SECONDS} s + abandoned ≤ {SL_SECONDS} s) "
-                          "÷ (answered + abandoned)", chart=False,
-                          columns=["site", "hour", "entered", "接通率", "早释率", "average wait (s)", "p90 wait (s)",
-                                   "SL", "SL2"], table=table))
+    figures.append(Figure("queue_by_hour", "排队指标（按站点与时段）",
+                          "各格算法同上，统计在该时段（报告时区的一天中的小时）进入排队的来电；"
+                          "接通率 = 接通 ÷ 进入排队；"
+                          f"早释率 = 等待 ≤ {early} 秒放弃 ÷ 进入排队；SL = 等待 ≤ {SL_SECONDS} 秒接通 ÷ 接通；"
+                          f"SL2 = （等待 ≤ {SL_SECONDS} 秒接通 + 等待 ≤ {SL_SECONDS} 秒放弃）÷（接通 + 放弃）",
+                          chart=False, columns=["站点", "时段", "进入排队", "接通率", "早释率", "平均等待（秒）",
+                                                "p90 等待（秒）", "SL", "SL2"], table=table))
     return figures
 
 

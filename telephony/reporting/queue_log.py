@@ -29,8 +29,8 @@ import structlog
 
 from telephony import backoff
 from telephony.logs import escape, mask_phone
-from telephony.reporting.db import Database, connect
-from telephony.reporting.migrations import migrate
+from telephony.reporting.db import Database
+from telephony.reporting.ingest import open_database
 from telephony.reporting.queue_lines import MAX_LINE, BadLine, Line, parse, write_lines
 from telephony.tickets.models import now_iso
 
@@ -184,7 +184,7 @@ class QueueLogTailer:
             while True:
                 try:
                     if self.db is None:
-                        self.db = await asyncio.to_thread(_open, self.url)
+                        self.db = await asyncio.to_thread(open_database, self.url)
                         self.reader.position = None  # what the database holds is the truth
                         log.info("queue_log.connected", path=self.reader.key)
                     consumed = await asyncio.to_thread(self.reader.poll, self.db)
@@ -208,12 +208,3 @@ class QueueLogTailer:
         self.polled.clear()
         await asyncio.sleep(backoff.delay(attempt, 0.2, self.retry_cap))
 
-
-def _open(url: str) -> Database:
-    db = connect(url)
-    try:
-        migrate(db)
-    except BaseException:
-        db.close()
-        raise
-    return db

@@ -110,10 +110,10 @@ def write(args: argparse.Namespace) -> Path:
     if args.early_release is not None:
         early = args.early_release
     count, shown = collect(url, Period(start, end, args.tz, site, early, args.full))
-    scope = f"site {site}" if site else "all sites (one copy per ticket)"
-    page = html.render(f"联动会商 Linkage review {args.start} – {args.end}",
-                       f"{count} tickets created {args.start} to {args.end} ({args.tz}), {scope}"
-                       + ("; caller numbers in full — the supervisor's report, do not share" if args.full else ""),
+    scope = f"站点 {site} 持有的联动单" if site else "全部站点（每件联动单取一份）"
+    page = html.render(f"联动会商报告 {args.start} 至 {args.end}",
+                       f"{args.start} 至 {args.end}（{args.tz}）期间创建联动单 {count} 件，范围：{scope}"
+                       + ("；来电号码完整显示——督办人员专用，请勿外传" if args.full else ""),
                        shown)
     target = out / "report.html"
     target.write_text(page, encoding="utf-8")

@@ -163,10 +163,12 @@ def test_the_statistics_page_shows_the_figures_with_their_formulas(controller: d
     page.wait_for_selector("#stats [data-key=queue_answered] .rate:has-text('5 / 9 = 55.6%')", timeout=WAIT)
     figure = "#stats [data-key=queue_answered]"
     assert page.text_content(f"{figure} h3") == "接通率"
-    assert "answered" in (page.text_content(f"{figure} .formula") or "")
+    assert page.text_content(f"{figure} .formula") == "公式：接通的来电（结果为接通或接通后转出）÷ 进入排队的来电"
     assert page.text_content("#stats [data-key=queue_early] .rate") == "2 / 9 = 22.2%"
     sl = page.text_content("#stats [data-key=queue_sl]") or ""
-    assert "3 / 5 = 60.0%" in sl and "6 / 8 = 75.0%" in sl and "SL2 = (answered with holdtime ≤ 15 s" in sl
+    assert "3 / 5 = 60.0%" in sl and "6 / 8 = 75.0%" in sl and "SL2 = （等待 ≤ 15 秒接通的来电" in sl
+    heads = page.locator("#stats [data-key=queue_by_hour] th").all_text_contents()
+    assert heads == ["站点", "时段", "进入排队", "接通率", "早释率", "平均等待（秒）", "p90 等待（秒）", "SL", "SL2"]
     assert page.text_content("#stats [data-key=returned] td.text") == HOSTILE  # as text, never markup
     assert page.evaluate("window.__pwned") is None
     assert "13912345678" not in (page.text_content("#stats") or "")

@@ -52,7 +52,9 @@ def test_dialplan_routes_out_to_110(files: dict[str, str], config: SiteConfig) -
     # the hotline's callers wait in the site's queue; t: the agent may be the transferer of the consult key's
     # attended transfer; r: ringback; no pre-dial handler: the agents' endpoints carry DYNAMIC_FEATURES (set_var)
     assert f"(queue),Queue(linkage-12345,tr,,,{config.queue.max_wait})" in dialplan
-    assert "exten => *623,1,PauseQueueMember(linkage-12345,PJSIP/${CHANNEL(endpoint)},,training)" in dialplan
+    assert ("exten => *623,1,Gosub(linkage-queue-agent,s,1)\n"
+            " same => n,PauseQueueMember(linkage-12345,PJSIP/${CHANNEL(endpoint)},,training)") in dialplan
+    assert dialplan.count("Gosub(linkage-queue-agent,s,1)") == 9  # every code: only an agent's phone
     queues = files["linkage-queues.conf"]
     assert "[linkage-12345]" in queues and "strategy = ringall" in queues and "ringinuse = yes" in queues
     assert "b(" not in "".join(line for line in dialplan.splitlines() if "Dial(" in line and "recall" not in line)

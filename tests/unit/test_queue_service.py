@@ -159,3 +159,20 @@ def test_bad_queue_config_is_named(tmp_path: Path, override: dict[str, Any], key
     with pytest.raises(ConfigError) as err:
         parse_site_config(raw, "test")
     assert key in err.value.message
+
+
+def test_a_pbx_that_fails_mid_resync_does_not_end_the_queue_task(tmp_path: Path) -> None:
+    class Failing(FakePbx):
+        async def send(self, action: dict[str, str]) -> dict[str, str]:
+            raise TimeoutError("AMI action timed out")
+
+    service = _service(tmp_path, pbx=Failing())
+
+    async def one_login() -> None:
+        login = asyncio.Event()
+        login.set()
+        task = asyncio.create_task(service.run(login))
+        await asyncio.sleep(0.2)
+        assert not task.done()  # resync failed (QueueAdd unreachable): logged, the task goes on
+        task.cancel()
+    asyncio.run(one_login())

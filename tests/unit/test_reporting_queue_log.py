@@ -17,9 +17,9 @@ from structlog.testing import capture_logs
 from throwaway_pg import ThrowawayPostgres
 
 from telephony.reporting.db import Database, connect
+from telephony.reporting.ingest import open_database
 from telephony.reporting.queue_lines import BadLine, parse
 from telephony.reporting.queue_log import QueueLogReader, QueueLogTailer
-from telephony.reporting.queue_log import _open as open_database
 from telephony.reporting.report import period
 from telephony.reporting.stats import Period, collect
 

@@ -123,15 +123,15 @@ def test_every_figure_matches_the_hand_count(url: str) -> None:
     assert f["satisfaction"].rows == [("satisfied", 1)]
     assert sorted(f["disputed"].rows) == [("complaint_report", 1), ("help", 1)]
     assert str(f["advice"].rate) == "2 / 3 = 66.7%"  # T1, T5 of T1, T2, T5
-    assert f["advice"].rows == [("followed: advised 110", 2), ("overridden: advised 12345 → sent to 110", 1)]
+    assert f["advice"].rows == [("采纳：建议 110", 2), ("改派：建议 12345 → 实际转 110", 1)]
     # weeks from Monday: 09-28 (T1-T4, T6), 10-12 (T5); division 370811: T1, T2, T5
-    assert f["hotspots"].columns == ["division", "category", "total", "week of 2026-09-28", "week of 2026-10-12"]
+    assert f["hotspots"].columns == ["区划", "类别", "合计", "2026-09-28 当周", "2026-10-12 当周"]
     assert f["hotspots"].table == [["370811", "report", 2, 1, 1], ["-", "-", 1, 1, 0],  # most first, then by name
                                    ["-", "complaint_report", 1, 1, 0], ["-", "help", 1, 1, 0],
                                    ["370811", "complaint_report", 1, 1, 0]]
     [(label, what)] = f["bouncing"].rows
     assert label.startswith("37080020261001080002000000 [complaint_report 370811] 139******78")
-    assert str(what).startswith("2 tickets, 1 returns: 12345->110 → 110->12345")
+    assert str(what).startswith("联动单 2 件，退回 1 次：12345->110 → 110->12345")
 
 
 def test_the_html_escapes_masks_and_shows_formulas(url: str, tmp_path: Path) -> None:
@@ -141,11 +141,11 @@ def test_the_html_escapes_masks_and_shows_formulas(url: str, tmp_path: Path) -> 
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "13912345678" not in page and "139******78" in page
     assert page.count('class="formula"') == 21 and page.count("<svg") >= 4
-    assert "SL2 = (answered with holdtime ≤ 15 s + abandoned with waittime ≤ 15 s) ÷ (answered + abandoned)" in page
-    assert "6 tickets created" in page
+    assert "SL2 = （等待 ≤ 15 秒接通的来电 + 等待 ≤ 15 秒放弃的来电）÷（接通的来电 + 放弃的来电）" in page
+    assert "期间创建联动单 6 件" in page and "<h2>按时签收率</h2>" in page and "公式：" in page
     assert main(["report", "--from", "2026-10-01", "--to", "2026-12-31", "--db", url, "--out", str(out),
                  "--full", "--site", "110"]) == 0
-    assert "0 tickets created" in (out / "report.html").read_text()  # this database holds 12345's copies
+    assert "期间创建联动单 0 件" in (out / "report.html").read_text()  # this database holds 12345's copies
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -180,12 +180,12 @@ def test_queue_figures_match_the_hand_count(url: str) -> None:
     assert f["queue_answered"].rows == [("110", "5 / 9 = 55.6%"), ("12345", "1 / 2 = 50.0%")]
     assert str(f["queue_early"].rate) == "2 / 11 = 18.2%"  # b1 (4 s) and b3 (10 s: ≤ N) of 11; b2 waited 14 s
     # answered waits 2 5 12 15 30 40: average 104 / 6; p90 rank ⌈5.4⌉ = 6 → 40; 110: 5 12 15 30 40, rank 5 → 40
-    assert f["queue_wait"].rows == [("all sites", "average 17.3 s, p90 40 s"), ("110", "average 20.4 s, p90 40 s"),
-                                    ("12345", "average 2.0 s, p90 2 s")]
+    assert f["queue_wait"].rows == [("全部站点", "平均 17.3 秒，p90 40 秒"), ("110", "平均 20.4 秒，p90 40 秒"),
+                                    ("12345", "平均 2.0 秒，p90 2 秒")]
     # SL: answered ≤ 15 s: 2 5 12 15 = 4 of 6; SL2: (4 + abandoned ≤ 15 s: b1 b2 b3) / (6 + 3)
-    assert f["queue_sl"].rows == [("SL, all sites", "4 / 6 = 66.7%"), ("SL2, all sites", "7 / 9 = 77.8%"),
-                                  ("SL, 110", "3 / 5 = 60.0%"), ("SL, 12345", "1 / 1 = 100.0%"),
-                                  ("SL2, 110", "6 / 8 = 75.0%"), ("SL2, 12345", "1 / 1 = 100.0%")]
+    assert f["queue_sl"].rows == [("SL，全部站点", "4 / 6 = 66.7%"), ("SL2，全部站点", "7 / 9 = 77.8%"),
+                                  ("SL，110", "3 / 5 = 60.0%"), ("SL，12345", "1 / 1 = 100.0%"),
+                                  ("SL2，110", "6 / 8 = 75.0%"), ("SL2，12345", "1 / 1 = 100.0%")]
     assert f["queue_by_hour"].table == [
         ["110", "08:00", 6, "50.0%", "16.7%", "15.7", "30", "66.7%", "80.0%"],
         ["110", "09:00", 3, "66.7%", "33.3%", "27.5", "40", "50.0%", "66.7%"],
@@ -206,3 +206,21 @@ def test_hours_of_day_follow_a_dst_change(tmp_path: Path) -> None:
     start, end = period("2026-03-29", "2026-03-29", "Europe/Berlin")
     [*_, by_hour] = collect(url, Period(start, end, "Europe/Berlin"))[1]
     assert [r[1] for r in by_hour.table] == ["01:00", "03:00"]  # 01:30 CET, then 03:30 CEST
+
+
+def test_a_window_of_fractional_seconds_counts_the_whole_seconds_inside_it(tmp_path: Path) -> None:
+    """A period need not be whole days (a test's own window, `time.time()`): queue times are whole seconds, so
+    [start, end) holds the calls that entered at a second s with start ≤ s < end — and the count ends."""
+    url = f"sqlite:///{tmp_path}/window.sqlite3"
+    db = connect(url)
+    migrate(db)
+    t0 = 1790812800
+    with db.transaction() as tx:
+        write_lines(tx, "110", [parse(f"{t0}|c1|q|NONE|ENTERQUEUE||x|1"),
+                                parse(f"{t0 + 10}|c2|q|NONE|ENTERQUEUE||x|1")])
+    db.close()
+    for start, end, entered in ((t0 - 0.5, t0 + 10.5, 2), (t0 + 0.5, t0 + 10.5, 1), (t0 - 0.5, t0 + 9.9, 1),
+                                (t0 + 0.25, t0 + 0.75, 0)):
+        shown = {f.key: f for f in collect(url, Period(start, end, "Asia/Shanghai", "110"))[1]}
+        assert shown["queue_answered"].rate is not None
+        assert shown["queue_answered"].rate.den == entered, (start, end)
