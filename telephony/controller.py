@@ -3,7 +3,8 @@ reverse order on SIGTERM/SIGINT. Every hook between contexts is subscribed here 
 is the map of who hears what:
 
     AMI events ──▶ CallRegistry ──▶ transfers (dial outcomes; prepared transfers: an agent's leg bridged
-                   reserves the ticket, the dialplan's press event makes it), threeway (conference and consult)
+                   reserves the ticket, the dialplan's press event makes it; their writes in lanes, off the
+                   event queue), threeway (conference and consult)
     AMI login ──▶ prepared transfers' resync (presses recorded in AstDB while nobody listened)
     an agent's call rang / was answered / ended ──▶ console stream   (CallRegistry on_change)
     FastAGI    ──▶ transfers (onekey, route_in, transfer_failed, overflow), threeway (threeway, conf_key, …)
@@ -11,7 +12,8 @@ is the map of who hears what:
     ticket changed ──▶ console stream, metrics, supervision alarm, reporting database (TicketHooks.changed)
     app_queue's queue_log file ──▶ reporting database (QueueLogTailer polls it)
     peer ticket landed ──▶ transfers' arrivals (a waiting call rings)   (TicketHooks.landed)
-    peer ticket stored here ──▶ its route published to the PBX (receiving's fast path, TicketHooks.changed)
+    peer ticket landed here ──▶ its route published to the PBX (receiving's fast path, TicketHooks.landed)
+    prepared ticket made ──▶ its push leaves before its write (that peer's outbox worker, TicketHooks.early)
     message queued ──▶ that peer's outbox worker                        (TicketHooks.queued)
     ticket written ──▶ its next deadline, in the same atomic write     (TicketHooks.deadline_of)
     hotline Newchannel ──▶ callers (repeat counts); flags ──▶ PBX globals, pops, supervisor's stream
@@ -119,7 +121,8 @@ class Controller:
                                      lambda ticket, event: self.followup.on_change(ticket, event),
                                      lambda ticket, event: self.reporting_ingest(ticket, event),
                                      lambda ticket, event: self.receiving.on_change(ticket, event)),
-                            landed=(self.arrivals.land,), queued=self._wake, deadline_of=self.alarm.rule)
+                            landed=(self.arrivals.land, lambda ticket: self.receiving.on_landed(ticket)),
+                            queued=self._wake, early=self._early, deadline_of=self.alarm.rule)
         # the contexts
         self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
         self.tickets = TicketService(config, self.store, hooks)
@@ -149,9 +152,11 @@ class Controller:
         self.receiving.available = self.queue.available  # a linked call rings a free agent of the queue
         # adapters
         self.transfer_metrics = TransferMetrics(self.registry)
+        # the awaited parts of these two run in lanes (telephony/lanes.py), off the one AMI event queue
+        self.transfer_ami = TransferAmi(self.receiving, self.transfer_metrics)
+        self.prepared_ami = PreparedAmi(self.prepared)
         self.ami_handlers = (ThreewayAmi(self.threeway).on_event, FollowupAmi(self.followup).on_event,
-                             TransferAmi(self.receiving, self.transfer_metrics).on_event,
-                             PreparedAmi(self.prepared).on_event,
+                             self.transfer_ami.on_event, self.prepared_ami.on_event,
                              CallerAmi(config, self.callers).on_event,
                              QueueAmi(self.queue, self.hub.publish_supervisor).on_event)
         for name, handler in {**TransferAgi(self.sending, self.receiving, self.prepared).routes(),
@@ -173,6 +178,11 @@ class Controller:
     def reporting_ingest(self, ticket: Any, event: Any) -> None:
         if self.reporting is not None:
             self.reporting.on_change(ticket, event)
+
+    def _early(self, peer: str, message: dict[str, Any]) -> None:
+        worker = self.workers.get(peer)
+        if worker is not None:
+            worker.push_early(message)
 
     def _wake(self, peer: str, head: Head | None = None) -> None:
         worker = self.workers.get(peer)
@@ -230,7 +240,9 @@ class Controller:
         self.threeway.close()
         self.returns.close()
         self.prepared.close()
+        self.prepared_ami.lanes.close()
         self.receiving.close()
+        self.transfer_ami.lanes.close()
         self.followup.close()
         await self.agi.stop()
         if runner is not None:

@@ -18,7 +18,7 @@ import structlog
 from msgspec.json import decode
 
 from telephony.config import SiteConfig
-from telephony.delivery.messages import EventMessage, OutboxMessage, TicketMessage
+from telephony.delivery.messages import EventMessage, OutboxMessage, TicketMessage, as_data
 from telephony.errors import Conflict, Forbidden, LinkageError, NotFound
 from telephony.tickets.advised import Advised
 from telephony.tickets.hooks import TicketHooks
@@ -89,12 +89,14 @@ class TicketService:
                      linkedid: str, uniqueids: list[str], draft: dict[str, str],
                      path: list[str] | None = None, mode: str = "transfer", recording: str = "",
                      channel: str = "call", consume: str = "", parent: str = "",
-                     advice: Advised | None = None, ticket_id: str = "") -> Ticket:
+                     advice: Advised | None = None, ticket_id: str = "", early: bool = False) -> Ticket:
         """A new ticket, stored with its push in one atomic write. `consume` is a key that write deletes: the
         draft the ticket was made from; `parent` the ticket it carries the matter on from; `advice` what the
         scope advisor suggested for it. `ticket_id` is an id reserved before (a prepared transfer): one attempt,
         and when a ticket of that id for the same call is stored already, that ticket is the answer (a press
-        completed twice — by its event and by a resync — makes one ticket)."""
+        completed twice — by its event and by a resync — makes one ticket). `early` (a prepared press, whose
+        call has left already): the push is handed to the delivery worker before the write (TicketHooks.early),
+        and the ticket's lock is held over the write, so the far side's first feedback waits for it here."""
         created = now_iso()
         here = self.config.site
         for _ in range(1 if ticket_id else 5):
@@ -113,8 +115,14 @@ class TicketService:
             outgoing: list[tuple[str, OutboxMessage]] = [(site, TicketMessage(body=body))
                                                           for site in self.neighbours(ticket)]
             heads: dict[str, Head] = {}
-            if (await self.store.create(ticket, outgoing, body, heads, consume=consume)
-                    or await self._ours(ticket.id, event)):
+            if early and ticket_id:
+                async with self._lock(ticket.id):
+                    for site, message in outgoing:
+                        self.hooks.early(site, as_data(message))
+                    written = await self.store.create(ticket, outgoing, body, heads, consume=consume)
+            else:
+                written = await self.store.create(ticket, outgoing, body, heads, consume=consume)
+            if written or await self._ours(ticket.id, event):
                 for site, _ in outgoing:  # first: the push is what the far side waits for before it rings
                     self.hooks.queued(site, heads.get(site))
                 log.info("ticket.created", ticket_id=ticket.id, call_id=linkedid, target=target_site)

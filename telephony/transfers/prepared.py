@@ -118,13 +118,32 @@ class PreparedService:
             return None
         return await self.complete(res, target_name)
 
+    def press(self, ticket_id: str, target_name: str) -> Callable[[], Awaitable[Ticket | None]] | None:
+        """UserEvent LinkagePress, off the AMI event queue (transfers/ami.py): the completion is claimed now —
+        so a Hangup or a LinkagePressFailed handled next finds it in the making — and its writes are the
+        returned work, which the adapter runs in the ticket's lane. None: nothing to do."""
+        res = self.reserved.of_ticket(ticket_id) if TICKET_ID.match(ticket_id) else None
+        if res is None:
+            log.warning("press.unknown_reservation", ticket_id=ticket_id[:32])
+            return None
+        if res.ticket_id in self.completing:
+            return None  # the same press completed by another path (the resync) already
+        done = self._claim(res)
+        return lambda: self._finish(res, target_name, done)
+
     async def complete(self, res: Reservation, target_name: str) -> Ticket | None:
         """The reservation becomes the created ticket (once, however many ask at the same time)."""
         running = self.completing.get(res.ticket_id)
         if running is not None:
             return await asyncio.shield(running)
+        return await self._finish(res, target_name, self._claim(res))
+
+    def _claim(self, res: Reservation) -> asyncio.Future[Ticket | None]:
         done: asyncio.Future[Ticket | None] = asyncio.get_running_loop().create_future()
         self.completing[res.ticket_id] = done
+        return done
+
+    async def _finish(self, res: Reservation, target_name: str, done: asyncio.Future[Ticket | None]) -> Ticket | None:
         ticket = None
         try:
             ticket = await self._complete(res, target_name)

@@ -2,16 +2,20 @@
 means for the ticket.
 
 `route` makes sure the ticket is here (pushed, or fetched by the Call-Info reference within
-`transfer.fetch_timeout`), then names the agent to ring, or — on a city site — passes the call on: down to the
+`transfer.fetch_timeout`; all of it within `transfer.route_budget`, after which the call rings an agent without
+its ticket — never dropped under overload — and what happens to it is kept against its X-Linkage-Id until the
+ticket lands), then names the agent to ring, or — on a city site — passes the call on: down to the
 county site that owns the ticket's division (市级互转), or up towards the target of a county's ticket. The dial
 outcomes on the trunk channel (transfers/ami.py) become offered, signed_for (签收) and abandoned.
 `overflow` sends an unanswered emergency on to the overflow site (county seats), once.
 
-Fast path: when a pushed ticket for this site is stored (its `delivered`), `on_change` picks the agent at once and
-publishes the route to the PBX as the global `LINKAGE_ROUTE_<ticket id>` (AMI Setvar). A call that finds it
+Fast path: when a pushed ticket for this site is verified (its `delivered` applied, `on_landed`; its durable
+write follows under the ticket's lock), the controller picks the agent at once and publishes the route to the
+PBX as the global `LINKAGE_ROUTE_<ticket id>` (AMI Setvar). A call that finds it
 dials without a FastAGI round trip (and tells us with the UserEvent LinkageArrived, `fast_arrived`); one that
 finds nothing (its push has not landed yet, or the route is a relay or the queue) asks `route_in` as before.
-Either way the ticket is stored here before the agent's phone rings. A route no call took is cleared after
+Either way the ticket is held here (verified, as route_in's answer) before the agent's phone rings, and its
+offered / signed_for records wait for its write. A route no call took is cleared after
 ROUTE_TTL.
 """
 
@@ -44,6 +48,7 @@ QUEUE = "queue"  # LINKAGE_DEST: no agent free, the call waits in the site's que
 ROUTE_VAR = "LINKAGE_ROUTE_"  # + ticket id: the PBX global of a landed ticket's route (the fast path)
 ROUTE_TTL = 30.0  # seconds a published route waits for its call before it is cleared
 RECENT_ROUTED = 256  # tickets remembered as routed by route_in (their call came before their push's write)
+MIN_ROUTE_TIME = 0.2  # seconds a found ticket's routing (a city's push down) gets even when the budget is spent
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class ReceivingService:
         self.ami_send = ami_send
         self.published: OrderedDict[str, float] = OrderedDict()  # ticket id -> when its route was published
         self.routed: OrderedDict[str, None] = OrderedDict()  # tickets whose call route_in routed, the latest
+        self.offered_routes: OrderedDict[str, None] = OrderedDict()  # tickets whose route was published, the latest
         self.tasks: set[asyncio.Task[Any]] = set()
         self.inbound: dict[str, str] = {}  # trunk channel uniqueid -> ticket id, while its dial is open
         self.available: Callable[[str], bool] = lambda _: True  # in the queue and not paused (queues/)
@@ -74,36 +80,65 @@ class ReceivingService:
         needed when the ticket is neither here nor pushed in time. A call that stays here is remembered with its
         ticket by `linkedid` (its agent may return it, or transfer it onward)."""
         ticket = None
+        deadline = asyncio.get_running_loop().time() + self.config.transfer.route_budget
         if TICKET_ID.match(ticket_id):
-            ticket = await self.arrivals.ticket(ticket_id, self.tickets.store.get)
-            if ticket is None:
-                ticket = await self._fetch_by_reference(ticket_id, await call_info())
-        else:
-            log.warning("route_in.no_ticket_header")
-        if ticket is not None:
-            self.routed[ticket.id] = None  # its call came first: no route to publish when the write is done
+            try:
+                async with asyncio.timeout_at(deadline):
+                    ticket = await self._find(ticket_id, call_info)
+            except TimeoutError:
+                # overload (the push, the fetch or our own Redis too slow): the call rings without its ticket
+                log.warning("route_in.ticket_late", budget=self.config.transfer.route_budget)
+            self.routed[ticket_id] = None  # its call came first: no route to publish when the write is done
             while len(self.routed) > RECENT_ROUTED:
                 self.routed.popitem(last=False)
-        route = await self._route(ticket)
+        else:
+            log.warning("route_in.no_ticket_header")
+        try:
+            async with asyncio.timeout_at(max(deadline, asyncio.get_running_loop().time() + MIN_ROUTE_TIME)):
+                route = await self._route(ticket)
+        except TimeoutError:
+            log.warning("route_in.route_late", budget=self.config.transfer.route_budget)
+            agent = self._pick_agent()
+            route = Route(f"PJSIP/agent{agent}" if agent else QUEUE, False)
         if not route.relay and ticket is not None:
             self.inbound[trunk_uniqueid] = ticket.id
             self.calls.arrived(linkedid or trunk_uniqueid, ticket.id)
-        elif ticket is None and TICKET_ID.match(ticket_id):
-            # the sender could not push it (its controller was down at the key press): what happens to the
-            # call is kept against the header's id and put on the ticket once it lands (TicketService.observe)
+        elif ticket is None and TICKET_ID.match(ticket_id) and not route.relay:
+            # the sender could not push it (its controller was down at the key press, or behind under load):
+            # what happens to the call is kept against the header's id and put on the ticket once it lands
+            # (TicketService.observe); the agent's call knows its ticket by that id
             self.inbound[trunk_uniqueid] = ticket_id
+            self.calls.arrived(linkedid or trunk_uniqueid, ticket_id)
         return route
 
+    async def _find(self, ticket_id: str, call_info: Callable[[], Awaitable[str]]) -> Ticket | None:
+        ticket = await self.arrivals.ticket(ticket_id, self.tickets.store.get)
+        if ticket is None:
+            ticket = await self._fetch_by_reference(ticket_id, await call_info())
+        return ticket
+
     # ---- fast path: the route published when the ticket lands -------------------------------------
+    def on_landed(self, ticket: Ticket) -> None:
+        """TicketHooks.landed: a pushed ticket for this site is verified, its `delivered` applied (the write
+        follows under the ticket's lock, and anything that changes the ticket waits for it — route_in answers
+        at this point too): publish where its call goes now, so the INVITE that follows finds it."""
+        if ticket.history and ticket.history[-1].type == "delivered":
+            self.on_change(ticket, ticket.history[-1])
+
     def on_change(self, ticket: Ticket, event: Event) -> None:
         """TicketHooks.changed: a pushed ticket for this site is stored (its `delivered` here): publish where
-        its call goes, when that is an agent of this site."""
+        its call goes, when that is an agent of this site — once, if `on_landed` did not already."""
         if (self.ami_send is None or event.type != "delivered" or ticket.target.site != self.config.site.name
                 or event.actor.get("site") != self.config.site.name or not ticket.linkedid
                 or not TICKET_ID.match(ticket.id) or self._goes_down(ticket)):
             return
         if ticket.id in self.arrivals.waiting or ticket.id in self.routed or event.payload.get("via") == "reference":
             return  # its call is here already (route_in waits for this push, or fetched it): nothing to publish
+        if ticket.id in self.offered_routes:
+            return  # published at its landing (or a second push of the same ticket)
+        self.offered_routes[ticket.id] = None
+        while len(self.offered_routes) > RECENT_ROUTED:
+            self.offered_routes.popitem(last=False)
         agent = self._pick_agent()
         if not agent:
             return  # the queue: route_in decides when the call comes
@@ -230,13 +265,23 @@ class ReceivingService:
         await self._record(ticket_id, "offered", agent)
 
     async def dial_ended(self, trunk_uniqueid: str, ticket_id: str, agent: str, status: str) -> None:
+        record = self.ended(trunk_uniqueid, ticket_id, agent, status)
+        if record is not None:
+            await record()
+
+    def ended(self, trunk_uniqueid: str, ticket_id: str, agent: str,
+              status: str) -> Callable[[], Awaitable[None]] | None:
+        """A dial outcome: the call is forgotten now (the in-memory part, on the AMI event queue); the returned
+        work records it on the ticket (transfers/ami.py runs it in the ticket's lane). None: not an outcome."""
         if status == "ANSWER":
             self.inbound.pop(trunk_uniqueid, None)
-            await self._record(ticket_id, "signed_for", agent)
-        elif status in ("CANCEL", *UNANSWERED):
+            return lambda: self._record(ticket_id, "signed_for", agent)
+        if status in ("CANCEL", *UNANSWERED):
             self.inbound.pop(trunk_uniqueid, None)
             reason = "caller hung up while the phone rang" if status == "CANCEL" else "not answered"
-            await self._record(ticket_id, "abandoned", agent, {"reason": reason, "dial_status": status.lower()})
+            return lambda: self._record(ticket_id, "abandoned", agent,
+                                        {"reason": reason, "dial_status": status.lower()})
+        return None
 
     async def _record(self, ticket_id: str, event_type: str, agent: str,
                       payload: dict[str, str] | None = None) -> None:

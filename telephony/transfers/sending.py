@@ -126,7 +126,7 @@ class SendingService:
             target_site=target.name, target_platform=target.platform, caller_number=res.caller_number,
             agent_id=res.agent_id, linkedid=res.linkedid, uniqueids=res.uniqueids, draft=draft,
             path=self._path(target), mode="transfer", recording=res.recording, consume=draft_key(res.linkedid),
-            advice=self._advice(draft, target, "transfer"), ticket_id=res.ticket_id)
+            advice=self._advice(draft, target, "transfer"), ticket_id=res.ticket_id, early=True)
         self.drafts.stored(res.linkedid)
         if call is not None:
             call.ticket_id = ticket.id
