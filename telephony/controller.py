@@ -82,6 +82,7 @@ from telephony.transfers.sending import SendingService
 
 log = structlog.get_logger("controller")
 SHUTDOWN_TIMEOUT = 10.0
+TICKET_CACHE = 1024  # tickets kept in memory to read without a Redis round trip (TicketStore)
 
 
 class Controller:
@@ -124,7 +125,7 @@ class Controller:
                             landed=(self.arrivals.land, lambda ticket: self.receiving.on_landed(ticket)),
                             queued=self._wake, early=self._early, deadline_of=self.alarm.rule)
         # the contexts
-        self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
+        self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of, cache=TICKET_CACHE)
         self.tickets = TicketService(config, self.store, hooks)
         url = resolve(config.reporting.url, str(Path(config.source_file).parent) if config.source_file else "")
         self.reporting = Ingest(url, config.site.name, self.store) if url else None

@@ -90,13 +90,21 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     ticks = _machine_ticks()
     begin = time.time()
     spies = _profilers(pids, seconds, profile, f"{key}-{rate:g}") if profile is not None else []
-    citizen = subprocess.run(["sipp", f"{s12345['sip']['host']}:{s12345['sip']['port']}", "-sf",
-                              str(fill_sipp(SIPP / "citizen_call.xml", {"caller": "13900000000", "hold": "2500"},
-                                            workdir)),
-                              "-s", cit["dial"], "-i", cit["host"], "-p", str(cit["port"]), "-mp", "44200",
-                              "-r", str(rate), "-rp", "1000", "-m", str(total), "-stf", "citizen.csv", *common],
-                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-                             timeout=seconds + 60)
+    citizens = subprocess.Popen(["sipp", f"{s12345['sip']['host']}:{s12345['sip']['port']}", "-sf",
+                                 str(fill_sipp(SIPP / "citizen_call.xml", {"caller": "13900000000", "hold": "2500"},
+                                               workdir)),
+                                 "-s", cit["dial"], "-i", cit["host"], "-p", str(cit["port"]), "-mp", "44200",
+                                 "-r", str(rate), "-rp", "1000", "-m", str(total), "-stf", "citizen.csv", *common],
+                                cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hung = False
+    try:
+        citizens.wait(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:  # the step failed (calls that never ended): say so, go on with the next
+        hung = True
+        citizens.kill()  # ours: stopped by pid
+        citizens.wait()
+    citizen: subprocess.CompletedProcess[bytes] = subprocess.CompletedProcess(citizens.args,
+                                                                             -9 if hung else citizens.returncode)
     busy, total_ticks = (a - b for a, b in zip(_machine_ticks(), ticks, strict=True))
     for spy in spies:
         spy.wait(timeout=60)
@@ -112,6 +120,7 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     after = {n: _cpu_and_rss(pid) for n, pid in pids.items()}
     answered = sum(_successful(workdir / f"far{i}.csv") for i in range(len(s110["accounts"]["agents"])))
     result: dict[str, Any] = {"key": key, "rate": rate, "calls": total, "citizen_exit": citizen.returncode,
+                              "citizens_hung": hung,
                               "agent_exit": procs["agent"].returncode, "far_answered": answered,
                               # the whole machine while the calls were placed: how much room was left
                               "machine_busy": round(busy / total_ticks, 3) if total_ticks else None,
@@ -196,7 +205,9 @@ def section(report: dict[str, Any]) -> str:
             why = [f"{s['far_answered']}/{s['calls']} answered"]
             if "tickets_signed_for_at_110" in s:
                 why.append(f"{s['tickets_signed_for_at_110']} signed for")
-            if s["citizen_exit"]:
+            if s.get("citizens_hung"):
+                why.append("citizen calls hung: SIPp stopped after its timeout")
+            elif s["citizen_exit"]:
                 why.append("citizen calls failed")
             text = f"FAIL ({', '.join(why)})"
         busy = (f", machine {s['machine_busy']:.0%} busy, {s['machine_cpu_ms_per_call']} ms/call"

@@ -26,8 +26,9 @@ def _name(frame: str) -> str:
     return f"{short}:{found.group('func')}"
 
 
-def read(path: Path) -> tuple[int, Counter[str], Counter[str]]:
-    """(samples, inclusive samples per function, self samples per function)."""
+def read(path: Path, within: str = "") -> tuple[int, Counter[str], Counter[str]]:
+    """(samples, inclusive samples per function, self samples per function); with `within`, only the samples
+    of stacks with a function whose name contains it (e.g. `_run_once`: the event loop, not start-up)."""
     total, inclusive, own = 0, Counter[str](), Counter[str]()
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
@@ -35,7 +36,7 @@ def read(path: Path) -> tuple[int, Counter[str], Counter[str]]:
             continue
         n = int(count)
         frames = [_name(f) for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
-        if not frames:
+        if not frames or (within and not any(within in f for f in frames)):
             continue
         total += n
         for name in set(frames):
@@ -49,9 +50,10 @@ def main() -> int:
     parser.add_argument("files", nargs="+")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--match", default="", help="only functions whose name contains this")
+    parser.add_argument("--within", default="", help="only stacks through a function whose name contains this")
     args = parser.parse_args()
     for file in args.files:
-        total, inclusive, own = read(Path(file))
+        total, inclusive, own = read(Path(file), args.within)
         print(f"## {file}: {total} samples")
         for title, counts in (("inclusive", inclusive), ("self", own)):
             print(f"### {title}")
@@ -62,4 +64,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the listing quietly
     raise SystemExit(main())

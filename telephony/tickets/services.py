@@ -150,6 +150,8 @@ class TicketService:
         (`observe`: its call rang and was answered while the sender could not push it) are recorded on it
         right after it is stored."""
         received, stored = await self._receive(ticket, via, replay)
+        if stored:  # with its landing time (`delivered`, the push verified), for the transfer's timeline
+            log.info("ticket.received", ticket_id=received.id, via=via, landed_at=received.history[-1].at)
         if stored and received.target.site == self.config.site.name:
             await self._observed(received.id)
         return received, stored
