@@ -276,3 +276,37 @@ async def test_no_early_push_unless_asked_or_while_the_worker_is_busy(tmp_path: 
     await _create(tickets, 4, early=False)
     assert peer.seen == [] and not worker.early
     assert await redis.llen(outbox_key("110")) == 2
+
+
+async def test_the_ticket_cache_answers_reads_and_forgets_a_write_of_unknown_outcome(
+        tmp_path: Path, redis: aioredis.Redis) -> None:
+    config = Lab(rootfs=str(tmp_path)).site_config(PLANS["12345"])
+    store = TicketStore(redis, cache=2)
+    tickets = TicketService(config, store, TicketHooks())
+    first = await _create(tickets, 5, early=False)
+    reads: list[str] = []
+    real_get = redis.get
+
+    async def counted_get(key: Any) -> Any:
+        reads.append(str(key))
+        return await real_get(key)
+
+    redis.get = counted_get  # type: ignore[method-assign]
+    recorded = await tickets.record(first.id, "amended", "1001", {"title": "t"})
+    again = await store.get(first.id)
+    assert reads == [] and again is not None and again.version == recorded.version  # no Redis read
+    second, third = await _create(tickets, 6, early=False), await _create(tickets, 7, early=False)
+    assert list(store.cache) == [second.id, third.id]  # the oldest went
+    assert (await store.get(first.id)) is not None and len(reads) == 1  # read from Redis, kept again
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("reset")
+
+    store._put = broken  # type: ignore[method-assign,assignment]
+    held = await store.get(third.id)
+    assert held is not None
+    try:
+        await store.put(held)
+    except ConnectionError:
+        pass
+    assert third.id not in store.cache  # written or not: the next read asks Redis
