@@ -7,6 +7,9 @@ removed only after the peer acknowledged it; the receiver is idempotent on ticke
 Under load (more than one message queued) the head messages go in one batch (POST /v1/batch): the peer
 processes them in order and stops at the first it cannot take yet, so the acknowledged prefix is removed, a
 message refused for good is parked as if sent alone, and the rest waits for the next attempt in the same order.
+
+A prepared transfer's ticket may be pushed early (`push_early`, before the write that queues it, only while the
+worker is idle): when its entry reaches the head, it is removed without a second send if that push got through.
 """
 
 from __future__ import annotations
