@@ -2,13 +2,18 @@
 reverse order on SIGTERM/SIGINT. Every hook between contexts is subscribed here and nowhere else, so this file
 is the map of who hears what:
 
-    AMI events ──▶ CallRegistry ──▶ transfers (dial outcomes), threeway (conference and consult)
+    AMI events ──▶ CallRegistry ──▶ transfers (dial outcomes; prepared transfers: an agent's leg bridged
+                   reserves the ticket, the dialplan's press event makes it; their writes in lanes, off the
+                   event queue), threeway (conference and consult)
+    AMI login ──▶ prepared transfers' resync (presses recorded in AstDB while nobody listened)
     an agent's call rang / was answered / ended ──▶ console stream   (CallRegistry on_change)
     FastAGI    ──▶ transfers (onekey, route_in, transfer_failed, overflow), threeway (threeway, conf_key, …)
     HTTP /v1   ──▶ delivery inbox (peers), calls/transfers/threeway/tickets (console), ops
     ticket changed ──▶ console stream, metrics, supervision alarm, reporting database (TicketHooks.changed)
     app_queue's queue_log file ──▶ reporting database (QueueLogTailer polls it)
     peer ticket landed ──▶ transfers' arrivals (a waiting call rings)   (TicketHooks.landed)
+    peer ticket landed here ──▶ its route published to the PBX (receiving's fast path, TicketHooks.landed)
+    prepared ticket made ──▶ its push leaves before its write (that peer's outbox worker, TicketHooks.early)
     message queued ──▶ that peer's outbox worker                        (TicketHooks.queued)
     ticket written ──▶ its next deadline, in the same atomic write     (TicketHooks.deadline_of)
     hotline Newchannel ──▶ callers (repeat counts); flags ──▶ PBX globals, pops, supervisor's stream
@@ -65,16 +70,19 @@ from telephony.tickets.metrics import TicketMetrics
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import Head, TicketStore, connect
 from telephony.transfers.agi import TransferAgi
-from telephony.transfers.ami import TransferAmi
+from telephony.transfers.ami import PreparedAmi, TransferAmi
 from telephony.transfers.arrivals import Arrivals
 from telephony.transfers.drafts import DraftStore
 from telephony.transfers.metrics import TransferMetrics
+from telephony.transfers.prepared import PreparedService
 from telephony.transfers.receiving import ReceivingService
+from telephony.transfers.reservations import ReservationStore, Reserved
 from telephony.transfers.returns import ReturnService
 from telephony.transfers.sending import SendingService
 
 log = structlog.get_logger("controller")
 SHUTDOWN_TIMEOUT = 10.0
+TICKET_CACHE = 1024  # tickets kept in memory to read without a Redis round trip (TicketStore)
 
 
 class Controller:
@@ -112,10 +120,12 @@ class Controller:
         hooks = TicketHooks(changed=(self.hub.publish, self.ticket_metrics.on_ticket_change, self.alarm.on_change,
                                      lambda ticket, event: self.returns.on_change(ticket, event),
                                      lambda ticket, event: self.followup.on_change(ticket, event),
-                                     lambda ticket, event: self.reporting_ingest(ticket, event)),
-                            landed=(self.arrivals.land,), queued=self._wake, deadline_of=self.alarm.rule)
+                                     lambda ticket, event: self.reporting_ingest(ticket, event),
+                                     lambda ticket, event: self.receiving.on_change(ticket, event)),
+                            landed=(self.arrivals.land, lambda ticket: self.receiving.on_landed(ticket)),
+                            queued=self._wake, early=self._early, deadline_of=self.alarm.rule)
         # the contexts
-        self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of)
+        self.store = TicketStore(self.redis, sealer, deadline_of=hooks.deadline_of, cache=TICKET_CACHE)
         self.tickets = TicketService(config, self.store, hooks)
         url = resolve(config.reporting.url, str(Path(config.source_file).parent) if config.source_file else "")
         self.reporting = Ingest(url, config.site.name, self.store) if url else None
@@ -125,9 +135,15 @@ class Controller:
         self.supervisor = Supervisor(config, self.tickets, self.alarm, SupervisionMetrics(self.registry))
         self.returns = ReturnService(config, self.calls, self.tickets, self.ami.send)
         self.advice = AdviceService.build(config_path(config, config.advice.catalogue))  # loads jieba: ~1 s
+        reserved, reservations = Reserved(), ReservationStore(self.redis, sealer)
         self.sending = SendingService(config, self.calls, self.tickets, self.ami.send,
-                                      DraftStore(self.redis, sealer), self.returns, advisor=self.advice)
-        self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals)
+                                      DraftStore(self.redis, sealer), self.returns, advisor=self.advice,
+                                      reserved=reserved, reservations=reservations)
+        self.prepared = PreparedService(config, self.calls, self.sending, reservations, reserved, self.ami.send,
+                                        self.ami.ask)
+        self.prepared_login = self.ami.login_event()
+        self.receiving = ReceivingService(config, self.calls, self.tickets, self.peers, self.arrivals,
+                                          self.ami.send)
         self.threeway = ThreewayService(config, self.calls, self.tickets, self.sending, self.ami.send)
         self.followup = FollowupService(config, self.tickets, self.ami.send)
         self.queue = QueueService(config, self.redis, self.ami.send, self.ami.send_list, self.tickets,
@@ -137,11 +153,14 @@ class Controller:
         self.receiving.available = self.queue.available  # a linked call rings a free agent of the queue
         # adapters
         self.transfer_metrics = TransferMetrics(self.registry)
+        # the awaited parts of these two run in lanes (telephony/lanes.py), off the one AMI event queue
+        self.transfer_ami = TransferAmi(self.receiving, self.transfer_metrics)
+        self.prepared_ami = PreparedAmi(self.prepared)
         self.ami_handlers = (ThreewayAmi(self.threeway).on_event, FollowupAmi(self.followup).on_event,
-                             TransferAmi(self.receiving, self.transfer_metrics).on_event,
+                             self.transfer_ami.on_event, self.prepared_ami.on_event,
                              CallerAmi(config, self.callers).on_event,
                              QueueAmi(self.queue, self.hub.publish_supervisor).on_event)
-        for name, handler in {**TransferAgi(self.sending, self.receiving).routes(),
+        for name, handler in {**TransferAgi(self.sending, self.receiving, self.prepared).routes(),
                               **ThreewayAgi(self.threeway).routes(), **FollowupAgi(self.followup).routes(),
                               **QueueAgi(self.queue).routes(),
                               **self._bench_routes()}.items():
@@ -160,6 +179,11 @@ class Controller:
     def reporting_ingest(self, ticket: Any, event: Any) -> None:
         if self.reporting is not None:
             self.reporting.on_change(ticket, event)
+
+    def _early(self, peer: str, message: dict[str, Any]) -> None:
+        worker = self.workers.get(peer)
+        if worker is not None:
+            worker.push_early(message)
 
     def _wake(self, peer: str, head: Head | None = None) -> None:
         worker = self.workers.get(peer)
@@ -197,7 +221,8 @@ class Controller:
                          group.create_task(self.supervisor.run()), group.create_task(self.followup.run()),
                          group.create_task(self.ami.resync()), group.create_task(self.ami.watchdog()),
                          group.create_task(self.callers.run(self.pbx_login)),
-                         group.create_task(self.queue.run(self.queue_login))]
+                         group.create_task(self.queue.run(self.queue_login)),
+                         group.create_task(self.prepared.run(self.prepared_login))]
                 tasks += [group.create_task(w.run()) for w in self.workers.values()]
                 if self.reporting is not None:
                     tasks.append(group.create_task(self.reporting.run()))
@@ -215,6 +240,10 @@ class Controller:
         """In reverse order of use: no new calls or requests, then the PBX link, then the clients."""
         self.threeway.close()
         self.returns.close()
+        self.prepared.close()
+        self.prepared_ami.lanes.close()
+        self.receiving.close()
+        self.transfer_ami.lanes.close()
         self.followup.close()
         self.hub.close()  # the consoles' streams end, so the HTTP server's cleanup does not wait for them
         await self.agi.stop()

@@ -19,10 +19,13 @@ SENSITIVE_KEYS = {"caller", "caller_number", "caller_name", "name", "contact", "
                   "callerid", "calleridnum", "calleridname", "connectedlinenum", "connectedlinename"}
 ID_KEYS = {"ticket_id", "call_id", "linkedid", "uniqueid", "event_id", "id", "message_id"}  # our own ids
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+SEVEN_DIGITS = re.compile(r"[0-9]{7}")  # PHONE needs at least this
 
 
 def mask_phone(text: str) -> str:
     """Keep the first three and last two digits of any run of 7-15 digits: 13912345678 -> 139******78."""
+    if SEVEN_DIGITS.search(text) is None:  # most values (every line's level, event, time): nothing to mask,
+        return text  # and this plain search is far cheaper than PHONE's (a seventh of a busy controller's time)
     return PHONE.sub(lambda m: m.group(1) + "*" * (len(m.group(0)) - len(m.group(1)) - 2) + m.group(2), text)
 
 
@@ -33,6 +36,8 @@ def mask_name(text: str) -> str:
 
 
 def escape(text: str) -> str:
+    if text.isprintable():  # no control character (str.isprintable is False for every one of them)
+        return text
     return CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 

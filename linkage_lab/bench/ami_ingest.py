@@ -7,7 +7,9 @@ Both paths feed the transcript (what Asterisk sent after login, banner first) to
 - controller: the real `Controller` composition (AmiSession -> CallRegistry -> queue -> the transfer and
   three-way handlers, as `Controller.run` wires them), with its Redis client pointed at a throwaway redis-server.
   No FastAGI request runs, so the handlers hold no tickets or rooms and return early: this is registry +
-  dispatch, not ticket recording. The Redis commands the run caused are counted and reported (expected 0).
+  dispatch, not ticket recording. The Redis commands the run caused are counted and reported: since the prepared
+  transfers (transfers/prepared.py), an agent's leg of a fresh call bridged is one reservation write and its
+  hang-up one drop (the Setvar that publishes it gets no answer from a transcript: it times out in the background).
   The bench appends one counting handler (an await per queued event) to know when the queue is drained.
 No lab, no Asterisk: only the transcripts in bench/transcripts/.
 """
@@ -220,6 +222,8 @@ async def measure(data: bytes, repeat: int, redis_url: str, rootfs: str, site: s
         runs["bare"].append(await bare(pieces))
         ctl = controller(rootfs, redis_url, site)
         runs["controller"].append(await controlled(pieces, ctl, queued))
+        await asyncio.sleep(0.05)  # the reservations' writes started during the run finish
+        ctl.prepared.close()
         await ctl.session.close()
         await ctl.redis.aclose()
     redis_used = redis_commands(counter) - before - 1  # minus the INFO that read `before`

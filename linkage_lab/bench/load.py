@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -48,7 +49,20 @@ def _count_tickets(site: dict[str, Any], since: float, status: str | None = None
         return int(json.loads(resp.read())["total"])
 
 
-def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: Path) -> dict[str, Any]:
+def _profilers(pids: dict[str, int], seconds: float, out: Path, tag: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy (PyPI, pinned in the dev extras) sampling each controller for `seconds`: a raw collapsed-stack
+    file per controller (`--profile`; read with `python -m linkage_lab.bench.profile`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [subprocess.Popen([str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate",
+                              "200", "--format", "raw", "--nonblocking", "--output",
+                              str(out / f"profile-{tag}-{name}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pid in pids.items()]
+
+
+def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: Path,
+         profile: Path | None = None) -> dict[str, Any]:
     s12345, s110 = desc["sites"]["12345"], desc["sites"]["110"]
     total = max(1, int(rate * seconds))
     digits = s12345["keys"].get(key) or s12345["keys"]["targets"][key]
@@ -75,14 +89,25 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     before = {n: _cpu_and_rss(pid) for n, pid in pids.items()}
     ticks = _machine_ticks()
     begin = time.time()
-    citizen = subprocess.run(["sipp", f"{s12345['sip']['host']}:{s12345['sip']['port']}", "-sf",
-                              str(fill_sipp(SIPP / "citizen_call.xml", {"caller": "13900000000", "hold": "2500"},
-                                            workdir)),
-                              "-s", cit["dial"], "-i", cit["host"], "-p", str(cit["port"]), "-mp", "44200",
-                              "-r", str(rate), "-rp", "1000", "-m", str(total), "-stf", "citizen.csv", *common],
-                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-                             timeout=seconds + 60)
+    spies = _profilers(pids, seconds, profile, f"{key}-{rate:g}") if profile is not None else []
+    citizens = subprocess.Popen(["sipp", f"{s12345['sip']['host']}:{s12345['sip']['port']}", "-sf",
+                                 str(fill_sipp(SIPP / "citizen_call.xml", {"caller": "13900000000", "hold": "2500"},
+                                               workdir)),
+                                 "-s", cit["dial"], "-i", cit["host"], "-p", str(cit["port"]), "-mp", "44200",
+                                 "-r", str(rate), "-rp", "1000", "-m", str(total), "-stf", "citizen.csv", *common],
+                                cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hung = False
+    try:
+        citizens.wait(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:  # the step failed (calls that never ended): say so, go on with the next
+        hung = True
+        citizens.kill()  # ours: stopped by pid
+        citizens.wait()
+    citizen: subprocess.CompletedProcess[bytes] = subprocess.CompletedProcess(citizens.args,
+                                                                             -9 if hung else citizens.returncode)
     busy, total_ticks = (a - b for a, b in zip(_machine_ticks(), ticks, strict=True))
+    for spy in spies:
+        spy.wait(timeout=60)
     try:
         procs["agent"].wait(timeout=15)
     except subprocess.TimeoutExpired:
@@ -95,6 +120,7 @@ def step(desc: dict[str, Any], key: str, rate: float, seconds: float, workdir: P
     after = {n: _cpu_and_rss(pid) for n, pid in pids.items()}
     answered = sum(_successful(workdir / f"far{i}.csv") for i in range(len(s110["accounts"]["agents"])))
     result: dict[str, Any] = {"key": key, "rate": rate, "calls": total, "citizen_exit": citizen.returncode,
+                              "citizens_hung": hung,
                               "agent_exit": procs["agent"].returncode, "far_answered": answered,
                               # the whole machine while the calls were placed: how much room was left
                               "machine_busy": round(busy / total_ticks, 3) if total_ticks else None,
@@ -179,7 +205,9 @@ def section(report: dict[str, Any]) -> str:
             why = [f"{s['far_answered']}/{s['calls']} answered"]
             if "tickets_signed_for_at_110" in s:
                 why.append(f"{s['tickets_signed_for_at_110']} signed for")
-            if s["citizen_exit"]:
+            if s.get("citizens_hung"):
+                why.append("citizen calls hung: SIPp stopped after its timeout")
+            elif s["citizen_exit"]:
                 why.append("citizen calls failed")
             text = f"FAIL ({', '.join(why)})"
         busy = (f", machine {s['machine_busy']:.0%} busy, {s['machine_cpu_ms_per_call']} ms/call"
@@ -223,6 +251,8 @@ def main() -> int:
     parser.add_argument("--keys", default="onekey,bench_baseline", help="which paths to step (comma-separated)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample both controllers with py-spy during each step (files next to the JSON)")
     args = parser.parse_args()
     lab = Lab()
     desc = lab.up(log=lambda m: None)
@@ -230,7 +260,7 @@ def main() -> int:
     for rate in [float(r) for r in args.rates.split(",")]:
         for key in args.keys.split(","):
             with tempfile.TemporaryDirectory(prefix="linkage-load-") as tmp:
-                r = step(desc, key, rate, args.seconds, Path(tmp))
+                r = step(desc, key, rate, args.seconds, Path(tmp), Path(args.out) if args.profile else None)
             print(json.dumps(r), flush=True)
             steps.append(r)
     command = (f"python -m linkage_lab.bench.load --rates {args.rates} --seconds {args.seconds:g} "

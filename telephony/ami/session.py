@@ -27,6 +27,7 @@ log = structlog.get_logger("ami")
 EventHandler = Callable[[dict[str, str]], Awaitable[None]]
 INTERESTING = {"DialBegin", "DialEnd", "BlindTransfer", "Hangup", "BridgeEnter", "ConfbridgeJoin",
                "ConfbridgeLeave", "AttendedTransfer", "OriginateResponse",
+               "UserEvent",  # the dialplan's press of a prepared transfer (transfers/prepared.py)
                "Newchannel",  # Newchannel: the hotline's calls counted (callers/)
                "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueCallerJoin",
                "QueueCallerLeave", "QueueCallerAbandon"}  # the queue (queues/)
@@ -223,6 +224,15 @@ class AmiSession:
         """An action answered by a list of events (QueueStatus): each as a plain dict."""
         async with asyncio.timeout(ACTION_TIMEOUT):
             reply = await self.manager.send_action(action, as_list=True)
+        return [{str(k): str(v) for k, v in m.items() if isinstance(v, str)}
+                for m in (reply if isinstance(reply, list) else [reply])]
+
+    async def ask(self, action: dict[str, str]) -> list[dict[str, str]]:
+        """An action answered by one response or, when its response says "will follow", by a list of events
+        (DBGet: a list when the key exists, a lone Error when not — as_list=True would wait for a list that
+        never comes after the Error)."""
+        async with asyncio.timeout(ACTION_TIMEOUT):
+            reply = await self.manager.send_action(action, as_list=None)
         return [{str(k): str(v) for k, v in m.items() if isinstance(v, str)}
                 for m in (reply if isinstance(reply, list) else [reply])]
 

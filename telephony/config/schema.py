@@ -166,6 +166,10 @@ class Transfer(Section, frozen=True):
     # A linked call that outruns its ticket's push waits this long for it before fetching it by reference: the
     # push is normally there in a few ms, and a fetch adds a request to both controllers when they are busiest.
     push_wait: Annotated[float, _seconds(0, 2)] = 0.5
+    # The most route_in spends finding a linked call's ticket (the push wait, the Call-Info fetch, the reads and
+    # writes under them) before it rings an agent without it: under overload the call must go on while its caller
+    # still waits. What happens to the call is then kept against the X-Linkage-Id until the ticket lands.
+    route_budget: Annotated[float, _seconds(0.05, 10)] = 1.0
     overflow: OptionalSiteName = ""  # a peer (county seats) that takes an emergency our agents could not answer
     # No ping-pong: pressing toward the platform that already returned this matter starts the three-way call
     # with it (the plan's rule for unclear responsibility) instead of transferring the caller there again.

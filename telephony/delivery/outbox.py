@@ -7,6 +7,9 @@ removed only after the peer acknowledged it; the receiver is idempotent on ticke
 Under load (more than one message queued) the head messages go in one batch (POST /v1/batch): the peer
 processes them in order and stops at the first it cannot take yet, so the acknowledged prefix is removed, a
 message refused for good is parked as if sent alone, and the rest waits for the next attempt in the same order.
+
+A prepared transfer's ticket may be pushed early (`push_early`, before the write that queues it, only while the
+worker is idle): when its entry reaches the head, it is removed without a second send if that push got through.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ BATCH_MAX = 50  # messages per batch: a burst of feedback drains in a few reques
 BATCH_BYTES = 48 * 1024  # of JSON per batch, well inside the receiver's 64 KiB body limit
 BATCH_RETRY_AFTER = 300.0  # seconds of single sends to a peer that refused the batch route
 RECENT_SENT = 256  # entries remembered as sent, so a head hint that arrives late is not sent a second time
+EARLY_MAX = 64  # early pushes remembered until their outbox entry reaches the head
 
 
 def _delivered(message: dict[str, Any]) -> bool:
@@ -93,6 +97,8 @@ class OutboxWorker:
         self._trim_script = redis.register_script(TRIM_SCRIPT)
         self._head: Head | None = None  # a message that went into the empty outbox: send it without reading it
         self._recent: deque[bytes] = deque(maxlen=RECENT_SENT)  # entries sent and removed lately
+        self.idle = False  # waiting with an empty outbox: an early push goes only then (see push_early)
+        self.early: dict[str, asyncio.Task[bool]] = {}  # message id -> its early send (True: delivered)
 
     def notify(self, head: Head | None = None) -> None:
         """Something was queued. `head` is given when it went into an empty outbox (the store saw the list's
@@ -100,6 +106,36 @@ class OutboxWorker:
         if head is not None:
             self._head = head
         self.wake.set()
+
+    def push_early(self, message: dict[str, Any]) -> None:
+        """TicketHooks.early: a prepared transfer's ticket, sent now, before its durable write queues it. Only
+        while this worker is idle (under load the outbox's batches are cheaper, and order is theirs) and with
+        no push_delay (the lab holds pushes back on purpose). Its outbox entry, once at the head, is removed
+        without a second send when this one was delivered; otherwise it is sent as usual."""
+        if not self.idle or self.push_delay or len(self.early) >= EARLY_MAX:
+            return
+        self.early[batch.message_id(message)] = asyncio.get_running_loop().create_task(self._send_early(message))
+
+    async def _send_early(self, message: dict[str, Any]) -> bool:
+        try:
+            await self.client.send(message)
+        except PeerError as exc:
+            log.info("delivery.early_push_failed", peer=self.peer, error=str(exc))
+            return False
+        return True
+
+    async def _sent_early(self, message: dict[str, Any]) -> bool:
+        """Was this head message delivered by its early push (waited for, when still in flight)?"""
+        if not self.early:
+            return False
+        try:
+            task = self.early.pop(batch.message_id(message), None)
+        except (KeyError, TypeError):
+            return False
+        if len(self.early) >= EARLY_MAX // 2:  # pushes whose write never queued them (a failed write)
+            for mid in [m for m, t in self.early.items() if t.done()][:EARLY_MAX // 4]:
+                del self.early[mid]
+        return task is not None and await task
 
     async def run(self) -> None:
         """Owned by the controller's task group: it must outlive a Redis outage. A message sent but not yet
@@ -141,9 +177,17 @@ class OutboxWorker:
             head = await self.redis.lindex(key, 0)
             raws = [] if head is None else [head]
         if not raws:
-            await wait_event(self.wake, 1.0)
+            self.idle = True
+            try:
+                await wait_event(self.wake, 1.0)
+            finally:
+                self.idle = False
             return
         message: dict[str, Any] = hinted.message if hinted else json.loads(self.sealer.open(raws[0]))
+        if await self._sent_early(message):
+            self.sent.inc()
+            await self._trim(key, [raws[0]])
+            return
         wait = self._due_in(message)
         if wait > 0:
             await asyncio.sleep(wait)

@@ -36,6 +36,8 @@ class PbxExtras:
 # transfer and three-way services (ami/session.py INTERESTING). Asterisk sends its AMI user nothing else.
 AMI_EVENTS = ("Newchannel", "Newstate", "BridgeEnter", "Hangup", "DialBegin", "DialEnd", "BlindTransfer",
               "AttendedTransfer", "ConfbridgeJoin", "ConfbridgeLeave", "OriginateResponse",
+              # the dialplan's press of a prepared transfer (transfers/prepared.py)
+              "UserEvent",
               # the queue (queues/ami.py): its members' log-ins and pauses, and who waits
               "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueCallerJoin",
               "QueueCallerLeave", "QueueCallerAbandon")
@@ -157,7 +159,7 @@ def _out_routes(config: SiteConfig) -> str:
 
 
 def _features(config: SiteConfig) -> str:
-    lines = [f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name})),default"
+    lines = [f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name},{t.dial})),default"
              for t in config.targets]
     if config.targets and config.bench.baseline_key:
         lines.append(f"linkage-bench-baseline => {config.bench.baseline_key},self,Gosub(linkage-bench,s,1),default")

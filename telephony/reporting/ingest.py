@@ -31,6 +31,8 @@ log = structlog.get_logger("reporting")
 FINAL = ("closed", "cancelled")
 CLOCK_MARGIN = 86400.0  # a peer's ticket carries the peer's creation time
 PAGE = 500
+COALESCE = 0.2  # seconds a woken writer waits for more changes: one SQLite transaction (a thread hop and an
+# fsync) per moment instead of per ticket change, which under load was a sixth of the controller's samples
 
 _UPDATED = ", ".join(f"{c} = excluded.{c}" for c in TICKET_COLUMNS[2:])
 UPSERT_TICKET = (f"INSERT INTO tickets ({', '.join(TICKET_COLUMNS)}) "
@@ -110,6 +112,7 @@ class Ingest:
                     await self._drain(self.db)
                     raise_if_cancelled()  # a stop redis-py swallowed in the catch-up (telephony/waits.py)
                     await self._wake.wait()
+                    await asyncio.sleep(COALESCE)  # the changes of the next moment go in the same transaction
                 except Exception as exc:
                     attempt += 1
                     await self._drop(exc, attempt)

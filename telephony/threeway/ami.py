@@ -1,5 +1,7 @@
 """AMI adapter of the three-way context: who enters and leaves the conferences (ConfbridgeJoin/Leave), and how
-an attended transfer's consultation ends (AttendedTransfer, or its Local channel's Hangup)."""
+an attended transfer's consultation ends (AttendedTransfer, or its Local channel's Hangup); the dialplan's
+UserEvents of the keys: LinkageThreeway (the three-way key of a prepared call, no AGI) and LinkageHookDone (a
+key's Gosub returning, after which the channels can be moved)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,13 @@ class ThreewayAmi:
 
     async def on_event(self, event: dict[str, str]) -> None:
         name = event.get("Event", "")
-        if name == "ConfbridgeJoin":
+        if name == "UserEvent":
+            kind = event.get("UserEvent")
+            if kind == "LinkageHookDone":
+                self.threeway.hook_done(event.get("Uniqueid", ""))
+            elif kind == "LinkageThreeway":
+                await self.threeway.prepared_key(event.get("Linkedid", ""), event.get("Uniqueid", ""))
+        elif name == "ConfbridgeJoin":
             self.threeway.joined(event.get("Conference", ""), event.get("Channel", ""), event.get("Uniqueid", ""))
         elif name == "ConfbridgeLeave":
             await self.threeway.left(event.get("Conference", ""), event.get("Channel", ""))

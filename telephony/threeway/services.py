@@ -33,9 +33,11 @@ from telephony.threeway.state import CONSULTING, RESERVED, SLOT_SECONDS, Consult
 from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.transfers.sending import SendingService
+from telephony.waits import wait_event
 
 log = structlog.get_logger("threeway")
-HOOK_SETTLE = 0.2
+HOOK_SETTLE = 0.2  # the longest wait for a key's Gosub to return before the channels are moved anyway
+MAX_HOOKS = 1000  # hook-done marks kept for keys whose AGI answer has not been seen yet
 FAR = re.compile(r"^(Local/[0-9*]+@linkage-conf-out-[0-9a-f]+;1|PJSIP/trunk-[0-9A-Za-z_-]+-[0-9a-f]+)$")
 
 
@@ -52,6 +54,9 @@ class ThreewayService:
         self.rooms: dict[str, Room] = {}  # ticket id (= conference name) -> room, until closed or deserted
         self.consults: dict[str, Consult] = {}  # ticket id -> consultation, until it completes, cancels or expires
         self.tasks: set[asyncio.Task[Any]] = set()
+        # agent uniqueid -> set when that channel's key Gosub returned (UserEvent LinkageHookDone / the prepared
+        # LinkageThreeway, emitted by the dialplan right before its Return)
+        self.hooks_done: dict[str, asyncio.Event] = {}
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
@@ -64,6 +69,26 @@ class ThreewayService:
             task.cancel()
 
     # ---- starting -----------------------------------------------------------------------------------
+    def hook_done(self, agent_uniqueid: str) -> None:
+        """The feature's Gosub on this agent channel is returning: a Redirect no longer lands inside it."""
+        if len(self.hooks_done) > MAX_HOOKS:
+            self.hooks_done = {k: v for k, v in self.hooks_done.items() if not v.is_set()}
+        self.hooks_done.setdefault(agent_uniqueid, asyncio.Event()).set()
+
+    async def _hook_returned(self, agent_uniqueid: str) -> None:
+        """Wait until the key's Gosub returned (its UserEvent), at most HOOK_SETTLE: an async goto landing inside
+        it drops the agent ("An async goto just messed up our execution location")."""
+        try:
+            await wait_event(self.hooks_done.setdefault(agent_uniqueid, asyncio.Event()), HOOK_SETTLE)
+        finally:
+            self.hooks_done.pop(agent_uniqueid, None)
+
+    async def prepared_key(self, linkedid: str, agent_uniqueid: str) -> None:
+        """UserEvent LinkageThreeway: the three-way key of a prepared call (no AGI: the dialplan told us and
+        returned). The ticket takes the reserved id; the conference is assembled at once."""
+        self.hook_done(agent_uniqueid)
+        await self.key(linkedid, agent_uniqueid)
+
     async def key(self, linkedid: str, agent_uniqueid: str) -> None:
         """The three-way key on the agent's channel; a refusal keeps the call as it is."""
         try:
@@ -90,17 +115,17 @@ class ThreewayService:
         ticket, exten = await self.sending.start(call, agent_uniqueid, target, mode="threeway")
         room = Room(ticket.id, caller_leg.channel, agent_leg.channel, ticket.agent_id, exten)
         self.rooms[ticket.id] = room
-        self._spawn(self._assemble(room))
+        self._spawn(self._assemble(room, agent_uniqueid))
         return ticket
 
-    async def _assemble(self, room: Room) -> None:
+    async def _assemble(self, room: Room, agent_uniqueid: str) -> None:
         structlog.contextvars.bind_contextvars(ticket_id=room.ticket_id)
         if not (CHANNEL.match(room.caller) and CHANNEL.match(room.agent)):
             return
-        # The agent's channel is still inside the feature's Gosub when the AGI answers; an async goto landing
-        # there drops the agent ("An async goto just messed up our execution location"). The hook returns within
-        # milliseconds of the AGI, so wait a little before moving both channels.
-        await asyncio.sleep(HOOK_SETTLE)
+        # The agent's channel is still inside the feature's Gosub when the AGI answers: wait for its return
+        # (the dialplan's UserEvent right before it), not a fixed time. The console's button has no Gosub: the
+        # wait then runs out (HOOK_SETTLE), as before.
+        await self._hook_returned(agent_uniqueid)
         await self.ami_send({"Action": "Redirect", "Channel": room.caller, "Context": "linkage-conf-caller",
                              "Exten": room.ticket_id, "Priority": "1", "ExtraChannel": room.agent,
                              "ExtraContext": "linkage-conf-agent", "ExtraExten": room.ticket_id,
@@ -157,12 +182,12 @@ class ThreewayService:
         if slot is None:
             raise Conflict("no free consultation slot: too many consultations are dialling", ticket_id=ticket.id)
         self.consults[ticket.id] = Consult(ticket.id, leg.channel, exten, slot, time.monotonic())
-        self._spawn(self._consult(ticket.id, leg.channel, slot))
+        self._spawn(self._consult(ticket.id, leg.channel, slot, agent_uniqueid))
         return ticket
 
-    async def _consult(self, ticket_id: str, agent_channel: str, slot: str) -> None:
+    async def _consult(self, ticket_id: str, agent_channel: str, slot: str, agent_uniqueid: str) -> None:
         structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
-        await asyncio.sleep(HOOK_SETTLE)
+        await self._hook_returned(agent_uniqueid)
         if CHANNEL.match(agent_channel):
             await self.ami_send({"Action": "Atxfer", "Channel": agent_channel, "Exten": slot,
                                  "Context": "linkage-consult-out"})

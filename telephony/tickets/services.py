@@ -15,10 +15,11 @@ import weakref
 from typing import Any
 
 import structlog
+from msgspec.json import decode
 
 from telephony.config import SiteConfig
-from telephony.delivery.messages import EventMessage, OutboxMessage, TicketMessage
-from telephony.errors import Conflict, Forbidden, NotFound
+from telephony.delivery.messages import EventMessage, OutboxMessage, TicketMessage, as_data
+from telephony.errors import Conflict, Forbidden, LinkageError, NotFound
 from telephony.tickets.advised import Advised
 from telephony.tickets.hooks import TicketHooks
 from telephony.tickets.models import (
@@ -26,14 +27,23 @@ from telephony.tickets.models import (
     Event,
     Party,
     Ticket,
+    encode,
     new_event_id,
     new_ticket_id,
     now_iso,
 )
 from telephony.tickets.state import apply_event, check, check_author
-from telephony.tickets.store import Head, ReplayMark, TicketStore
+from telephony.tickets.store import PREFIX, Head, ReplayMark, TicketStore
 
 log = structlog.get_logger("tickets")
+OBSERVED_TTL = 7 * 24 * 3600  # seconds a fact observed before its ticket waits for it
+OBSERVED_ORDER = ("offered", "signed_for", "abandoned")  # the order a call's facts happen in
+
+
+def observed_key(ticket_id: str) -> str:
+    return f"{PREFIX}observed:{ticket_id}"
+
+
 MAX_PENDING = 50  # the schema's bound on `pending`; a peer beyond it is told to resend in order
 
 
@@ -79,15 +89,19 @@ class TicketService:
                      linkedid: str, uniqueids: list[str], draft: dict[str, str],
                      path: list[str] | None = None, mode: str = "transfer", recording: str = "",
                      channel: str = "call", consume: str = "", parent: str = "",
-                     advice: Advised | None = None) -> Ticket:
+                     advice: Advised | None = None, ticket_id: str = "", early: bool = False) -> Ticket:
         """A new ticket, stored with its push in one atomic write. `consume` is a key that write deletes: the
         draft the ticket was made from; `parent` the ticket it carries the matter on from; `advice` what the
-        scope advisor suggested for it."""
+        scope advisor suggested for it. `ticket_id` is an id reserved before (a prepared transfer): one attempt,
+        and when a ticket of that id for the same call is stored already, that ticket is the answer (a press
+        completed twice — by its event and by a resync — makes one ticket). `early` (a prepared press, whose
+        call has left already): the push is handed to the delivery worker before the write (TicketHooks.early),
+        and the ticket's lock is held over the write, so the far side's first feedback waits for it here."""
         created = now_iso()
         here = self.config.site
-        for _ in range(5):
+        for _ in range(1 if ticket_id else 5):
             ticket = Ticket(
-                id=new_ticket_id(here.division), direction=f"{here.platform}->{target_platform}",
+                id=ticket_id or new_ticket_id(here.division), direction=f"{here.platform}->{target_platform}",
                 source=Party(here.platform, here.name), target=Party(target_platform, target_site),
                 caller_number=caller_number, agent_id=agent_id, linkedid=linkedid, uniqueids=uniqueids,
                 created_at=created, updated_at=created, path=path or [self.config.site.name, target_site], mode=mode,
@@ -101,13 +115,22 @@ class TicketService:
             outgoing: list[tuple[str, OutboxMessage]] = [(site, TicketMessage(body=body))
                                                           for site in self.neighbours(ticket)]
             heads: dict[str, Head] = {}
-            if (await self.store.create(ticket, outgoing, body, heads, consume=consume)
-                    or await self._ours(ticket.id, event)):
+            if early and ticket_id:
+                async with self._lock(ticket.id):
+                    for site, message in outgoing:
+                        self.hooks.early(site, as_data(message))
+                    written = await self.store.create(ticket, outgoing, body, heads, consume=consume)
+            else:
+                written = await self.store.create(ticket, outgoing, body, heads, consume=consume)
+            if written or await self._ours(ticket.id, event):
                 for site, _ in outgoing:  # first: the push is what the far side waits for before it rings
                     self.hooks.queued(site, heads.get(site))
                 log.info("ticket.created", ticket_id=ticket.id, call_id=linkedid, target=target_site)
                 self.hooks.emit(ticket, event)
                 return ticket
+            stored = await self.store.get(ticket.id) if ticket_id else None
+            if stored is not None and stored.linkedid == linkedid:
+                return stored
         raise Conflict("could not allocate a unique ticket id")
 
     async def _ours(self, ticket_id: str, created: Event) -> bool:
@@ -123,7 +146,49 @@ class TicketService:
 
     async def receive(self, ticket: Ticket, via: str, replay: ReplayMark | None = None) -> tuple[Ticket, bool]:
         """A ticket from a peer (pushed, or fetched by reference). Idempotent on the ticket id. `replay` is the
-        pushing message's mark, written with the ticket."""
+        pushing message's mark, written with the ticket. Facts observed here before the ticket existed
+        (`observe`: its call rang and was answered while the sender could not push it) are recorded on it
+        right after it is stored."""
+        received, stored = await self._receive(ticket, via, replay)
+        if stored:  # with its landing time (`delivered`, the push verified), for the transfer's timeline
+            log.info("ticket.received", ticket_id=received.id, via=via, landed_at=received.history[-1].at)
+        if stored and received.target.site == self.config.site.name:
+            await self._observed(received.id)
+        return received, stored
+
+    async def observe(self, ticket_id: str, event_type: str, agent: str = "",
+                      payload: dict[str, Any] | None = None) -> Ticket | None:
+        """A fact about a ticket that is here (recorded, as `record`), or not yet here: a linked call whose
+        ticket the sender could not push (its controller was down at the key press) rang an agent. Kept
+        against the X-Linkage-Id, one fact per type, until the ticket lands (or OBSERVED_TTL)."""
+        try:
+            return await self.record(ticket_id, event_type, agent, payload)
+        except NotFound:
+            fact = {"agent": agent, "payload": {**(payload or {}), "observed_at": now_iso()}}
+            async with self.store.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(observed_key(ticket_id), event_type, encode(fact).decode())
+                pipe.expire(observed_key(ticket_id), OBSERVED_TTL)
+                await pipe.execute()
+            log.info("ticket.fact_observed_before_ticket", ticket_id=ticket_id, event_type=event_type)
+            return None
+
+    async def _observed(self, ticket_id: str) -> None:
+        raw = await self.store.redis.hgetall(observed_key(ticket_id))
+        if not raw:
+            return
+        facts = {(k.decode() if isinstance(k, bytes) else k): decode(v) for k, v in raw.items()}
+        for event_type in OBSERVED_ORDER:
+            fact = facts.get(event_type)
+            if fact is None:
+                continue
+            try:
+                await self.record(ticket_id, event_type, fact.get("agent", ""), fact.get("payload") or {})
+            except LinkageError as exc:
+                log.warning("ticket.observed_fact_refused", ticket_id=ticket_id, event_type=event_type,
+                            reason=exc.message)
+        await self.store.redis.delete(observed_key(ticket_id))
+
+    async def _receive(self, ticket: Ticket, via: str, replay: ReplayMark | None) -> tuple[Ticket, bool]:
         async with self._lock(ticket.id):
             # No read first: the store refuses an id it has (create=True) and then we read what it holds. A
             # push is on the path of a call waiting to ring here, and this saves it a round trip.

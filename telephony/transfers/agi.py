@@ -7,14 +7,17 @@ from __future__ import annotations
 import structlog
 
 from telephony.agi.server import AgiRequest, Handler
+from telephony.transfers.prepared import PreparedService
 from telephony.transfers.receiving import ReceivingService
 from telephony.transfers.sending import SendingService
 
 
 class TransferAgi:
-    def __init__(self, sending: SendingService, receiving: ReceivingService) -> None:
+    def __init__(self, sending: SendingService, receiving: ReceivingService,
+                 prepared: PreparedService | None = None) -> None:
         self.sending = sending
         self.receiving = receiving
+        self.prepared = prepared
 
     def routes(self) -> dict[str, Handler]:
         return {"onekey": self.onekey, "route_in": self.route_in, "transfer_failed": self.transfer_failed,
@@ -33,6 +36,8 @@ class TransferAgi:
         """transfer_failed(ticket id, dial status, linkedid): LINKAGE_RECALL = the agent to ring back."""
         ticket_id, dial_status, linkedid = request.arg(0), request.arg(1).upper(), request.arg(2)
         structlog.contextvars.bind_contextvars(call_id=linkedid, ticket_id=ticket_id)
+        if self.prepared is not None:  # a prepared press's ticket may still be in the making
+            await self.prepared.settled(ticket_id)
         agent = await self.sending.failed(ticket_id, dial_status, linkedid)
         if agent:
             await request.set_variable("LINKAGE_RECALL", f"PJSIP/agent{agent}")

@@ -11,17 +11,21 @@ call since it started, or the call was learnt from Asterisk after a restart (`re
 may have. The ticket's create write deletes the draft in the same atomic step (`key` is handed to the store), so
 a draft is gone exactly when its ticket is stored, and is still there if the write failed and the agent presses
 again.
+
+Fields whose name starts with `_` are the call's reservation (transfers/reservations.py), never draft fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Mapping
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from telephony.security.sealing import Sealer
 
 PREFIX = "linkage:draft:"
+RESERVATION_FIELD = "_res"  # the prepared transfer's reservation shares the hash (transfers/reservations.py)
 DRAFT_TTL = 24 * 3600  # seconds a draft outlives its last save: a shift, not forever
 MAX_HINTS = 1000  # calls remembered as having a draft before those of ended calls are forgotten
 
@@ -39,7 +43,7 @@ class DraftStore:
 
     async def get(self, linkedid: str) -> dict[str, str]:
         raw = await self.redis.hgetall(draft_key(linkedid))
-        return {_text(k): self.sealer.open(v) for k, v in raw.items()}
+        return self._fields(raw)
 
     async def put(self, linkedid: str, fields: dict[str, str]) -> dict[str, str]:
         """Merge `fields` (validated already) into the call's draft; returns the whole draft."""
@@ -51,7 +55,10 @@ class DraftStore:
             pipe.hgetall(key)
             *_, raw = await pipe.execute()
         self.saved.add(linkedid)
-        return {_text(k): self.sealer.open(v) for k, v in raw.items()}
+        return self._fields(raw)
+
+    def _fields(self, raw: Mapping[Any, Any]) -> dict[str, str]:
+        return {name: self.sealer.open(v) for k, v in raw.items() if not (name := _text(k)).startswith("_")}
 
     def prune(self, active: Container[str]) -> None:
         """Forget the hints of calls that ended (their drafts expire in Redis): only an active call is

@@ -30,6 +30,7 @@ from telephony.tickets.models import Ticket
 from telephony.tickets.services import TicketService
 from telephony.tickets.store import STORE_ERRORS
 from telephony.transfers.drafts import DraftStore, draft_key
+from telephony.transfers.reservations import Reservation, ReservationStore, Reserved
 from telephony.transfers.returns import ReturnService
 
 log = structlog.get_logger("transfers")
@@ -45,9 +46,11 @@ REFERRAL_CHANNELS = tuple(c for c in INTAKE_CHANNELS if c != "call")  # a call i
 class SendingService:
     def __init__(self, config: SiteConfig, calls: CallRegistry, tickets: TicketService, ami_send: AmiSend,
                  drafts: DraftStore | None = None, returns: ReturnService | None = None,
-                 advisor: AdviceService | None = None) -> None:
+                 advisor: AdviceService | None = None, reserved: Reserved | None = None,
+                 reservations: ReservationStore | None = None) -> None:
         """`drafts` defaults to a store in the ticket store's Redis, sealed with its Sealer; without `advisor`
-        tickets carry no advice."""
+        tickets carry no advice. `reserved` / `reservations`: the prepared transfers' reservations (memory and
+        store, transfers/prepared.py): a ticket made here for a call with one takes its id and consumes it."""
         self.config = config
         self.calls = calls
         self.tickets = tickets
@@ -55,6 +58,8 @@ class SendingService:
         self.drafts = drafts or DraftStore(tickets.store.redis, tickets.store.sealer)
         self.returns = returns
         self.advisor = advisor
+        self.reserved = reserved or Reserved()
+        self.reservations = reservations or ReservationStore(tickets.store.redis, tickets.store.sealer)
         # the three-way call a press turns into when the target already returned this matter (no ping-pong):
         # ThreewayService.start, set by the composition root (the three-way context is built on this one)
         self.escalate: Callable[[str, str], Awaitable[Ticket]] | None = None
@@ -76,23 +81,58 @@ class SendingService:
             resumed = await self._resume(call, target, mode) if call.recovered and call.ticket_id is None else None
             if resumed is not None:
                 return resumed
-            draft = await self.drafts.for_call(call.linkedid, call.recovered)
+            res = self.reserved.of_call(call.linkedid)
+            draft = await self.drafts.for_call(call.linkedid, call.recovered or (res is not None and res.recovered))
             parent = call.ticket_id or self.calls.received.get(call.linkedid, "")
             ticket = await self.tickets.create(
                 target_site=target.name, target_platform=target.platform, caller_number=caller_number,
                 agent_id=agent_id if agent_id.isdigit() else "", linkedid=call.linkedid,
                 uniqueids=sorted(call.legs), draft=draft, path=path, mode=mode,
                 recording=f"linkage-{caller.uniqueid}.wav" if caller else "",
-                consume=draft_key(call.linkedid) if draft else "", parent=parent,
-                advice=self._advice(draft, target, mode))
+                consume=draft_key(call.linkedid) if draft or res else "", parent=parent,
+                advice=self._advice(draft, target, mode), ticket_id=res.ticket_id if res else "")
         except Exception:
             call_state.move(call, "not_stored")
             raise
         self.drafts.stored(call.linkedid)
+        if res is not None:
+            await self._taken(res, mode)
         call.ticket_id = ticket.id
         structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
         log.info("transfer.started", target=target.name)
         return ticket, f"{target.dial}*{ticket.id}"
+
+    async def _taken(self, res: Reservation, mode: str) -> None:
+        """A reserved call's ticket was made by another path (the AGI key, the button, three-way, consult): the
+        reservation is spent. An agent who stays on the call (three-way, consult) must not press it again."""
+        self.reserved.pop(res.linkedid)
+        self.reservations.forget(res.linkedid)
+        if mode != "transfer" and CHANNEL.match(res.agent_channel):
+            try:
+                await self.ami_send({"Action": "Setvar", "Channel": res.agent_channel, "Variable": "LINKAGE_RES",
+                                     "Value": ""})
+            except (TimeoutError, ConnectionError) as exc:
+                log.warning("reservation.not_cleared", error=str(exc))
+
+    async def prepared(self, res: Reservation, target: Target) -> Ticket:
+        """A press of a prepared transfer: the dialplan moved the call already (no AGI); the ticket is made
+        from the reservation, with the draft as saved, under the reserved id (so a second completion of the
+        same press, by the resync, finds it and makes nothing)."""
+        call = self.calls.get(res.linkedid)
+        if call is not None and call_state.allowed(call.handover, "transfer"):
+            call_state.move(call, "transfer")
+        draft = await self.drafts.for_call(res.linkedid, res.recovered or (call is not None and call.recovered))
+        ticket = await self.tickets.create(
+            target_site=target.name, target_platform=target.platform, caller_number=res.caller_number,
+            agent_id=res.agent_id, linkedid=res.linkedid, uniqueids=res.uniqueids, draft=draft,
+            path=self._path(target), mode="transfer", recording=res.recording, consume=draft_key(res.linkedid),
+            advice=self._advice(draft, target, "transfer"), ticket_id=res.ticket_id, early=True)
+        self.drafts.stored(res.linkedid)
+        if call is not None:
+            call.ticket_id = ticket.id
+        structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
+        log.info("transfer.started", target=target.name, prepared=True)
+        return ticket
 
     async def _instead(self, call: Call, agent_uniqueid: str, target: Target) -> Ticket | None:
         """What a press toward `target` is when it is not a transfer: the return of a linked call to the

@@ -107,10 +107,36 @@ def test_controller_killed_at_random_points(lab: Lab, desc: dict[str, Any], work
         killer = _at(schedule, traffic.begin)
         traffic.wait()
         killer.join()
-    tally = settle(desc, "controller_sigkill", calls, traffic.begin - 1, timeout=60, expect_sent=calls)
+    tally = settle(desc, "controller_sigkill", calls, traffic.begin - 1, timeout=60, expect_sent=calls,
+                   caller=traffic.caller)
     _record(tally, f"seed={seed} kills at {[round(t, 1) for t, _ in schedule]} s, alternating 12345/110, "
                    f"1 call/s")
     _check(tally)
+
+
+def test_controller_killed_between_reservation_and_press(lab: Lab, desc: dict[str, Any], workdir: Path,
+                                                         healthy_after: None) -> None:
+    """Prepared transfers: each call is bridged (its ticket reserved), then the 12345 controller is SIGKILLed
+    before the agent presses and started again after the press. The key works without it (pure dialplan: the
+    caller goes at once), and the restarted controller makes each ticket from its reservation and the press
+    that Asterisk recorded in AstDB: every call sent and delivered once."""
+    calls, every = 6, 5.0
+    schedule: list[tuple[float, Callable[[], None]]] = []
+    for i in range(calls):  # call i starts at i * every, is bridged by +0.5 s, pressed at about +2.6 s
+        schedule += [(i * every + 1.3, lambda: lab.kill_controller("12345")),
+                     (i * every + 3.2, lambda: lab.restart_controller("12345"))]
+    traffic = Traffic(desc, workdir, calls=calls, rate=1 / every, hold_ms=9000, talk_ms=2000, retry_ms=3000)
+    with traffic.start():
+        killer = _at(schedule, traffic.begin)
+        traffic.wait()
+        killer.join()
+    tally = settle(desc, "killed_before_press", calls, traffic.begin - 1, timeout=60, expect_sent=calls,
+                   caller=traffic.caller)
+    _record(tally, f"12345 SIGKILLed 1.3 s into each of {calls} calls (after the reservation), started again at "
+                   "3.2 s (after the press at about 2.6 s)")
+    _check(tally)
+    log = Path(desc["sites"]["12345"]["logs"]["controller"]).read_text()
+    assert '"press.found_in_resync"' in log
 
 
 def test_redis_restarted(lab: Lab, desc: dict[str, Any], workdir: Path, healthy_after: None) -> None:
@@ -122,7 +148,8 @@ def test_redis_restarted(lab: Lab, desc: dict[str, Any], workdir: Path, healthy_
                     traffic.begin)
         traffic.wait()
         chaos.join()
-    tally = settle(desc, "redis_restart", calls, traffic.begin - 1, timeout=60, expect_sent=calls)
+    tally = settle(desc, "redis_restart", calls, traffic.begin - 1, timeout=60, expect_sent=calls,
+                   caller=traffic.caller)
     _record(tally, "SIGKILL + restart of 12345's Redis at 4.3 s and 110's at 9.7 s, 1 call/s")
     _check(tally)
     for site in ("12345", "110"):
@@ -145,7 +172,7 @@ def test_peer_controller_down_for_minutes(lab: Lab, desc: dict[str, Any], workdi
     finally:
         lab.restart_controller("110")
     down_for = time.time() - down_at
-    tally = settle(desc, "peer_down", calls, traffic.begin - 1, timeout=120, expect_sent=calls)
+    tally = settle(desc, "peer_down", calls, traffic.begin - 1, timeout=120, expect_sent=calls, caller=traffic.caller)
     _record(tally, f"110 controller stopped for {down_for:.0f} s, calls at 0.5/s in the first "
                    f"{calls / 0.5:.0f} s")
     _check(tally)
@@ -179,7 +206,7 @@ def test_ami_link_cut(lab: Lab, desc: dict[str, Any], workdir: Path, healthy_aft
     finally:
         for port in ports.values():
             _reject(port, False)
-    tally = settle(desc, "ami_cut", calls, traffic.begin - 1, timeout=60, expect_sent=calls)
+    tally = settle(desc, "ami_cut", calls, traffic.begin - 1, timeout=60, expect_sent=calls, caller=traffic.caller)
     _record(tally, "AMI reset and refused for 6 s at 12345 (t=3 s) then at 110 (t=10 s), 1 call/s")
     _check(tally)
     # calls pressed while 12345's AMI was away were taken on the AGI's word: still with the caller's number
@@ -201,7 +228,7 @@ def test_asterisk_restarted_mid_call(lab: Lab, desc: dict[str, Any], workdir: Pa
                      (11.0, lambda: (lab.stop_asterisk("12345"), lab.start_asterisk("12345")))], traffic.begin)
         traffic.wait()
         chaos.join()
-    tally = settle(desc, "asterisk_restart", calls, traffic.begin - 1, timeout=60)
+    tally = settle(desc, "asterisk_restart", calls, traffic.begin - 1, timeout=60, caller=traffic.caller)
     _record(tally, "110's Asterisk restarted at 4.5 s, 12345's at 11 s, 1 call/s; calls on a restarted PBX end")
     assert tally.sent == tally.delivered and tally.duplicated == 0, "\n".join([tally.line(), *tally.problems])
     assert tally.sent >= 3, tally.line()  # the calls before the first restart were transferred
@@ -212,7 +239,7 @@ def test_asterisk_restarted_mid_call(lab: Lab, desc: dict[str, Any], workdir: Pa
     after = Traffic(desc, workdir / "after", calls=3, rate=1.0, hold_ms=5000)
     with after.start():
         after.wait()
-    tally = settle(desc, "asterisk_restart_after", 3, after.begin - 1, timeout=30, expect_sent=3)
+    tally = settle(desc, "asterisk_restart_after", 3, after.begin - 1, timeout=30, expect_sent=3, caller=after.caller)
     _record(tally, "3 calls right after both restarts")
     _check(tally)
 
@@ -232,7 +259,8 @@ def test_network_cut_between_sites(lab: Lab, desc: dict[str, Any], workdir: Path
                 traffic.wait()
                 chaos.join()
             wan.heal()
-            tally = settle(desc, "network_cut", calls, traffic.begin - 1, timeout=90, expect_sent=calls)
+            tally = settle(desc, "network_cut", calls, traffic.begin - 1, timeout=90, expect_sent=calls,
+                           caller=traffic.caller)
         finally:
             lab.reroute(None)
     _record(tally, "site-to-site HTTP through a network namespace, all packets dropped from 3 s to 23 s, 1 call/s")

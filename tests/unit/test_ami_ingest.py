@@ -1,5 +1,6 @@
 """Smoke of the AMI ingestion benchmark on the first few hundred events of a recorded transcript: every event
-reaches both paths, every queued event passes the handlers, nothing touches Redis. No timing is asserted."""
+reaches both paths, every queued event passes the handlers, Redis is touched only by the prepared transfers'
+reservations (a write per agent leg bridged, a drop per hang-up). No timing is asserted."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ async def test_both_paths_see_every_event_of_the_transcript(redis_url: str, tmp_
     assert result["bare"]["events"] == [300, 300]
     assert result["controller"]["events"] == [300, 300]
     assert result["controller"]["handled"] == [queued, queued]
-    assert result["redis_commands_during_runs"] == 0
+    bridges = data.count(b"Event: BridgeEnter")
+    assert 0 < result["redis_commands_during_runs"] <= 2 * 4 * bridges  # reserve + drop (a pipeline: 3), twice
 
 
 def test_event_dict_matches_the_plain_conversion() -> None:

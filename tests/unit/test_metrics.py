@@ -245,6 +245,7 @@ async def test_push_delivery_lag_and_screen_pop_on_the_receiving_site(configs: d
     receiving.inbound["1767268900.5"] = stored.id
     await transfers.on_event({"Event": "DialBegin", "Uniqueid": "1767268900.5", "Linkedid": "1767268900.5",
                                   "DestChannel": "PJSIP/agent1001-00000002"})
+    await transfers.lanes.idle()  # the record runs in the ticket's lane, off the AMI event queue
     assert published == ["delivered", "offered"]
     assert sample(registry, "linkage_screen_pop_seconds_count") == 1
     assert sample(registry, "linkage_ticket_events_total", type="offered", origin="local") == 1

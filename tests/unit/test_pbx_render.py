@@ -65,8 +65,8 @@ def test_applicationmap_has_one_feature_per_target(files: dict[str, str]) -> Non
     features = files["linkage-features.conf"].splitlines()
     assert "[applicationmap]" in features
     assert [line for line in features if line.startswith("linkage-")] == [
-        "linkage-to-110 => *8,self,Gosub(linkage-onekey,s,1(110)),default",
-        "linkage-to-120 => *2,self,Gosub(linkage-onekey,s,1(120)),default",
+        "linkage-to-110 => *8,self,Gosub(linkage-onekey,s,1(110,110)),default",
+        "linkage-to-120 => *2,self,Gosub(linkage-onekey,s,1(120,120)),default",
         "linkage-bench-baseline => *5,self,Gosub(linkage-bench,s,1),default",  # the lab enables the bench keys
         "linkage-bench-floor => *4,self,Gosub(linkage-bench-floor,s,1),default",
         "linkage-threeway => *9,self,Gosub(linkage-threeway,s,1),default",
@@ -77,7 +77,7 @@ def test_applicationmap_has_one_feature_per_target(files: dict[str, str]) -> Non
 def test_feature_keys_come_from_the_targets(config: SiteConfig) -> None:
     targets = (msgspec.structs.replace(config.targets[0], key="#9"),)
     files = render(msgspec.structs.replace(config, targets=targets), EXTRAS)
-    assert "linkage-to-110 => #9,self,Gosub(linkage-onekey,s,1(110)),default" in files["linkage-features.conf"]
+    assert "linkage-to-110 => #9,self,Gosub(linkage-onekey,s,1(110,110)),default" in files["linkage-features.conf"]
     assert "*8,self" not in files["linkage-features.conf"]
     assert "linkage-to-120" not in files["linkage-features.conf"]
 
@@ -114,7 +114,7 @@ def test_every_lab_site_renders_completely(tmp_path: Path, plan: SitePlan) -> No
     files = render(config, EXTRAS)
     assert [name for name, text in files.items() if "@@" in text] == []
     for t in config.targets:
-        assert f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name})),default" \
+        assert f"linkage-to-{t.name} => {t.key},self,Gosub(linkage-onekey,s,1({t.name},{t.dial})),default" \
             in files["linkage-features.conf"]
         assert f"exten => _{t.dial}*X.,1," in files["linkage.conf"]
     for p in config.peers:
