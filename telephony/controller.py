@@ -155,7 +155,7 @@ class Controller:
         self.transfer_metrics = TransferMetrics(self.registry)
         # the awaited parts of these two run in lanes (telephony/lanes.py), off the one AMI event queue
         self.transfer_ami = TransferAmi(self.receiving, self.transfer_metrics)
-        self.prepared_ami = PreparedAmi(self.prepared)
+        self.prepared_ami = PreparedAmi(self.prepared, self.transfer_metrics)
         self.ami_handlers = (ThreewayAmi(self.threeway).on_event, FollowupAmi(self.followup).on_event,
                              self.transfer_ami.on_event, self.prepared_ami.on_event,
                              CallerAmi(config, self.callers).on_event,

@@ -33,6 +33,7 @@ class TransferAmi:
             self.receiving.hung_up(uniqueid)
             return
         if name == "UserEvent" and event.get("UserEvent") == "LinkageArrived":
+            self.metrics.published_routes.inc()
             self.receiving.fast_arrived(event.get("Ticket", ""), uniqueid, event.get("Linkedid", ""))
             return
         if name not in ("DialBegin", "DialEnd"):
@@ -60,8 +61,9 @@ class PreparedAmi:
     """The press's ticket write, the failure's record and the hang-up's drop run in lanes (telephony/lanes.py),
     not on the AMI event queue: a press's ticket and its failure in the ticket's lane, a hang-up in the call's."""
 
-    def __init__(self, prepared: PreparedService, lanes: Lanes | None = None) -> None:
+    def __init__(self, prepared: PreparedService, metrics: TransferMetrics, lanes: Lanes | None = None) -> None:
         self.prepared = prepared
+        self.metrics = metrics
         self.lanes = lanes or Lanes("prepared")
 
     async def on_event(self, event: dict[str, str]) -> None:
@@ -77,7 +79,15 @@ class PreparedAmi:
             structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
             work = self.prepared.press(event.get("Ticket", ""), event.get("Target", ""))
             if work is not None:
-                await self.lanes.run(ticket_id, work)
+                began = time.monotonic()
+
+                async def timed() -> None:
+                    try:
+                        await work()
+                    finally:
+                        self.metrics.press.observe(time.monotonic() - began)
+
+                await self.lanes.run(ticket_id, timed)
         elif name == "UserEvent" and event.get("UserEvent") == "LinkagePressFailed":
             ticket_id, linkedid = event.get("Ticket", "")[:32], event.get("Linkedid", "")
             await self.lanes.run(ticket_id, lambda: self.prepared.failed(ticket_id, linkedid))

@@ -102,7 +102,8 @@ async def test_the_press_handler_returns_before_the_ticket_write_and_a_hangup_wa
         return await real_create(*args, **kwargs)
 
     prepared.sending.tickets.store.create = slow_create  # type: ignore[method-assign]
-    adapter = PreparedAmi(prepared)
+    metrics = TransferMetrics(CollectorRegistry())
+    adapter = PreparedAmi(prepared, metrics)
     await asyncio.wait_for(adapter.on_event({"Event": "UserEvent", "UserEvent": "LinkagePress", "Ticket": ticket_id,
                                              "Target": "110", "Linkedid": LINKEDID}), 2.0)
     assert ticket_id in prepared.completing  # claimed at once: the queue's next event sees the press
@@ -114,6 +115,7 @@ async def test_the_press_handler_returns_before_the_ticket_write_and_a_hangup_wa
     stored = await prepared.sending.tickets.store.get(ticket_id)
     assert stored is not None and [e.type for e in stored.history] == ["created"]  # made, not dropped
     assert prepared.reserved.of_call(LINKEDID) is None and not prepared.completing
+    assert sample(metrics.registry, "linkage_press_handling_seconds_count") == 1  # the press timed, in its lane
 
 
 class HangingPeer(PeerClient):
