@@ -7,16 +7,13 @@ against the X-Linkage-Id while it had no ticket (offered, signed for) are on it 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from test_draft_restart import _http, _until
 
 from linkage_lab.harness.runner import run_scenario
 from linkage_lab.harness.scenario import AmiExpectation, load
@@ -25,31 +22,6 @@ from linkage_lab.lab.lab import Lab
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).parents[2]
-T = TypeVar("T")
-
-
-def _http(method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-
-
-def _until(what: str, probe: Callable[[], T | None], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-        except OSError:  # the controller is not listening (yet)
-            value = None
-        if value is not None:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _answered_call(site: dict[str, Any], token: str) -> str | None:
