@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command behind `make test`: lint, types, then every test under tests/: the production images in Podman
 # (tests/images: two container sites, builds cached by scripts/images.sh), the lab tests against real Asterisk, units.
-# The unit tests (no lab, no containers, only throwaway servers on ports outside every block the lab and the images
-# bind) run beside the image tests, at a lower priority, and are done before the lab comes up; the lab tests run
-# alone. One JUnit file for the three runs: reports/pytest.xml (each run's own beside it).
+# Each runs alone: the image tests first, then the unit tests (throwaway servers on ports outside every block the lab
+# and the images bind), then the lab tests. The unit tests ran beside the image tests once, and the containers'
+# one-key scenario then failed its media check (629 ms of silence against 300) while every other run passed.
+# One JUnit file for the three runs: reports/pytest.xml (each run's own beside it).
 # pytest's exit code 5 (no tests collected) is a failure here for each of the three runs: every folder has tests,
 # and a run that runs nothing proves nothing.
 set -uo pipefail
@@ -18,14 +19,12 @@ rm -f reports/retried-scenarios.txt reports/pytest-*.xml reports/pytest-unit.log
 # the port blocks of the lab and of the image sites, kept from ephemeral use before anything binds
 "$VENV/bin/python" -c 'from linkage_lab.lab.lab import reserve_ports; reserve_ports(("45000-45999", "55000-55999"))'
 
-nice -n 10 "$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest-unit.xml "$@" tests/unit \
-  > reports/pytest-unit.log 2>&1 &
-unit_pid=$!
 "$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest-images.xml "$@" tests/images
 images_rc=$?
-wait "$unit_pid"
+"$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest-unit.xml "$@" tests/unit \
+  > reports/pytest-unit.log 2>&1
 unit_rc=$?
-echo "test.sh: the unit tests (run beside the image tests, output in reports/pytest-unit.log):"
+echo "test.sh: the unit tests (output in reports/pytest-unit.log):"
 tail -n 30 reports/pytest-unit.log
 "$VENV/bin/python" -m pytest -p no:cacheprovider --junitxml=reports/pytest-lab.xml "$@" tests/lab
 lab_rc=$?
