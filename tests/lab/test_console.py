@@ -281,7 +281,9 @@ def test_the_inbox_counts_down_amends_and_the_supervisor_searches_and_exports(de
 
     sup = open_console(browser, desc, "110", "")
     sup.wait_for_selector("#agent-activity", timeout=WAIT)
-    assert sup.is_visible("#overdue") and sup.is_visible("#delivery tr[data-peer='12345']")
+    # the sections are drawn at once, their rows when the first refresh's queries answer: wait for the rows
+    sup.wait_for_selector("#delivery tr[data-peer='12345']", timeout=WAIT)
+    assert sup.is_visible("#overdue")
     sup.select_option("#search-category", "report")
     sup.click("#ticket-search button[type=submit]")
     sup.wait_for_selector(f"#search tr[data-ticket-id='{tid}']", timeout=WAIT)
