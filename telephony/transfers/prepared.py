@@ -2,8 +2,9 @@
 
 When an agent's leg of a fresh call is bridged (AMI BridgeEnter), `bridged` reserves the ticket: a durable
 reservation (transfers/reservations.py) and, over AMI, `LINKAGE_RES=<ticket id>-<slot>` on the agent's channel.
-The transfer key then needs no controller: the dialplan (`[linkage-onekey]`) records the press in AstDB
-(`linkage-press/<slot>`), emits the UserEvent `LinkagePress` and does the BlindTransfer at once. `pressed` (on
+The transfer key then needs no controller: the dialplan (`[linkage-onekey]`) emits the UserEvent `LinkagePress`
+and does the BlindTransfer at once; the press is recorded in AstDB (`linkage-press/<slot>`) by a hangup handler
+of the agent's leg, which ends right after (`[linkage-press-record]`). `pressed` (on
 that event) turns the reservation into the created ticket and its push leaves. A press the controller did not
 hear (killed, AMI cut) is found by `resync` after the next AMI login, from the AstDB record: the ticket is made
 then, once, with the reserved id — whether the call still lasts or not.
