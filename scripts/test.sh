@@ -2,8 +2,10 @@
 # The test command behind `make test`: lint, types, then every test under tests/: the production images in Podman
 # (tests/images: two container sites, builds cached by scripts/images.sh), the lab tests against real Asterisk, units.
 # Each runs alone: the image tests first, then the unit tests (throwaway servers on ports outside every block the lab
-# and the images bind), then the lab tests. The unit tests ran beside the image tests once, and the containers'
-# one-key scenario then failed its media check (629 ms of silence against 300) while every other run passed.
+# and the images bind), then the lab tests. Beside the units the containers' one-key scenario once heard 629 ms of
+# silence (bound 300); its press then wrote AstDB before the caller moved, which waits for AstDB's fsync, and no
+# longer does. The units beside the images at nice 19 still failed one image run in five (session 9, its output
+# not kept), so they stay apart until that is explained.
 # One JUnit file for the three runs: reports/pytest.xml (each run's own beside it).
 # pytest's exit code 5 (no tests collected) is a failure here for each of the three runs: every folder has tests,
 # and a run that runs nothing proves nothing.
