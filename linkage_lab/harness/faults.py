@@ -43,7 +43,8 @@ class Traffic:
     def duration(self) -> float:
         return self.calls / self.rate + self.hold_ms / 1000
 
-    def start(self) -> Traffic:
+    def start(self, citizens: bool = True) -> Traffic:
+        """`citizens=False`: only the agents' SIPp; the drill places each call itself with `call()`."""
         if self.procs:
             return self  # already running (`with traffic.start():` enters a started stream)
         s12345, s110 = self.desc["sites"]["12345"], self.desc["sites"]["110"]
@@ -68,20 +69,34 @@ class Traffic:
              *limit], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         self.begin = time.time()
+        if citizens:
+            self.procs["citizen"] = self._citizens(self.calls, "citizen")
+        return self
+
+    def _citizens(self, calls: int, name: str) -> subprocess.Popen[bytes]:
+        s12345 = self.desc["sites"]["12345"]
         cit = s12345["accounts"]["citizen"]
-        self.procs["citizen"] = subprocess.Popen(
+        limit = ["-timeout", f"{int(self.duration + 120)}s", "-nostdin", "-trace_stat", "-trace_err"]
+        return subprocess.Popen(
             ["sipp", f"{s12345['sip']['host']}:{s12345['sip']['port']}", "-sf",
              str(fill_sipp(SIPP / "citizen_call.xml", {"caller": self.caller, "hold": str(self.hold_ms)},
-                           wd)),
+                           self.workdir)),
              "-s", cit["dial"], "-i", cit["host"], "-p", str(cit["port"]), "-mp", "46200", "-r", str(self.rate),
-             "-rp", "1000", "-m", str(self.calls), "-stf", "citizen.csv", *limit],
-            cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return self
+             "-rp", "1000", "-m", str(calls), "-stf", f"{name}.csv", *limit],
+            cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def call(self, n: int) -> subprocess.Popen[bytes]:
+        """Paced drills (`start(citizens=False)`): place the n-th call now, one SIPp citizen of one call; the
+        caller waits for it to end before the next (they share the citizen's SIP port)."""
+        proc = self._citizens(1, f"citizen{n}")
+        self.procs[f"citizen{n}"] = proc
+        return proc
 
     def wait(self) -> None:
         """Until every citizen call has ended; then the agents' SIPp processes are stopped by pid."""
         try:
-            self.citizen_exit = self.procs["citizen"].wait(timeout=self.duration + 150)
+            if "citizen" in self.procs:
+                self.citizen_exit = self.procs["citizen"].wait(timeout=self.duration + 150)
         finally:
             self.stop()
 

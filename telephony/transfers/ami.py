@@ -74,10 +74,11 @@ class PreparedAmi:
             linkedid = event.get("Linkedid", "")
             if self.prepared.reserved.of_call(linkedid) is not None:
                 await self.lanes.run(linkedid, lambda: self.prepared.hung_up(linkedid))
-        elif name == "UserEvent" and event.get("UserEvent") == "LinkagePress":
+        elif name == "UserEvent" and event.get("UserEvent") in ("LinkagePress", "LinkagePressRecorded"):
             ticket_id = event.get("Ticket", "")[:32]
             structlog.contextvars.bind_contextvars(ticket_id=ticket_id)
-            work = self.prepared.press(event.get("Ticket", ""), event.get("Target", ""))
+            work = self.prepared.press(event.get("Ticket", ""), event.get("Target", ""),
+                                       recorded=event.get("UserEvent") == "LinkagePressRecorded")
             if work is not None:
                 began = time.monotonic()
 

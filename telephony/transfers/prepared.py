@@ -4,10 +4,12 @@ When an agent's leg of a fresh call is bridged (AMI BridgeEnter), `bridged` rese
 reservation (transfers/reservations.py) and, over AMI, `LINKAGE_RES=<ticket id>-<slot>` on the agent's channel.
 The transfer key then needs no controller: the dialplan (`[linkage-onekey]`) emits the UserEvent `LinkagePress`
 and does the BlindTransfer at once; the press is recorded in AstDB (`linkage-press/<slot>`) by a hangup handler
-of the agent's leg, which ends right after (`[linkage-press-record]`). `pressed` (on
-that event) turns the reservation into the created ticket and its push leaves. A press the controller did not
-hear (killed, AMI cut) is found by `resync` after the next AMI login, from the AstDB record: the ticket is made
-then, once, with the reserved id — whether the call still lasts or not.
+of the agent's leg, which ends right after (`[linkage-press-record]`), and told again then (UserEvent
+`LinkagePressRecorded`). `pressed` (on the first event) turns the reservation into the created ticket and its push
+leaves. A press the controller did not hear (killed, AMI cut) is found from the AstDB record: by `resync` after the
+next AMI login when the record is written by then, else on the record's own event or, failing that, at the call's
+hang-up (`hung_up` reads the record before it drops a reservation). The ticket is made once, with the reserved id,
+whether the call still lasts or not.
 
 A call with no reservation (bridged while the controller was down, a linked call that came in over a trunk, a
 caller recalled after a failed transfer) has no `LINKAGE_RES`: its key takes the FastAGI path (`onekey`) as
@@ -119,16 +121,22 @@ class PreparedService:
             return None
         return await self.complete(res, target_name)
 
-    def press(self, ticket_id: str, target_name: str) -> Callable[[], Awaitable[Ticket | None]] | None:
+    def press(self, ticket_id: str, target_name: str,
+              recorded: bool = False) -> Callable[[], Awaitable[Ticket | None]] | None:
         """UserEvent LinkagePress, off the AMI event queue (transfers/ami.py): the completion is claimed now —
         so a Hangup or a LinkagePressFailed handled next finds it in the making — and its writes are the
-        returned work, which the adapter runs in the ticket's lane. None: nothing to do."""
+        returned work, which the adapter runs in the ticket's lane. None: nothing to do.
+        `recorded`: UserEvent LinkagePressRecorded, sent by the hangup handler once the press's AstDB record is
+        written; usually the press's own event has made the ticket already and there is nothing left to do."""
         res = self.reserved.of_ticket(ticket_id) if TICKET_ID.match(ticket_id) else None
         if res is None:
-            log.warning("press.unknown_reservation", ticket_id=ticket_id[:32])
+            if not recorded:
+                log.warning("press.unknown_reservation", ticket_id=ticket_id[:32])
             return None
         if res.ticket_id in self.completing:
-            return None  # the same press completed by another path (the resync) already
+            return None  # the same press completed by another path (the resync, its own event) already
+        if recorded:
+            log.info("press.found_recorded", ticket_id=res.ticket_id)
         done = self._claim(res)
         return lambda: self._finish(res, target_name, done)
 
@@ -205,6 +213,17 @@ class PreparedService:
         await self._reserved(linkedid)
         if self.reserved.of_call(linkedid) is not res or res.ticket_id in self.completing:
             return  # taken meanwhile (a press's event came while its write finished)
+        try:  # pressed while this controller was away, recorded after its resync (the agent's leg ended later)
+            target = await self._press_record(res)
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("press.record_unreadable", error=str(exc))
+            return  # kept: the next login's resync reads it again
+        if target is not None:
+            log.info("press.found_at_hangup", ticket_id=res.ticket_id)
+            await self.complete(res, target)
+            return
+        if self.reserved.of_call(linkedid) is not res or res.ticket_id in self.completing:
+            return
         self.reserved.pop(linkedid)
         self.sending.drafts.stored(linkedid)
         try:

@@ -143,6 +143,38 @@ async def test_a_press_missed_by_a_dead_controller_is_found_after_the_restart(
     assert await redis.zcard(f"{PREFIX}tickets") == 1
 
 
+async def test_a_press_recorded_after_the_restarts_resync_is_completed(tmp_path: Path, redis: aioredis.Redis) -> None:
+    """CI, 2026-12-02: the controller was back and had resynced before the agent's leg ended, so the AstDB
+    record (written by that leg's hangup handler) was not there yet; the reservation was then dropped at the
+    call's end and the press lost. Now the record's own UserEvent completes it, and the hang-up reads the
+    record before it drops anything."""
+    for via_event in (True, False):
+        await redis.flushdb()
+        calls, pbx = CallRegistry(), Pbx()
+        _events(calls)
+        before = _build(tmp_path, redis, calls, pbx)
+        ticket_id = await _reserve(before)
+        await before.sending.set_draft(LINKEDID, {"content": "记录晚于重同步"})
+        slot = int(await redis.hget(draft_key(LINKEDID), "_slot"))
+        after = _build(tmp_path, redis, calls, pbx)  # restarted while the call lasts: no record yet
+        await after.load()
+        await after.resync()
+        assert after.reserved.of_ticket(ticket_id) is not None and await redis.zcard(f"{PREFIX}tickets") == 0
+        pbx.astdb[str(slot)] = f"{ticket_id}:110"  # the agent's leg ends: its hangup handler writes the record
+        if via_event:
+            work = after.press(ticket_id, "110", recorded=True)
+            assert work is not None
+            await work()
+        for uniqueid in (AGENT, LINKEDID):
+            calls.on_event({"Event": "Hangup", "Uniqueid": uniqueid, "Linkedid": LINKEDID})
+        await after.hung_up(LINKEDID)
+        ticket = await after.sending.tickets.store.get(ticket_id)
+        assert ticket is not None and ticket.content == "记录晚于重同步", via_event
+        assert await redis.zcard(f"{PREFIX}tickets") == 1 and await redis.llen(outbox_key("110")) == 1
+        assert after.reserved.of_call(LINKEDID) is None
+        assert after.press(ticket_id, "110", recorded=True) is None  # the record's event after the ticket: nothing
+
+
 async def test_a_reservation_of_a_call_that_ended_unpressed_goes_at_the_resync(
         tmp_path: Path, redis: aioredis.Redis) -> None:
     calls, pbx = CallRegistry(), Pbx()
