@@ -21,15 +21,18 @@ from telephony.security import signing
 
 
 class PeerError(Exception):
-    """`unsupported`: the peer refused the batch route itself (an older peer): send the messages one by one."""
+    """`unsupported`: the peer refused the batch route itself (an older peer): send the messages one by one.
+    `refused`: no connection could be made (nothing listening, a reset, a TLS handshake refused) — the peer is
+    down rather than slow, so the worker may ask its /v1/health whether it is back (outbox._pause)."""
 
     def __init__(self, message: str, retry_after: float | None = None, permanent: bool = False,
-                 not_found: bool = False, unsupported: bool = False) -> None:
+                 not_found: bool = False, unsupported: bool = False, refused: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.permanent = permanent
         self.not_found = not_found
         self.unsupported = unsupported
+        self.refused = refused
 
     @classmethod
     def of(cls, status: int, error: str, retry_after: float | None = None) -> PeerError:
@@ -72,7 +75,7 @@ class PeerClient:
                     return  # an earlier attempt got through; its answer was lost
                 raise PeerError.of(resp.status, text, _retry_after(resp.headers.get("Retry-After")))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # OSError: ssl.SSLError, resets
-            raise PeerError(f"peer unreachable: {_reason(exc)}") from exc
+            raise _unreachable(exc) from exc
 
     async def send_batch(self, items: Sequence[batch.Outgoing]) -> list[batch.Result]:
         """POST /v1/batch: the results of the prefix the peer processed, in order. A retriable answer to the
@@ -93,7 +96,17 @@ class PeerClient:
         except ValueError as exc:
             raise PeerError(f"peer's answer to a batch is not its results: {exc}"[:300], unsupported=True) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise PeerError(f"peer unreachable: {_reason(exc)}") from exc
+            raise _unreachable(exc) from exc
+
+    async def back(self, timeout: float = 1.0) -> bool:
+        """Whether the peer answers its /v1/health now (any answer below 500): asked while a send waits out its
+        backoff after the peer refused connections, so a peer that is back is not left waiting for a minute."""
+        try:
+            async with self.session.get(f"{self.peer.url}/v1/health", ssl=self.ssl,
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return resp.status < 500
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
 
     async def fetch_ticket(self, url: str) -> dict[str, Any]:
         """Dereference a Call-Info URL; only URLs under the configured peer base are followed."""
@@ -108,6 +121,12 @@ class PeerClient:
                 return data
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             raise PeerError(f"fetch failed: {_reason(exc)}") from exc
+
+
+def _unreachable(exc: BaseException) -> PeerError:
+    # a timeout is a slow peer, not a down one: it gets the plain backoff, never a probe on top of its load
+    refused = isinstance(exc, (aiohttp.ClientConnectorError, ConnectionError)) and not isinstance(exc, TimeoutError)
+    return PeerError(f"peer unreachable: {_reason(exc)}", refused=refused)
 
 
 def _reason(exc: BaseException) -> str:

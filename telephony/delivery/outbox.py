@@ -42,6 +42,7 @@ BATCH_BYTES = 48 * 1024  # of JSON per batch, well inside the receiver's 64 KiB 
 BATCH_RETRY_AFTER = 300.0  # seconds of single sends to a peer that refused the batch route
 RECENT_SENT = 256  # entries remembered as sent, so a head hint that arrives late is not sent a second time
 EARLY_MAX = 64  # early pushes remembered until their outbox entry reaches the head
+PROBE_EVERY = 2.0  # seconds between /v1/health probes of a peer that refused connections, during a backoff
 
 
 def _delivered(message: dict[str, Any]) -> bool:
@@ -315,7 +316,20 @@ class OutboxWorker:
             delay = min(exc.retry_after, self.max_delay)
         log.warning("delivery.retry", peer=self.peer, attempt=self.attempt, delay=round(delay, 3), error=str(exc))
         self.retries.inc()
-        await asyncio.sleep(delay)
+        if not exc.refused or exc.retry_after is not None or delay <= PROBE_EVERY:
+            await asyncio.sleep(delay)
+            return
+        # The peer refused connections (down, restarting): the backoff spares it our requests, but a peer
+        # that is back would wait out the rest of it (up to max_delay: 40 s and more after a few minutes
+        # down). Its health answer, every PROBE_EVERY, ends the wait; the attempt count goes on.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + delay
+        while (left := until - loop.time()) > 0:
+            await asyncio.sleep(min(PROBE_EVERY, left))
+            if until - loop.time() > 0 and await self.client.back():
+                log.info("delivery.peer_back", peer=self.peer, attempt=self.attempt,
+                         saved=round(max(0.0, until - loop.time()), 1))
+                return
 
 
 async def backlog(redis: aioredis.Redis, sealer: Sealer, peer: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -298,3 +299,68 @@ async def test_delivered_waits_for_the_offer_that_follows_and_nothing_else_waits
         assert time.monotonic() - start < 0.2, n
     assert peer.seen[1:] == [f"{4:032x}", f"{5:032x}", "37080020260101120000000009"]
     assert await redis.llen(outbox_key("110")) == 0
+
+
+def test_only_a_refused_connection_counts_as_a_peer_that_is_down() -> None:
+    from telephony.delivery.client import _unreachable
+
+    assert _unreachable(ConnectionRefusedError(111, "Connection refused")).refused
+    assert _unreachable(ConnectionResetError(104, "Connection reset by peer")).refused
+    assert not _unreachable(TimeoutError()).refused  # slow, not down: plain backoff, no probe on its load
+    assert not PeerError.of(503, "busy").refused
+
+
+async def test_a_peer_back_from_a_restart_is_not_left_waiting_out_the_backoff(
+        redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer-down drill waited ~23 s after 110 was back: the next attempt's backoff (43.5 s at attempt 9)
+    ran on. A real PeerClient and a real HTTP peer on loopback: down (nothing listens), the send is refused
+    and the worker backs off for 20-40 s; the peer starts, answers /v1/health, and the message goes at the
+    next probe."""
+    import aiohttp
+    from aiohttp import web
+
+    from telephony.delivery.client import PeerClient
+
+    monkeypatch.setattr(outbox_module, "PROBE_EVERY", 0.2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    peer = Peer("110", "110", f"http://127.0.0.1:{port}", HostPort("127.0.0.1", port), "110",
+                secrets=("whsec_" + "A" * 24,))
+    got: list[str] = []
+
+    async def events(request: web.Request) -> web.Response:
+        got.append(request.match_info["ticket"])
+        return web.json_response({"ok": True})
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/v1/health", health)
+    app.router.add_post("/v1/tickets/{ticket}/events", events)
+    runner = web.AppRunner(app)
+    async with aiohttp.ClientSession() as session:
+        worker = OutboxWorker(redis, PeerClient(session, peer, "12345"), base_delay=40.0, max_delay=60.0)
+        await queue(redis, "e1")
+        with capture_logs() as logs:
+            task = asyncio.create_task(worker.run())
+            try:
+                for _ in range(200):
+                    if worker.attempt:
+                        break
+                    await asyncio.sleep(0.01)
+                assert worker.attempt == 1  # refused, now in a backoff of 20-40 s
+                await runner.setup()
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+                started = time.monotonic()
+                while await redis.llen(outbox_key("110")) and time.monotonic() - started < 5:
+                    await asyncio.sleep(0.02)
+                assert await redis.llen(outbox_key("110")) == 0 and got == ["1"]
+                assert time.monotonic() - started < 2.0  # a probe or two, not the rest of the backoff
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await runner.cleanup()
+    assert next(e["error"] for e in logs if e["event"] == "delivery.retry").startswith("peer unreachable")
+    assert any(e["event"] == "delivery.peer_back" for e in logs)
