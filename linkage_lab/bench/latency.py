@@ -38,6 +38,7 @@ class Sample:
     latency_ms: float | None
     ticket_before_ring: bool | None
     failure: str = ""  # why a transfer has no latency: the scenario's failures, or what the capture missed
+    near_ms: float | None = None  # of latency_ms: the DTMF end to the trunk INVITE at the far PBX (the sending PBX)
 
 
 # The paths measured, interleaved: the product, the dialplan alone, and the dialplan plus one bare FastAGI round
@@ -68,7 +69,8 @@ def _delivered_at(site: dict[str, Any], ticket_id: str) -> float | None:
 def run(n: int, out_dir: Path) -> dict[str, Any]:
     lab = Lab()
     desc = lab.up(log=lambda m: None)
-    capture = TransferCapture(MEDIA_BASE + 4 * 1, desc["sites"]["110"]["accounts"]["agents"][0]["port"])
+    capture = TransferCapture(MEDIA_BASE + 4 * 1, desc["sites"]["110"]["accounts"]["agents"][0]["port"],
+                              desc["sites"]["110"]["sip"]["port"])
     capture.start()
     samples: list[Sample] = []
     try:
@@ -78,18 +80,20 @@ def run(n: int, out_dir: Path) -> dict[str, Any]:
                 capture.reset()
                 result = run_scenario(copy.deepcopy(_scenario(key)), desc)
                 marks = capture.marks
-                latency = None
+                latency = near = None
                 if result.ok and marks.dtmf_end and marks.invites:
                     last = marks.dtmf_end[-1]
                     after = [t for t in marks.invites if t >= last]
                     latency = (after[0] - last) * 1000 if after else None
+                    trunk = [t for t in marks.trunk_invites if t >= last]
+                    near = (trunk[0] - last) * 1000 if trunk and latency is not None else None
                 before = None
                 if key == "onekey" and result.tickets.get("12345") and marks.invites:
                     delivered = _delivered_at(desc["sites"]["110"], result.tickets["12345"][0]["id"])
                     before = delivered is not None and delivered <= marks.invites[-1]
                 failure = "; ".join(result.failures)[:300] if not result.ok else "" if latency is not None \
                     else f"capture: {len(marks.dtmf_end)} DTMF ends, {len(marks.invites)} INVITEs"
-                samples.append(Sample(MODES[key], i, latency, before, failure))
+                samples.append(Sample(MODES[key], i, latency, before, failure, near))
     finally:
         capture.stop()
     return summarise(samples, out_dir, n)
@@ -105,18 +109,26 @@ def summarise(samples: list[Sample], out_dir: Path, n: int) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     with open(out_dir / f"latency-{stamp}.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["mode", "index", "latency_ms", "ticket_before_ring", "failure"])
+        w.writerow(["mode", "index", "latency_ms", "ticket_before_ring", "failure", "near_ms"])
         for s in samples:
             w.writerow([s.mode, s.index, "" if s.latency_ms is None else f"{s.latency_ms:.3f}",
-                        "" if s.ticket_before_ring is None else int(s.ticket_before_ring), s.failure])
+                        "" if s.ticket_before_ring is None else int(s.ticket_before_ring), s.failure,
+                        "" if s.near_ms is None else f"{s.near_ms:.3f}"])
     stats: dict[str, Any] = {"date": stamp, "n_per_mode": n, "machine": machine()}
     for mode in ("onekey", "baseline", "floor"):
         if mode == "floor" and not any(s.mode == mode for s in samples):
             continue
         vals = [s.latency_ms for s in samples if s.mode == mode and s.latency_ms is not None]
+        near = [s.near_ms for s in samples if s.mode == mode and s.near_ms is not None]
+        far = [s.latency_ms - s.near_ms for s in samples
+               if s.mode == mode and s.near_ms is not None and s.latency_ms is not None]
         stats[mode] = {"ok": len(vals), "failed": sum(1 for s in samples if s.mode == mode) - len(vals),
                        "p50": statistics.median(vals) if vals else None, "p95": _pct(vals, 0.95) if vals else None,
-                       "p99": _pct(vals, 0.99) if vals else None}
+                       "p99": _pct(vals, 0.99) if vals else None,
+                       # the two PBXes' parts: DTMF end -> trunk INVITE at the far PBX, and from there -> the far
+                       # agent's INVITE (medians of each part; they need not add up to the whole's median)
+                       "near_p50": statistics.median(near) if near else None,
+                       "far_p50": statistics.median(far) if far else None}
     one, base = stats["onekey"], stats["baseline"]
     if one["p50"] and base["p50"]:
         stats["ratio_p50"] = one["p50"] / base["p50"]
@@ -200,7 +212,8 @@ Current summary of `{command}` (the full series is in `bench/results/`, one CSV,
   {m['asterisk']}; wall time {stats.get('wall_seconds', 'n/a')} s
 - measured: from the agent's last DTMF end packet (RFC 4733) to the INVITE arriving at the far agent, captured on
   `lo` by one listener (each packet stamped with the kernel's receive time); one-key transfer (prepared: the
-  ticket reserved at bridge time, the key pure dialplan — AstDB record, UserEvent, BlindTransfer — the ticket
+  ticket reserved at bridge time, the key pure dialplan — UserEvent, BlindTransfer; the AstDB record of the press
+  written as the agent's leg ends — the ticket
   made from the event and pushed, trunk with ticket headers, the far PBX ringing its agent once the far
   controller holds the ticket: by the route it published, or by route_in over FastAGI) against a
   pure-dialplan blind transfer of the same call path (no AGI, no ticket, no controller on either PBX),
@@ -212,6 +225,9 @@ Current summary of `{command}` (the full series is in `bench/results/`, one CSV,
 {_row("pure dialplan (baseline)", base)}
 {_row("baseline + bare FastAGI on each PBX (floor)", stats["floor"]) if stats.get("floor") else ""}
 
+- where it goes (medians, ms): sending PBX (DTMF end → trunk INVITE at the far PBX) one-key
+  {_fmt(one.get('near_p50'))}, baseline {_fmt(base.get('near_p50'))}; far PBX (→ the far agent's INVITE) one-key
+  {_fmt(one.get('far_p50'))}, baseline {_fmt(base.get('far_p50'))}
 - ratio of medians (one-key / baseline): {_fmt(ratio) if ratio is None else f'{ratio:.2f}'} (target ≤ 1.15)
 - ratio of medians (floor / baseline): {_fmt(floor) if floor is None else f'{floor:.2f}'}: the same blind transfer
   with one FastAGI round trip (connect, the channel's variables, one SET VARIABLE, close) on each PBX and no
