@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import secrets
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -257,6 +259,58 @@ def test_a_referral_without_a_call_reaches_the_110_console(desc: dict[str, Any],
     sup.wait_for_selector("#delivery tr[data-peer='110']", timeout=WAIT)
     assert far.evaluate("window.__pwned") is None
     for page in (far, near, sup):
+        page.context.close()
+
+
+def _status_at(desc: dict[str, Any], site: str, tid: str) -> str:
+    s = desc["sites"][site]
+    req = urllib.request.Request(f"{s['http']}/v1/tickets/{tid}", headers={"Authorization": f"Bearer {s['token']}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return str(json.loads(resp.read())["status"])
+
+
+def test_the_inbox_offers_only_the_steps_allowed_now_and_each_moves_both_sites(desc: dict[str, Any],
+                                                                               browser: Browser) -> None:
+    """The lifecycle buttons the other browser tests do not press: 处理中 at the receiver, 归档 and 撤销 at the
+    sender. Each row offers only the steps allowed in its state, and every click moves the ticket on both sites
+    (two referrals, no call)."""
+    far = open_console(browser, desc, "110", "2001")
+    near = open_console(browser, desc, "12345", "1001")
+    stamp = int(time.time() * 1000)
+    kept = refer(near, f"网站留言：小区井盖缺失 {stamp}", "web")
+    dropped = refer(near, f"网站留言：同一事项重复提交 {stamp}", "web")
+    row = "#inbox tr[data-ticket-id='{}']".format
+    far.wait_for_selector(f"{row(kept)}[data-status=delivered] button[data-action=accepted]", timeout=WAIT)
+    assert not far.is_visible(f"{row(kept)} button[data-action=in_progress]")  # not before it is accepted
+    far.click(f"{row(kept)} button[data-action=accepted]")
+    far.wait_for_selector(f"{row(kept)}[data-status=accepted] button[data-action=in_progress]", timeout=WAIT)
+    assert not far.is_visible(f"{row(kept)} button[data-action=accepted]")
+    far.click(f"{row(kept)} button[data-action=in_progress]")
+    far.wait_for_selector(f"{row(kept)}[data-status=in_progress] button[data-action=resolved]", timeout=WAIT)
+    far.click(f"{row(kept)} button[data-action=resolved]")
+    far.fill(f"{row(kept)} input[data-need=result]", "已通知市政补装井盖")
+    far.click(f"{row(kept)} form.ask button[type=submit]")
+    far.wait_for_selector(f"{row(kept)}[data-status=resolved]", timeout=WAIT)
+    assert far.locator(f"{row(kept)} td.row-actions button[data-action]").count() == 0  # the sender's steps now
+
+    near.click("#inbox .tabs button[data-side=sender]")
+    near.wait_for_selector(f"{row(dropped)}[data-status=delivered] button[data-action=cancelled]", timeout=WAIT)
+    assert not near.is_visible(f"{row(dropped)} button[data-action=closed]")  # nothing to archive before a result
+    near.click(f"{row(dropped)} button[data-action=cancelled]")
+    near.wait_for_selector(f"{row(dropped)}[data-status=cancelled]", timeout=WAIT)
+    assert near.locator(f"{row(dropped)} td.row-actions button[data-action]").count() == 0  # final
+    # the inbox re-reads every 10 s: the resolve reaches the sender's row by then at the latest
+    near.wait_for_selector(f"{row(kept)}[data-status=resolved] button[data-action=closed]", timeout=15_000)
+    near.click(f"{row(kept)} button[data-action=closed]")
+    near.wait_for_selector(f"{row(kept)}[data-status=closed]", timeout=WAIT)
+    shot(near, "inbox-12345-sent")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (_status_at(desc, "110", kept), _status_at(desc, "110", dropped)) != (
+            "closed", "cancelled"):
+        time.sleep(0.2)
+    assert (_status_at(desc, "110", kept), _status_at(desc, "110", dropped)) == ("closed", "cancelled")
+    assert (_status_at(desc, "12345", kept), _status_at(desc, "12345", dropped)) == ("closed", "cancelled")
+    for page in (far, near):
         page.context.close()
 
 
