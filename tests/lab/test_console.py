@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 import secrets
 import time
 import urllib.request
@@ -198,6 +199,9 @@ def test_the_form_and_the_button_transfer_a_real_call(desc: dict[str, Any], lab:
         near.fill("#f-address", "济宁市某小区5号楼")
         near.fill("#f-content", "电梯困人，一名老人被困，请求救援")
         near.wait_for_selector("#draft-state[data-saved]", timeout=WAIT)  # the autosave reached the controller
+        near.wait_for_selector("#call-duration:not(:has-text('00:00'))", timeout=WAIT)  # the call's clock runs
+        clock = near.text_content("#call-duration") or ""
+        assert re.fullmatch(r"\d\d:\d\d", clock), clock
         shot(near, "form-12345")
         near.keyboard.press("Alt+1")
         far.wait_for_selector("#pop:not([hidden])", timeout=WAIT)
