@@ -14,7 +14,7 @@ from telephony.errors import Forbidden, InvalidInput
 from telephony.http_request import agent, linkedid, own_agent, own_call, read_json
 from telephony.ids import AGENT_ID, CALLER_NUMBER
 from telephony.tickets.models import parse_draft
-from telephony.transfers.returns import ReturnService
+from telephony.transfers.returns import REASON_LIMIT, ReturnService
 from telephony.transfers.sending import SendingService
 
 REFERRAL_ONLY = {"target", "channel", "agent", "caller_number"}  # the rest of a referral's body is draft fields
@@ -63,6 +63,8 @@ class TransfersHttp:
         if not isinstance(body, dict) or not set(body) <= {"agent", "reason"}:
             raise InvalidInput("body is {agent, reason}")
         reason = _text(body, "reason", required=True)
+        if len(reason.strip()) > REASON_LIMIT:  # the body is judged before the call is looked for
+            raise InvalidInput(f"field 'reason' is at most {REASON_LIMIT} characters", field="reason")
         ticket = await self.returns.http_return(call_id, agent(request, body), reason)
         return web.json_response({"ticket_id": ticket.id, "status": ticket.status}, status=202)
 

@@ -168,6 +168,13 @@ def test_console_requests_for_calls_that_do_not_exist_change_nothing(desc: dict[
         ("POST", f"{base}/pbx12345-1.1/transfer", {"agent": "10a1"}, 400),
         ("POST", f"{base}/pbx12345-1.1/threeway", {}, 400),
         ("PUT", f"{base}/pbx12345-1.1/draft", {"division": "12"}, 400),
+        # 退回 (issue 14) over HTTP: a call that is not here, a body that is not {agent, reason}, a reason that
+        # is missing or too long, hostile text in a call id
+        ("POST", f"{base}/pbx12345-1.1/return", {"agent": "1001", "reason": "不属于本平台职责"}, 404),
+        ("POST", f"{base}/pbx12345-1.1/return", {"agent": "1001"}, 400),
+        ("POST", f"{base}/pbx12345-1.1/return", {"agent": "1001", "reason": "x" * 1001}, 400),
+        ("POST", f"{base}/pbx12345-1.1/return", {"agent": "1001", "reason": "r", "target": "110"}, 400),
+        ("POST", f"{base}/%3Cscript%3E/return", {"agent": "1001", "reason": "r"}, 400),
     ]
     for method, url, body, status in cases:
         got, data = call(method, url, site["token"], json.dumps(body).encode())
