@@ -5,18 +5,21 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from linkage_lab.harness.runner import run_scenario
 from linkage_lab.harness.scenario import load
 from linkage_lab.lab.lab import Lab
 
 DEMO = Path(__file__).resolve().parents[2] / "tests" / "scenarios" / "onekey_happy.yaml"
+VIEWER_WAIT = 120.0  # seconds `make run` in a terminal waits for Enter before its demo call
 SHOWN = ("id", "direction", "status", "caller_number", "agent_id", "offered_to", "signed_for_by", "created_at",
          "division", "category", "content", "address")
 
@@ -40,6 +43,25 @@ def console_help(desc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def wait_for_viewer(stream: TextIO, timeout: float) -> str:
+    """In a terminal, the demo call waits until the user has opened a console and signed in (Enter), at most
+    `timeout` seconds: placed at once, it popped up before anyone could be watching. Anything else (a pipe, CI,
+    no stdin) does not wait. Says why it went on: "enter", "timeout" or "not a terminal"."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return "not a terminal"
+    if not os.isatty(fd):
+        return "not a terminal"
+    print(f"open a console above and sign in, then press Enter for the demo call (it goes in {timeout:.0f} s anyway)",
+          flush=True)
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        return "timeout"
+    os.read(fd, 4096)  # the line typed
+    return "enter"
+
+
 def demo(serve: bool = True, skip: bool = False) -> int:
     lab = Lab()
     t0 = time.monotonic()
@@ -48,6 +70,8 @@ def demo(serve: bool = True, skip: bool = False) -> int:
     print(console_help(desc))
     rc = 0
     if not skip:
+        if wait_for_viewer(sys.stdin, VIEWER_WAIT) == "enter":
+            print("placing the demo call")
         result = run_scenario(load(DEMO), desc)
         print()
         print(result.report())

@@ -173,3 +173,33 @@ def test_make_run_says_where_each_console_is_without_printing_a_token(tmp_path: 
         assert f"{site['http']}/console" in text and name in text
         assert site["token"] not in text
         assert all(a["token"] not in text for a in site["accounts"]["agents"])
+
+
+def test_make_run_waits_in_a_terminal_for_the_viewer_and_never_in_a_pipe() -> None:
+    """The demo call popped up before anyone could sign in to watch it: in a terminal it now waits for Enter
+    (at most its timeout); in a pipe (CI, tests) it does not wait. A real pseudo-terminal, not a stub."""
+    import io
+    import os
+    import pty
+    import time
+
+    from linkage_lab.harness.demo import wait_for_viewer
+
+    assert wait_for_viewer(io.StringIO(""), 60) == "not a terminal"
+    r, w = os.pipe()
+    try:
+        with os.fdopen(r, closefd=False) as piped:
+            started = time.monotonic()
+            assert wait_for_viewer(piped, 60) == "not a terminal" and time.monotonic() - started < 1
+    finally:
+        os.close(r)
+        os.close(w)
+    controller, terminal = pty.openpty()
+    try:
+        with os.fdopen(terminal, closefd=False) as tty:
+            assert wait_for_viewer(tty, 0.2) == "timeout"
+            os.write(controller, b"\n")
+            assert wait_for_viewer(tty, 5) == "enter"
+    finally:
+        os.close(controller)
+        os.close(terminal)
