@@ -217,16 +217,25 @@ def test_the_form_and_the_button_transfer_a_real_call(desc: dict[str, Any], lab:
         page.context.close()
 
 
-def test_a_busy_target_is_shown_as_a_recall(desc: dict[str, Any], lab: Lab, browser: Browser) -> None:
+@pytest.mark.parametrize(("scenario", "words", "shot_name"), [
+    ("failure_busy_recall.yaml", "转接失败：对方忙", "recall-12345"),
+    ("failure_no_answer_recall.yaml", "转接失败：无人接听", "recall-no-answer-12345"),
+    ("failure_far_pbx_down.yaml", "转接失败：对方不可达", "recall-far-down-12345"),
+])
+def test_a_failed_transfer_is_shown_as_what_it_is_and_a_recall(desc: dict[str, Any], lab: Lab, browser: Browser,
+                                                               scenario: str, words: str, shot_name: str) -> None:
+    """The agent always knows where the caller is: busy, no answer, the far side down — each is shown as what
+    it is, and the caller as back with this agent."""
     near = open_console(browser, desc, "12345", "1001")
-    with run_while("failure_busy_recall.yaml", desc, lab) as future:
+    with run_while(scenario, desc, lab) as future:
         near.wait_for_selector("#progress-failure:has-text('来电已回到您这里')", timeout=30_000)
         text = near.text_content("#progress-failure") or ""
-        assert text.startswith("转接失败：对方忙") and "target busy" in text
+        assert text.startswith(words), text
         result = future.result(timeout=90)
     assert result.ok, result.report()
     assert near.get_attribute("#progress-steps", "data-ticket-id") == result.tickets["12345"][0]["id"]
-    shot(near, "recall-12345")
+    print(f"{scenario}: {text}")
+    shot(near, shot_name)
     near.context.close()
 
 
