@@ -1,8 +1,9 @@
 """Sustained load: SIPp-driven transfers per second, one-key against the pure-dialplan baseline, each rate held
 for a fixed time; failures, tickets, and the controllers' CPU time and memory.
 
-Every call: a citizen calls 12345, agent 1001 answers, presses the key (the one-key code or the bench baseline
-key), the 110 agent answers, the citizen hangs up. One SIPp process per role handles all calls of a step.
+Every call: a citizen calls 12345, agent 1001 answers (agent 1002's phone rings until the queue CANCELs it),
+presses the key (the one-key code or the bench baseline key), a 110 agent answers, the citizen hangs up. One
+SIPp process per role handles all calls of a step.
 
 The PBXes run the standard SIP T1 (500 ms, `--sip-t1`) and the roles play the bench's own scenarios (`sipp/`),
 which answer a retransmitted INVITE or BYE instead of counting the call as failed: under load a PBX retransmits
@@ -109,6 +110,10 @@ def step(desc: dict[str, Any], lab: Lab, key: str, rate: float, seconds: float, 
     agent_xml = fill_sipp(SIPP / "load_agent.xml", {"talk": "300", "keys_pcap": "keys.pcap", **linger}, workdir)
     procs["agent"] = _sipp("agent", agent_xml, s12345["accounts"]["agents"][0], 44100, seconds, workdir,
                            "-m", str(total))
+    # the hotline queue rings every agent at once: the others ring until the queue CANCELs them
+    ring_xml = fill_sipp(SIPP / "load_ring.xml", linger, workdir)
+    procs |= {f"ring{i}": _sipp(f"ring{i}", ring_xml, other, 44300 + 10 * i, seconds, workdir, "-m", "100000")
+              for i, other in enumerate(s12345["accounts"]["agents"][1:], 1)}
     time.sleep(0.5)
     lab_pids = {p.name: p.pid for p in lab._state()}
     pids = {n: lab_pids[f"controller-{n}"] for n in ("12345", "110")}
@@ -208,20 +213,26 @@ SIPP_EVENT = re.compile(r"^\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: (.*)$")
 
 def _sipp_errors(workdir: Path) -> dict[str, int]:
     """What SIPp said went wrong in a step (its -trace_err files), as role: message -> count, with call ids and
-    numbers blanked and a received message cut to its first line's first word: a failed step says why."""
+    long numbers blanked and a received message cut to its first line's request or status and its CSeq: a
+    failed step says why."""
     counts: dict[str, int] = {}
     for log in workdir.glob("*_errors.log"):
-        for line in log.read_text(errors="replace").splitlines():
+        key: str | None = None
+        for line in [*log.read_text(errors="replace").splitlines(), "\t"]:
             found = SIPP_EVENT.match(line.lstrip("'"))
+            if key is not None and (found is not None or line.startswith(("CSeq:", "\t"))):
+                if line.startswith("CSeq:"):
+                    key += f" ({re.sub(r'[0-9]+ ', '', line)})"  # the transaction the message was for
+                counts[key] = counts.get(key, 0) + 1
+                key = None
             if found is None:
                 continue  # the dumped message that follows an event line
             text = found.group(1).split("\t", 1)[0]  # SIPp sometimes runs two events into one line
             text = re.sub(r"Call-I[dD] '[^']*'", "Call-Id", text)
             text = re.sub(r"(Dead call|for call:) \S+", r"\1 <id>", text)
-            text = re.sub(r"(received ')(\S+).*", r"\1\2'", text)
-            text = re.sub(r"[0-9]+", "N", text)[:160]
+            text = re.sub(r"(received ')(SIP/2\.0 \d+|\S+).*", r"\1\2'", text)
+            text = re.sub(r"[0-9]{4,}", "N", text)[:160]
             key = f"{log.name.split('_')[0]}: {text}"
-            counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:8])
 
 

@@ -82,10 +82,17 @@ def test_sipp_errors_are_counted_by_what_went_wrong(tmp_path: Path) -> None:
         "'99-zz': while expecting 'ACK' (index 4), received 'INVITE sip:1002@127.0.0.1:15082 SIP/2.0\n"
         "2026-11-29\t12:06:14.1\t1795953974.1: Aborting call on an unexpected BYE for call: 5ad-3c\t12:06:14.2\t"
         "1795953974.2: Aborting call on an unexpected BYE for call: 6be-4d\n")
-    assert load._sipp_errors(tmp_path) == {
-        "agent: Aborting call on unexpected message for Call-Id: while expecting 'ACK' (index N), received 'INVITE'": 2,
-        "agent: Dead call <id> (aborted at index N), received 'ACK'": 1,
+    (tmp_path / "citizen_errors.log").write_text(
+        "2026-12-02\t17:27:34.353192\t1796232454.353192: Aborting call on unexpected message for Call-Id "
+        "'1-12641@127.0.0.1': while expecting '200' (index 8), received 'SIP/2.0 481 Call/Transaction Does Not "
+        "Exist\nVia: SIP/2.0/UDP 127.0.0.1:5192;branch=z9hG4bK-a-1\nCSeq: 2 BYE\nContent-Length: 0\n")
+    unexpected = "Aborting call on unexpected message for Call-Id: while expecting"
+    assert load._sipp_errors(tmp_path) == {  # a response keeps its status, a dumped message its CSeq's method
+        f"agent: {unexpected} 'ACK' (index 4), received 'INVITE' (CSeq: INVITE)": 1,
+        f"agent: {unexpected} 'ACK' (index 4), received 'INVITE'": 1,
+        "agent: Dead call <id> (aborted at index 4), received 'ACK'": 1,
         "agent: Aborting call on an unexpected BYE for call: <id>": 1,
+        f"citizen: {unexpected} '200' (index 8), received 'SIP/2.0 481' (CSeq: BYE)": 1,
     }
 
 
