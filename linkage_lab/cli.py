@@ -16,6 +16,9 @@ SubParsers = argparse._SubParsersAction  # what argparse's add_subparsers return
 def add_lab(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("lab", help="the built-in two-site lab")
     p.add_argument("lab_cmd", choices=["up", "down", "describe"])
+    p.add_argument("--sip-t1", type=int, default=None, metavar="MS",
+                   help="SIP T1 of the PBXes for `up` (default: the test suite's 100 ms; a running lab of another "
+                        "T1 is restarted)")
     p.set_defaults(func=_lab)
 
 
@@ -36,9 +39,9 @@ def add_demo(sub: SubParsers[argparse.ArgumentParser]) -> None:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from linkage_lab.lab.lab import Lab
+    from linkage_lab.lab.lab import SIP_TIMER_T1, Lab
 
-    lab = Lab()
+    lab = Lab(sip_timer_t1=SIP_TIMER_T1 if args.sip_t1 is None else args.sip_t1)
     if args.lab_cmd == "up":
         lab.up(log=lambda m: print(m, file=sys.stderr))
         print(json.dumps(lab.describe(), indent=2))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from linkage_lab.bench.load import ROOT, _cpu_and_rss, step
+from linkage_lab.bench.load import ROOT, SIP_TIMER_T1, _cpu_and_rss, step
 from linkage_lab.bench.report import machine, replace_section
 from linkage_lab.lab.lab import Lab
 
@@ -85,8 +85,9 @@ def main() -> int:
         report = summarise({**json.loads(path.read_text()), "file": path.name})
         replace_section(ROOT / "BENCHMARKS.md", HEADING, section(report))
         return 0
-    desc = Lab().up(log=lambda m: None)
-    pids = {p.name.removeprefix("controller-"): p.pid for p in Lab()._state() if p.name.startswith("controller-")}
+    lab = Lab(sip_timer_t1=SIP_TIMER_T1)  # the load bench's PBXes and scenarios, held for longer
+    desc = lab.up(log=lambda m: None)
+    pids = {p.name.removeprefix("controller-"): p.pid for p in lab._state() if p.name.startswith("controller-")}
     samples: list[dict[str, Any]] = []
     done = threading.Event()
 
@@ -99,7 +100,7 @@ def main() -> int:
     start_rss = {n: _cpu_and_rss(pid)[1] for n, pid in pids.items()}
     sampler.start()
     with tempfile.TemporaryDirectory(prefix="linkage-soak-") as tmp:
-        result = step(desc, "onekey", args.rate, args.minutes * 60, Path(tmp))
+        result = step(desc, lab, "onekey", args.rate, args.minutes * 60, Path(tmp))
     done.set()
     sampler.join()
     end_rss = {n: _cpu_and_rss(pid)[1] for n, pid in pids.items()}

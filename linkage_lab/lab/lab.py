@@ -43,8 +43,10 @@ HOST = "127.0.0.1"
 # RTP ports per PBX (below the kernel's ephemeral range): 4000 ports, 2000 streams. 1000 ran out at ~24 transfers/s
 # in `make bench-load` ("Unable to create RTP instance"): a lab limit, not the product's.
 RTP_PORTS = 4000
-# SIP T1 of the lab's PBXes in ms; Timer B/F, after which an unanswered request gives up, is 64 × T1 (6.4 s)
+# SIP T1 of the lab's PBXes in ms; Timer B/F, after which an unanswered request gives up, is 64 × T1 (6.4 s).
+# The test suite's scenarios and drains rely on it (harness/drain.py); the load bench asks for the standard 500.
 SIP_TIMER_T1 = 100
+SIP_TIMER_T1_RANGE = (100, 4000)  # Asterisk refuses a Timer B under 6.4 s; above T2 (4 s) retransmits get no slower
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,11 +120,28 @@ def reserve_ports(extra: tuple[str, ...] = ()) -> None:
     _reserve_ports(extra)
 
 
+def restart_reason(running: dict[str, Any], code: str, sip_timer_t1: int) -> str | None:
+    """Why a running lab (its state: the code and SIP T1 it was started with) cannot serve a caller that wants
+    this code and this T1; None when it can. A lab whose state does not say its T1 was started before the T1
+    was kept: it ran the default."""
+    if running.get("code") != code:
+        return "the code changed since the lab started"
+    t1 = running.get("sip_timer_t1", SIP_TIMER_T1)
+    if t1 != sip_timer_t1:
+        return f"its PBXes run SIP T1 = {t1} ms, {sip_timer_t1} ms wanted"
+    return None
+
+
 class Lab:
-    def __init__(self, rootfs: str | None = None) -> None:
+    def __init__(self, rootfs: str | None = None, sip_timer_t1: int = SIP_TIMER_T1) -> None:
+        low, high = SIP_TIMER_T1_RANGE
+        if not low <= sip_timer_t1 <= high:
+            raise LabError(f"SIP T1 of the lab's PBXes: {sip_timer_t1} ms is outside {low}..{high} ms")
         self.rootfs = _rootfs(rootfs)
         self.dir = self.rootfs / LAB_SUBDIR
         self.state_file = self.dir / "state.json"
+        # what `up` starts the PBXes with, and restarts a running lab of another T1 for
+        self.sip_timer_t1 = sip_timer_t1
 
     # ---- description ---------------------------------------------------------------------------------
     def secrets(self) -> dict[str, str]:
@@ -232,7 +251,7 @@ class Lab:
                 "logs": {"asterisk": str(self.dir / plan.name / "log" / "full.log"),
                          "controller": str(self.dir / plan.name / "controller.log")},
             }
-        return {"version": 1, "running": self.is_up(), "sites": sites}
+        return {"version": 1, "running": self.is_up(), "sip_timer_t1": self.running_sip_timer_t1(), "sites": sites}
 
     # ---- processes ----------------------------------------------------------------------------------
     def _state(self) -> list[Proc]:
@@ -241,17 +260,27 @@ class Lab:
         return [Proc(**p) for p in json.loads(self.state_file.read_text()).get("procs", [])]
 
     def _save(self, procs: list[Proc], code: str | None = None) -> None:
-        """The lab's processes, and the code they were started from (kept when a drill restarts one)."""
-        if code is None and self.state_file.exists():
-            code = json.loads(self.state_file.read_text()).get("code")
-        self.state_file.write_text(json.dumps({"procs": [p.to_dict() for p in procs], "code": code}))
+        """The lab's processes, and the code and SIP T1 they were started with (kept when a drill restarts one)."""
+        started = {"code": code, "sip_timer_t1": self.sip_timer_t1}
+        if code is None:
+            started = {k: v for k, v in self._started().items() if k in started}
+        self.state_file.write_text(json.dumps({"procs": [p.to_dict() for p in procs], **started}))
+
+    def _started(self) -> dict[str, Any]:
+        if not self.state_file.exists():
+            return {}
+        data: dict[str, Any] = json.loads(self.state_file.read_text())
+        return data
 
     def started_from(self) -> str | None:
         """The code fingerprint the running lab was started from (None: unknown, or not up)."""
-        if not self.state_file.exists():
-            return None
-        code = json.loads(self.state_file.read_text()).get("code")
+        code = self._started().get("code")
         return code if isinstance(code, str) else None
+
+    def running_sip_timer_t1(self) -> int | None:
+        """The SIP T1 the running lab's PBXes were started with (None: not up, or started before it was kept)."""
+        t1 = self._started().get("sip_timer_t1")
+        return t1 if isinstance(t1, int) else None
 
     def is_up(self) -> bool:
         procs = self._state()
@@ -272,11 +301,13 @@ class Lab:
             raise LabError(f"no Asterisk root filesystem at {self.rootfs}: run `make setup` first")
         code = code_fingerprint()
         if self.is_up():
-            if self.started_from() == code:
+            # a lab started from other code (or dialplans) would test that code, not this checkout's; one of
+            # another T1 would time its retransmissions differently
+            reason = restart_reason(self._started(), code, self.sip_timer_t1)
+            if reason is None:
                 log("lab already up")
                 return self.describe()
-            # a lab started from other code (or dialplans) would test that code, not this checkout's
-            log("lab up: the code changed since the lab started; restarting it")
+            log(f"lab up: {reason}; restarting it")
         self.down(quiet=True)  # leftovers of a crashed run, or a lab of other code
         _reserve_ports()
         started: list[Proc] = []
@@ -309,7 +340,7 @@ class Lab:
         inside = "/" + LAB_SUBDIR + "/" + plan.name
         sec = self.secrets()
         files = render(config, PbxExtras(inside, "tester", sec[f"{plan.name}.tester"], plan.rtp,
-                                         plan.rtp + RTP_PORTS - 2, sip_timer_t1=SIP_TIMER_T1))
+                                         plan.rtp + RTP_PORTS - 2, sip_timer_t1=self.sip_timer_t1))
         write(files, sdir / "etc")
         (sdir / "linkage.yaml").write_text(yaml.safe_dump(self.site_raw(plan), sort_keys=False))
         (sdir / "linkage.yaml").chmod(0o600)

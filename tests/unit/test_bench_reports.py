@@ -12,9 +12,12 @@ from linkage_lab.bench.report import replace_section
 def _step(key: str, rate: float, ok: bool, signed: int | None = None) -> dict[str, Any]:
     calls = int(rate * 10)
     step: dict[str, Any] = {"key": key, "rate": rate, "calls": calls, "citizen_exit": 0 if ok else 1,
+                            "citizens_connected": calls if ok else calls - 1, "failed": 0 if ok else 3,
                             "agent_exit": 0, "far_answered": calls if ok else calls - 3, "ok": ok,
                             "cpu_ms_per_call_12345": 4.5, "cpu_ms_per_call_110": 3.6, "sipp_errors": {},
-                            "machine_busy": 0.97, "machine_cpu_ms_per_call": 24.3}
+                            "machine_busy": 0.97, "machine_cpu_ms_per_call": 24.3,
+                            "machine_cpu_ms_per_call_step": 30.1, "lab_cpu_ms_per_call": 20.2,
+                            "sipp_cpu_ms_per_call": 8.4}
     if key == "onekey":
         step["tickets_signed_for_at_110"] = calls if signed is None else signed
     return step
@@ -25,14 +28,15 @@ def test_the_highest_rate_is_the_last_before_the_first_failure() -> None:
              _step("onekey", 72, False, 715), _step("bench_baseline", 72, True),
              _step("onekey", 80, True), _step("bench_baseline", 80, True),  # a pass after a failure: noise
              _step("bench_floor", 64, False)]
-    report = load.summarise(steps, "python -m linkage_lab.bench.load --rates 64,72,80", 10)
+    report = load.summarise(steps, "python -m linkage_lab.bench.load --rates 64,72,80", 10, 500)
     assert report["highest_ok_rate"] == {"onekey": 64, "bench_baseline": 80, "bench_floor": None}
     assert report["onekey_share_of_baseline"] == 0.8
     assert report["machine"]["nproc"] and report["command"].startswith("python -m linkage_lab.bench.load")
     text = load.section(report)
     assert text.startswith(f"{load.HEADING} (`python -m linkage_lab.bench.load --rates 64,72,80`")
-    busy = "machine 97% busy, 24.3 ms/call"
-    failed = "FAIL (717/720 answered, 715 signed for, citizen calls failed)"
+    assert report["sip_timer_t1"] == 500 and "SIP T1 =\n500 ms" in text
+    busy = "machine 97% busy, 30.1 ms/transfer (lab 20.2, SIPp 8.4)"
+    failed = "FAIL (3 failed: 719/720 connected, 717 answered, 715 signed for)"
     assert f"| 72 | {failed}, 4.5 / 3.6, {busy} | ok, 4.5 / 3.6, {busy} | — |" in text
     assert "one-key 64/s, pure dialplan (baseline) 80/s" in text and "none of the rates tried" in text
     assert "one-key / baseline: 80% (target ≥ 90 %)" in text
@@ -78,10 +82,17 @@ def test_sipp_errors_are_counted_by_what_went_wrong(tmp_path: Path) -> None:
         "'99-zz': while expecting 'ACK' (index 4), received 'INVITE sip:1002@127.0.0.1:15082 SIP/2.0\n"
         "2026-11-29\t12:06:14.1\t1795953974.1: Aborting call on an unexpected BYE for call: 5ad-3c\t12:06:14.2\t"
         "1795953974.2: Aborting call on an unexpected BYE for call: 6be-4d\n")
-    assert load._sipp_errors(tmp_path) == {
-        "agent: Aborting call on unexpected message for Call-Id: while expecting 'ACK' (index N), received 'INVITE'": 2,
-        "agent: Dead call <id> (aborted at index N), received 'ACK'": 1,
+    (tmp_path / "citizen_errors.log").write_text(
+        "2026-12-02\t17:27:34.353192\t1796232454.353192: Aborting call on unexpected message for Call-Id "
+        "'1-12641@127.0.0.1': while expecting '200' (index 8), received 'SIP/2.0 481 Call/Transaction Does Not "
+        "Exist\nVia: SIP/2.0/UDP 127.0.0.1:5192;branch=z9hG4bK-a-1\nCSeq: 2 BYE\nContent-Length: 0\n")
+    unexpected = "Aborting call on unexpected message for Call-Id: while expecting"
+    assert load._sipp_errors(tmp_path) == {  # a response keeps its status, a dumped message its CSeq's method
+        f"agent: {unexpected} 'ACK' (index 4), received 'INVITE' (CSeq: INVITE)": 1,
+        f"agent: {unexpected} 'ACK' (index 4), received 'INVITE'": 1,
+        "agent: Dead call <id> (aborted at index 4), received 'ACK'": 1,
         "agent: Aborting call on an unexpected BYE for call: <id>": 1,
+        f"citizen: {unexpected} '200' (index 8), received 'SIP/2.0 481' (CSeq: BYE)": 1,
     }
 
 

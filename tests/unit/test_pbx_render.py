@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -228,3 +229,17 @@ def test_the_bench_floor_is_the_baseline_plus_one_bare_agi_on_each_pbx(tmp_path:
     assert lines[i + 1] == f" same => n,Dial(PJSIP/agent{far.accounts.agents[0].id},{far.transfer.ring_timeout},r)"
     without = msgspec.structs.replace(sender, bench=msgspec.structs.replace(sender.bench, agi_floor_key=""))
     assert "bench_floor" not in render(without, PbxExtras("/x", "tester", "secret123", 30000, 30998))["linkage.conf"]
+
+
+@pytest.mark.parametrize(("t1", "timer_b"), [(500, 32000), (100, 6400)])
+def test_sip_t1_is_rendered_into_pjsip_system_with_timer_b_64_times_it(config: SiteConfig, t1: int,
+                                                                       timer_b: int) -> None:
+    """The load bench's PBXes run the standard T1 (500 ms), the test suite's 100 ms; Timer B follows T1."""
+    extras = dataclasses.replace(EXTRAS, sip_timer_t1=t1)
+    pjsip = render(config, extras)["pjsip.conf"]
+    system = pjsip[pjsip.index("[system]"):].split("\n\n", 1)[0].splitlines()
+    assert system == ["[system]", "type = system", f"timer_t1 = {t1}", f"timer_b = {timer_b}"]
+
+
+def test_without_a_sip_t1_asterisk_keeps_its_own(files: dict[str, str]) -> None:
+    assert "[system]" not in files["pjsip.conf"] and "timer_t1" not in files["pjsip.conf"]
