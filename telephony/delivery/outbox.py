@@ -319,9 +319,8 @@ class OutboxWorker:
         if not exc.refused or exc.retry_after is not None or delay <= PROBE_EVERY:
             await asyncio.sleep(delay)
             return
-        # The peer refused connections (down, restarting): the backoff spares it our requests, but a peer
-        # that is back would wait out the rest of it (up to max_delay: 40 s and more after a few minutes
-        # down). Its health answer, every PROBE_EVERY, ends the wait; the attempt count goes on.
+        # The peer refused connections (down, restarting): one back would wait out the rest of the backoff (40 s
+        # and more after minutes down). Its health answer, every PROBE_EVERY, ends the wait; attempts go on.
         loop = asyncio.get_running_loop()
         until = loop.time() + delay
         while (left := until - loop.time()) > 0:
