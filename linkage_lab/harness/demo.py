@@ -70,7 +70,8 @@ def demo(serve: bool = True, skip: bool = False) -> int:
     print(console_help(desc))
     rc = 0
     if not skip:
-        if wait_for_viewer(sys.stdin, VIEWER_WAIT) == "enter":
+        # only when the lab goes on serving: with --exit-after it goes down right after the call
+        if serve and wait_for_viewer(sys.stdin, VIEWER_WAIT) == "enter":
             print("placing the demo call")
         result = run_scenario(load(DEMO), desc)
         print()
