@@ -56,6 +56,7 @@ class PreparedService:
         self.completing: dict[str, asyncio.Future[Ticket | None]] = {}  # ticket id -> its completion
         self.unstored: dict[str, str] = {}  # ticket id -> target: pressed, the store was away; retried
         self.reserving: dict[str, asyncio.Task[None]] = {}  # linkedid -> its reservation being written
+        self.unheard: set[str] = set()  # ticket ids reserved before a login: pressed maybe while not heard
 
     # ---- bridge time -------------------------------------------------------------------------------
     def _eligible(self, call: Call, uniqueid: str) -> bool:
@@ -159,6 +160,7 @@ class PreparedService:
         finally:
             done.set_result(ticket)
             self.completing.pop(res.ticket_id, None)
+            self.unheard.discard(res.ticket_id)
         return ticket
 
     async def _complete(self, res: Reservation, target_name: str) -> Ticket | None:
@@ -213,17 +215,19 @@ class PreparedService:
         await self._reserved(linkedid)
         if self.reserved.of_call(linkedid) is not res or res.ticket_id in self.completing:
             return  # taken meanwhile (a press's event came while its write finished)
-        try:  # pressed while this controller was away, recorded after its resync (the agent's leg ended later)
-            target = await self._press_record(res)
-        except (TimeoutError, ConnectionError) as exc:
-            log.warning("press.record_unreadable", error=str(exc))
-            return  # kept: the next login's resync reads it again
-        if target is not None:
-            log.info("press.found_at_hangup", ticket_id=res.ticket_id)
-            await self.complete(res, target)
-            return
-        if self.reserved.of_call(linkedid) is not res or res.ticket_id in self.completing:
-            return
+        if res.ticket_id in self.unheard:  # reserved before the last login: maybe pressed while this
+            try:  # controller was away, recorded after its resync (the agent's leg ended later)
+                target = await self._press_record(res)
+            except (TimeoutError, ConnectionError) as exc:
+                log.warning("press.record_unreadable", error=str(exc))
+                return  # kept: the next login's resync reads it again
+            if target is not None:
+                log.info("press.found_at_hangup", ticket_id=res.ticket_id)
+                await self.complete(res, target)
+                return
+            if self.reserved.of_call(linkedid) is not res or res.ticket_id in self.completing:
+                return
+        self.unheard.discard(res.ticket_id)
         self.reserved.pop(linkedid)
         self.sending.drafts.stored(linkedid)
         try:
@@ -260,9 +264,12 @@ class PreparedService:
                 return
             if target is not None:
                 log.info("press.found_in_resync", ticket_id=res.ticket_id)
+                self.unheard.discard(res.ticket_id)
                 await self.complete(res, target)
-            elif self.calls.get(res.linkedid) is None:
-                await self.hung_up(res.linkedid)
+            else:  # a press of this call may be recorded only as its agent's leg ends: read again then
+                self.unheard.add(res.ticket_id)
+                if self.calls.get(res.linkedid) is None:
+                    await self.hung_up(res.linkedid)
 
     async def run(self, login: asyncio.Event) -> None:
         """Owned task: load the reservations, then after every AMI login (once the registry is rebuilt)

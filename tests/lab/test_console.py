@@ -65,6 +65,14 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def resolve(page: Page, row: str, result: str) -> None:
+    """办结 in the inbox row `row`: the button asks for the result (办理结果), which is typed and sent."""
+    page.click(f"{row} button[data-action=resolved]")
+    page.fill(f"{row} input[data-need=result]", result)
+    page.click(f"{row} form.ask button[type=submit]")
+    page.wait_for_selector(f"{row}[data-status=resolved]", timeout=WAIT)
+
+
 def test_console_loads_and_signs_in(desc: dict[str, Any], browser: Browser) -> None:
     s = desc["sites"]["12345"]
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
@@ -153,10 +161,7 @@ def test_screen_pop_before_the_answer_and_the_loop_closed(desc: dict[str, Any], 
     row = f"#inbox tr[data-ticket-id='{tid}']"
     far.click(f"{row} button[data-action=accepted]")
     far.wait_for_selector(f"{row}[data-status=accepted]", timeout=WAIT)
-    far.click(f"{row} button[data-action=resolved]")
-    far.fill(f"{row} input[data-need=result]", "已出警处置，纠纷已调解")
-    far.click(f"{row} form.ask button[type=submit]")
-    far.wait_for_selector(f"{row}[data-status=resolved]", timeout=WAIT)
+    resolve(far, row, "已出警处置，纠纷已调解")
     near.wait_for_selector("#progress-text:has-text('已办结')", timeout=WAIT)
     shot(far, "inbox-110")
     shot(near, "agent-12345")
@@ -300,10 +305,7 @@ def test_the_inbox_offers_only_the_steps_allowed_now_and_each_moves_both_sites(d
     assert not far.is_visible(f"{row(kept)} button[data-action=accepted]")
     far.click(f"{row(kept)} button[data-action=in_progress]")
     far.wait_for_selector(f"{row(kept)}[data-status=in_progress] button[data-action=resolved]", timeout=WAIT)
-    far.click(f"{row(kept)} button[data-action=resolved]")
-    far.fill(f"{row(kept)} input[data-need=result]", "已通知市政补装井盖")
-    far.click(f"{row(kept)} form.ask button[type=submit]")
-    far.wait_for_selector(f"{row(kept)}[data-status=resolved]", timeout=WAIT)
+    resolve(far, row(kept), "已通知市政补装井盖")
     assert far.locator(f"{row(kept)} td.row-actions button[data-action]").count() == 0  # the sender's steps now
 
     near.click("#inbox .tabs button[data-side=sender]")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_draft_restart import _until
 
 from linkage_lab.harness.faults import Tally, Traffic, live_calls, settle, tickets_since
 from linkage_lab.harness.wan import Wan
@@ -120,15 +121,6 @@ def _count_after(path: Path, offset: int, needle: bytes) -> int:
         return f.read().count(needle)
 
 
-def _until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_controller_killed_between_reservation_and_press(lab: Lab, desc: dict[str, Any], workdir: Path,
                                                          healthy_after: None) -> None:
     """Prepared transfers: each call is bridged (its ticket reserved), then the 12345 controller is SIGKILLed
@@ -151,11 +143,11 @@ def test_controller_killed_between_reservation_and_press(lab: Lab, desc: dict[st
     with traffic.start(citizens=False):
         for n in range(1, calls + 1):
             citizen = traffic.call(n)
-            assert _until(lambda n=n: _count_after(log, size, b'"reservation.made"') >= n, 15), \
-                f"call {n} was not reserved by a healthy controller"
+            _until(f"call {n}'s reservation by a healthy controller",
+                   lambda n=n: _count_after(log, size, b'"reservation.made"') >= n or None, 15)
             lab.kill_controller("12345")
-            assert _until(lambda n=n: _count_after(pbx_log, pbx_size, b'"LinkagePress,') >= n, 15), \
-                f"call {n}: the agent's key was not pressed"
+            _until(f"call {n}'s key press", lambda n=n: _count_after(pbx_log, pbx_size, b'"LinkagePress,') >= n or None,
+                   15)
             lab.restart_controller("12345")  # returns once it answers /v1/health
             citizen.wait(timeout=60)
         traffic.wait()

@@ -44,12 +44,14 @@ class Pbx:
     def __init__(self) -> None:
         self.actions: list[dict[str, str]] = []
         self.astdb: dict[str, str] = {}
+        self.reads = 0  # DBGets asked
 
     async def send(self, action: dict[str, str]) -> Any:
         self.actions.append(action)
         return None
 
     async def send_list(self, action: dict[str, str]) -> list[dict[str, str]]:
+        self.reads += action["Action"] == "DBGet"
         value = self.astdb.get(action["Key"])
         if value is None:
             return [{"Response": "Error", "Message": "Database entry not found"}]
@@ -120,6 +122,7 @@ async def test_an_untransferred_call_leaves_nothing(tmp_path: Path, redis: aiore
     await prepared.hung_up(LINKEDID)
     assert not await redis.exists(draft_key(LINKEDID)) and not await redis.sismember(RESERVED, LINKEDID)
     assert prepared.reserved.of_call(LINKEDID) is None
+    assert pbx.reads == 0  # a call reserved and ended while heard: its press would have been heard, no AMI read
 
 
 async def test_a_press_missed_by_a_dead_controller_is_found_after_the_restart(
